@@ -1,0 +1,29 @@
+"""Per-architecture address spaces, chosen from what the dump says it is."""
+from __future__ import annotations
+
+from ..dump.base import PhysicalMemory
+from ..errors import UnsupportedDumpError, VmcoreinfoError
+from ..vmcoreinfo import VmcoreInfo
+from .base import AddressSpace, CpuRegisters, Region, Translation, WalkStep
+
+__all__ = ["AddressSpace", "CpuRegisters", "Region", "Translation", "WalkStep", "address_space"]
+
+
+def address_space(phys: PhysicalMemory, vmcoreinfo: VmcoreInfo) -> AddressSpace:
+    """The address space for the dump's architecture: the container's word first, then
+    VMCOREINFO's arch-specific keys."""
+    arch = phys.machine or vmcoreinfo.guess_arch()
+    if arch in (None, "unknown"):
+        arch = vmcoreinfo.guess_arch()
+    if arch == "x86_64":
+        from .x86_64 import X86_64
+        return X86_64(phys, vmcoreinfo)
+    if arch == "aarch64":
+        try:
+            from .aarch64 import AArch64  # type: ignore[import-not-found]
+        except ImportError:
+            raise UnsupportedDumpError(phys.path, None, "arm64 address translation is not available") from None
+        return AArch64(phys, vmcoreinfo)
+    if arch is None:
+        raise VmcoreinfoError(f"{phys.path}: cannot tell the architecture (no ELF machine, no arch keys)")
+    raise UnsupportedDumpError(phys.path, None, f"architecture {arch} is not supported")

@@ -1,0 +1,1 @@
+"""Command-line faces: one module per command, all sharing main.py's error handling."""

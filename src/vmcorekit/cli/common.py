@@ -1,0 +1,56 @@
+"""What every command shares: opening dumps, number parsing, output helpers."""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from ..program import Program
+
+
+def dump_arguments(f: Any) -> Any:
+    """DUMP... plus --vmcoreinfo FILE for dumps whose note is missing or damaged."""
+    f = click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
+                     help="Use this VMCOREINFO text instead of the dump's note.")(f)
+    f = click.argument("dump", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))(f)
+    return f
+
+
+def open_program(dump: tuple[str, ...], vmcoreinfo_file: str | None) -> Program:
+    return Program.open(list(dump), vmcoreinfo=vmcoreinfo_file)
+
+
+def parse_address(text: str) -> int:
+    """Hex (with or without 0x) — kernel addresses are always written in hex."""
+    t = text.strip().lower()
+    try:
+        return int(t[2:] if t.startswith("0x") else t, 16)
+    except ValueError:
+        raise click.BadParameter(f"expected a hexadecimal address, got {text!r}") from None
+
+
+def resolve_address(prog: Program, text: str) -> int:
+    """A hex address or a symbol name."""
+    try:
+        return parse_address(text)
+    except click.BadParameter:
+        return prog.symbol_address(text)
+
+
+def emit_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2, default=_json_default)
+    sys.stdout.write("\n")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (bytes, bytearray)):
+        return o.decode("utf-8", "backslashreplace")
+    if hasattr(o, "__dict__"):
+        return o.__dict__
+    return str(o)
+
+
+def is_tty() -> bool:
+    return sys.stdout.isatty()

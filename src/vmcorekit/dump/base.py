@@ -1,0 +1,194 @@
+"""The physical-memory interface every dump reader presents.
+
+A reader knows file formats and nothing about the kernel: it maps physical addresses to bytes,
+keeps the ELF notes (VMCOREINFO, per-CPU register notes) as raw bytes, and says, for any page,
+whether it is present, excluded by filtering, missing from a damaged file, or a hole.
+"""
+from __future__ import annotations
+
+import bisect
+import enum
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+
+from ..errors import PageNotInDumpError
+
+NT_PRSTATUS = 1
+NT_PRPSINFO = 3
+NT_TASKSTRUCT = 4
+NT_AUXV = 6
+NT_VMCOREINFO = 0  # owner "VMCOREINFO"
+
+
+@dataclass(frozen=True)
+class MemRange:
+    """A run of physical memory [start, end) that the dump describes."""
+
+    start: int
+    end: int
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class Note:
+    """One ELF note as stored in the dump; `offset` is where its descriptor lies in the file
+    (None for notes that were reconstructed, e.g. VMCOREINFO from a kdump sub-header)."""
+
+    owner: str
+    type: int
+    desc: bytes
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class VirtualSegment:
+    """An ELF PT_LOAD as the file states it: [vaddr, vaddr+size) -> paddr (None when the
+    segment has no physical address, as in /proc/kcore's vmalloc segments)."""
+
+    vaddr: int
+    paddr: int | None
+    size: int
+
+
+class PageState(enum.Enum):
+    PRESENT = "present"
+    ZERO = "zero"  # stored as the shared zero page / known to be all zeros
+    EXCLUDED = "excluded"  # dropped by filtering
+    MISSING = "missing"  # claimed by the dump, but its data is not in the file
+    CORRUPT = "corrupt"  # stored, but cannot be decoded
+    HOLE = "hole"  # not in any range of the dump
+
+
+@dataclass
+class DumpInfo:
+    """Facts a reader learns from its headers, for `vmcorekit info`."""
+
+    format: str
+    codec: str | None = None
+    machine: str | None = None
+    page_size: int = 4096
+    dump_level: int | None = None
+    incomplete: bool = False
+    header_version: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+class PhysicalMemory(ABC):
+    """Read-only physical memory of a crashed machine, whatever file it came from."""
+
+    path: str
+    info: DumpInfo
+    notes: list[Note]
+    virtual_segments: list[VirtualSegment]
+
+    def __init__(self, path: str, info: DumpInfo) -> None:
+        self.path = path
+        self.info = info
+        self.notes = []
+        self.virtual_segments = []
+        self._range_starts: list[int] = []
+        self._ranges: list[MemRange] = []
+
+    # -- what subclasses provide -------------------------------------------------------------
+    @abstractmethod
+    def _read_in_range(self, paddr: int, size: int) -> bytes:
+        """Read [paddr, paddr+size), which lies inside one MemRange; raise a MemoryReadError
+        subclass for any page that cannot be read."""
+
+    def page_state(self, pfn: int) -> PageState:
+        return PageState.PRESENT if self._find_range(pfn * self.page_size) is not None else PageState.HOLE
+
+    # -- shared behaviour --------------------------------------------------------------------
+    @property
+    def page_size(self) -> int:
+        return self.info.page_size
+
+    @property
+    def machine(self) -> str | None:
+        return self.info.machine
+
+    def _set_ranges(self, ranges: list[MemRange]) -> None:
+        merged: list[MemRange] = []
+        for r in sorted(ranges, key=lambda r: r.start):
+            if r.size <= 0:
+                continue
+            if merged and r.start <= merged[-1].end:
+                if r.end > merged[-1].end:
+                    merged[-1] = MemRange(merged[-1].start, r.end)
+                continue
+            merged.append(r)
+        self._ranges = merged
+        self._range_starts = [r.start for r in merged]
+
+    def ranges(self) -> list[MemRange]:
+        """Physical ranges the dump describes (present, excluded or missing pages alike)."""
+        return list(self._ranges)
+
+    def _find_range(self, paddr: int) -> MemRange | None:
+        i = bisect.bisect_right(self._range_starts, paddr) - 1
+        if i >= 0 and paddr < self._ranges[i].end:
+            return self._ranges[i]
+        return None
+
+    def read(self, paddr: int, size: int) -> bytes:
+        """Bytes at physical [paddr, paddr+size); raises a MemoryReadError subclass naming the
+        first address that cannot be read."""
+        if size <= 0:
+            return b""
+        r = self._find_range(paddr)
+        if r is not None and paddr + size <= r.end:
+            return self._read_in_range(paddr, size)
+        parts = []
+        pos, end = paddr, paddr + size
+        while pos < end:
+            r = self._find_range(pos)
+            if r is None:
+                raise PageNotInDumpError(pos, "not in any memory range of the dump")
+            n = min(end, r.end) - pos
+            parts.append(self._read_in_range(pos, n))
+            pos += n
+        return b"".join(parts)
+
+    def notes_named(self, owner: str, type_: int | None = None) -> list[Note]:
+        return [n for n in self.notes if n.owner == owner and (type_ is None or n.type == type_)]
+
+    @property
+    def vmcoreinfo_raw(self) -> bytes | None:
+        found = self.notes_named("VMCOREINFO")
+        return found[0].desc if found else None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "PhysicalMemory":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def parse_notes(data: bytes, base_offset: int | None = 0, *, path: str = "<notes>") -> list[Note]:
+    """Parse a run of ELF64 notes (4-byte aligned name and descriptor). A truncated tail stops
+    the walk: what parsed before it is kept."""
+    import struct
+
+    notes: list[Note] = []
+    pos = 0
+    n = len(data)
+    while pos + 12 <= n:
+        namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
+        if namesz == 0 and descsz == 0 and ntype == 0:
+            break  # zero padding after the last note
+        name_start = pos + 12
+        desc_start = name_start + ((namesz + 3) & ~3)
+        desc_end = desc_start + descsz
+        if desc_end > n:
+            break
+        owner = data[name_start:name_start + namesz].split(b"\0", 1)[0].decode("latin-1")
+        off = None if base_offset is None else base_offset + desc_start
+        notes.append(Note(owner, ntype, bytes(data[desc_start:desc_end]), off))
+        pos = desc_start + ((descsz + 3) & ~3)
+    return notes

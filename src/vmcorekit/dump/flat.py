@@ -1,0 +1,261 @@
+"""Byte sources: random access to a dump file's bytes, whether it is a plain file or
+makedumpfile's *flattened* stream.
+
+makedumpfile -F (and QEMU 7.2's kdump-zlib output) writes a sequential stream instead of a
+seekable file: a 4096-byte header ("makedumpfile", type 1, version 1, big-endian), then records
+of (offset, size) big-endian int64 followed by `size` bytes that belong at `offset` of the file
+the stream describes, ended by (-1, -1). `FlatFile` indexes the records once and serves reads
+of the described file straight from the stream, without writing the reassembled file.
+"""
+from __future__ import annotations
+
+import bisect
+import heapq
+import mmap
+import os
+import struct
+from abc import ABC, abstractmethod
+from array import array
+
+import numpy as np
+
+from ..errors import DumpFormatError, UnsupportedDumpError
+
+FLAT_SIGNATURE = b"makedumpfile"
+FLAT_HEADER_SIZE = 4096
+FLAT_TYPE = 1
+FLAT_VERSION = 1
+_REC = struct.Struct(">qq")
+
+
+class ByteSource(ABC):
+    """Read-only random access to the bytes of a (possibly reassembled) dump file."""
+
+    path: str
+    size: int  # bytes in the file the source describes
+    flattened: bool = False
+
+    @abstractmethod
+    def read(self, offset: int, n: int) -> bytes:
+        """The bytes at [offset, offset+n) that are available: shorter than n when the range
+        runs past the end of the file or into a part the source does not hold."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "ByteSource":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FileSource(ByteSource):
+    """A plain file, memory-mapped read-only."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._f = open(path, "rb")
+        try:
+            self.size = os.fstat(self._f.fileno()).st_size
+            # mmap refuses empty files; an empty source simply reads nothing.
+            self._mm: mmap.mmap | None = (
+                mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+            )
+        except BaseException:
+            self._f.close()
+            raise
+
+    def read(self, offset: int, n: int) -> bytes:
+        if self._mm is None or offset < 0 or n <= 0:
+            return b""
+        return self._mm[offset:offset + n]
+
+    def close(self) -> None:
+        if self._mm is not None:
+            self._mm.close()
+            self._mm = None
+        self._f.close()
+
+
+def is_flattened(head: bytes) -> bool:
+    """True if `head` (the first bytes of a file, 16 or more) starts a flattened stream."""
+    return len(head) >= 16 and head[:12] == FLAT_SIGNATURE and head[12:16] == b"\0\0\0\0"
+
+
+class FlatFile(ByteSource):
+    """The file a flattened stream describes, as a seekable read-only byte view.
+
+    Records may overlap (makedumpfile writes the dump header once at the start and again,
+    updated, at the end): the later record wins. Ranges no record covers read as missing
+    (short reads). A stream cut off mid-way (e.g. a dropped ssh pipe) keeps every record that
+    arrived; `truncated` tells that the end marker was not seen.
+    """
+
+    flattened = True
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._f = open(path, "rb")
+        try:
+            fsize = os.fstat(self._f.fileno()).st_size
+            self._mm: mmap.mmap | None = (
+                mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if fsize else None
+            )
+            self._index(fsize)
+        except BaseException:
+            self.close()
+            raise
+
+    def _index(self, fsize: int) -> None:
+        mm = self._mm
+        if mm is None or fsize < FLAT_HEADER_SIZE:
+            raise DumpFormatError(
+                self.path, None,
+                f"flattened header needs {FLAT_HEADER_SIZE} bytes but file is {fsize} bytes")
+        if not is_flattened(mm[:16]):
+            raise DumpFormatError(self.path, 0, "expected signature 'makedumpfile' (flattened format)")
+        ftype, version = struct.unpack_from(">QQ", mm, 16)
+        if ftype != FLAT_TYPE or version != FLAT_VERSION:
+            raise UnsupportedDumpError(
+                self.path, 16,
+                f"flattened header type {ftype} version {version}; expected type 1 version 1")
+
+        offsets: list[int] = []
+        sizes: list[int] = []
+        fpos: list[int] = []
+        pos = FLAT_HEADER_SIZE
+        self.truncated = True
+        unpack = _REC.unpack_from
+        while pos + 16 <= fsize:
+            off, sz = unpack(mm, pos)
+            if off == -1 and sz == -1:
+                self.truncated = False
+                break
+            if off < 0 or sz < 0:
+                raise DumpFormatError(
+                    self.path, pos,
+                    f"flattened record claims offset {off} size {sz}; expected non-negative values"
+                    " or the end marker (-1, -1)")
+            data = pos + 16
+            avail = min(sz, fsize - data)
+            if avail > 0:
+                offsets.append(off)
+                sizes.append(avail)
+                fpos.append(data)
+            if avail < sz:
+                break  # stream cut off inside this record's data
+            pos = data + sz
+        self.records = len(offsets)
+        self._build_segments(np.array(offsets, dtype=np.int64), np.array(sizes, dtype=np.int64),
+                             np.array(fpos, dtype=np.int64))
+
+    def _build_segments(self, off: np.ndarray, size: np.ndarray, fpos: np.ndarray) -> None:
+        """Turn records into sorted, disjoint segments (start, end, file position)."""
+        order = np.argsort(off, kind="stable")
+        off, end, fpos = off[order], (off + size)[order], fpos[order]
+        seq = order  # record number: higher = written later
+        if len(off) > 1:
+            reach = np.maximum.accumulate(end)
+            overlap = off[1:] < reach[:-1]
+        else:
+            overlap = np.zeros(0, dtype=bool)
+        if overlap.any():
+            # Records that overlap something (a chain of overlaps forms a cluster) are resolved
+            # by a sweep; all others are already disjoint segments.
+            involved = np.zeros(len(off), dtype=bool)
+            involved[1:] |= overlap
+            involved[:-1] |= overlap
+            keep = ~involved
+            s2, e2, f2 = _sweep(off[involved].tolist(), end[involved].tolist(),
+                                fpos[involved].tolist(), seq[involved].tolist())
+            off = np.concatenate([off[keep], np.array(s2, dtype=np.int64)])
+            end = np.concatenate([end[keep], np.array(e2, dtype=np.int64)])
+            fpos = np.concatenate([fpos[keep], np.array(f2, dtype=np.int64)])
+            order = np.argsort(off, kind="stable")
+            off, end, fpos = off[order], end[order], fpos[order]
+        # array.array: compact, and bisect on it yields Python ints without numpy overhead.
+        self._starts = array("q", off.tobytes())
+        self._ends = array("q", end.tobytes())
+        self._fpos = array("q", fpos.tobytes())
+        self.size = int(end.max()) if len(end) else 0
+
+    def segments(self) -> list[tuple[int, int]]:
+        """The [start, end) ranges of the described file that the stream holds."""
+        out: list[tuple[int, int]] = []
+        for s, e in zip(self._starts, self._ends):
+            if out and out[-1][1] == s:
+                out[-1] = (out[-1][0], e)
+            else:
+                out.append((s, e))
+        return out
+
+    def read(self, offset: int, n: int) -> bytes:
+        mm = self._mm
+        if mm is None or offset < 0 or n <= 0:
+            return b""
+        i = bisect.bisect_right(self._starts, offset) - 1
+        if i < 0:
+            return b""
+        stop = offset + n
+        ends = self._ends
+        if offset < ends[i] and stop <= ends[i]:  # the common case: one segment
+            p = self._fpos[i] + offset - self._starts[i]
+            return mm[p:p + n]
+        parts = []
+        pos = offset
+        nseg = len(ends)
+        while pos < stop and i < nseg and self._starts[i] <= pos < ends[i]:
+            p = self._fpos[i] + pos - self._starts[i]
+            take = min(stop, ends[i]) - pos
+            parts.append(mm[p:p + take])
+            pos += take
+            i += 1
+        return b"".join(parts)
+
+    def close(self) -> None:
+        mm = getattr(self, "_mm", None)
+        if mm is not None:
+            mm.close()
+            self._mm = None
+        self._f.close()
+
+
+def _sweep(starts: list[int], ends: list[int], fpos: list[int], seqs: list[int]
+           ) -> tuple[list[int], list[int], list[int]]:
+    """Resolve overlapping records (sorted by start): at every point the record with the
+    highest sequence number wins. O(n log n) in the number of records given."""
+    points = sorted(set(starts) | set(ends))
+    heap: list[tuple[int, int, int, int]] = []  # (-seq, end, start, fpos)
+    out_s: list[int] = []
+    out_e: list[int] = []
+    out_f: list[int] = []
+    j = 0
+    n = len(starts)
+    last_seq = None
+    for k in range(len(points) - 1):
+        x, y = points[k], points[k + 1]
+        while j < n and starts[j] <= x:
+            heapq.heappush(heap, (-seqs[j], ends[j], starts[j], fpos[j]))
+            j += 1
+        while heap and heap[0][1] <= x:
+            heapq.heappop(heap)
+        if not heap:
+            last_seq = None
+            continue
+        negseq, _, st, fp = heap[0]
+        if last_seq == negseq and out_e and out_e[-1] == x:
+            out_e[-1] = y  # same record continues
+        else:
+            out_s.append(x)
+            out_e.append(y)
+            out_f.append(fp + x - st)
+        last_seq = negseq
+    return out_s, out_e, out_f
+
+
+def open_source(path: str) -> ByteSource:
+    """A FlatFile if `path` holds a flattened stream, else a memory-mapped FileSource."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    return FlatFile(path) if is_flattened(head) else FileSource(path)

@@ -1,0 +1,71 @@
+"""Typed exceptions. Every error the library raises on bad input derives from VmcorekitError,
+so the CLI can print one line and exit nonzero without a traceback."""
+from __future__ import annotations
+
+
+class VmcorekitError(Exception):
+    """Base of all vmcorekit errors."""
+
+
+class DumpFormatError(VmcorekitError):
+    """The dump file is not what it claims to be (bad magic, truncated header, absurd sizes)."""
+
+    def __init__(self, path: str, offset: int | None, message: str) -> None:
+        self.path = path
+        self.offset = offset
+        self.message = message
+        where = f"{path}" if offset is None else f"{path} at offset {offset:#x}"
+        super().__init__(f"{where}: {message}")
+
+
+class UnsupportedDumpError(DumpFormatError):
+    """A well-formed file of a kind or variant vmcorekit does not read."""
+
+
+class MemoryReadError(VmcorekitError):
+    """Memory at an address cannot be read. Subclasses say why."""
+
+    def __init__(self, address: int, message: str, *, physical: bool = True) -> None:
+        self.address = address
+        self.physical = physical
+        kind = "physical" if physical else "virtual"
+        super().__init__(f"{kind} address {address:#x}: {message}")
+
+
+class PageNotInDumpError(MemoryReadError):
+    """The address lies outside every memory range the dump describes (a hole)."""
+
+
+class PageExcludedError(MemoryReadError):
+    """The page existed but was dropped by filtering (makedumpfile dump level)."""
+
+
+class PageMissingError(MemoryReadError):
+    """The dump claims the page but its data is gone (truncated or incomplete file)."""
+
+
+class CorruptPageError(MemoryReadError):
+    """The page's stored data is damaged (decompression failed, wrong size)."""
+
+
+class TranslationError(MemoryReadError):
+    """A virtual address does not translate (page not present, bad page-table entry)."""
+
+    def __init__(self, address: int, message: str) -> None:
+        super().__init__(address, message, physical=False)
+
+
+class VmcoreinfoError(VmcorekitError):
+    """VMCOREINFO is missing, or lacks a key a feature needs."""
+
+
+class SymbolError(VmcorekitError, LookupError):
+    """A symbol name or address cannot be resolved."""
+
+
+class TypeLookupError(VmcorekitError, LookupError):
+    """A type or member cannot be found."""
+
+
+class CorruptKernelDataError(VmcorekitError):
+    """Kernel data structures are inconsistent (list cycles, wild pointers)."""

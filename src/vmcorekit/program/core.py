@@ -1,0 +1,109 @@
+"""Program: memory + VMCOREINFO + address space (+ symbols and types when available)."""
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Sequence
+from functools import cached_property
+
+from ..arch import AddressSpace, CpuRegisters, address_space
+from ..dump import PhysicalMemory, open_dump
+from ..errors import SymbolError, VmcoreinfoError
+from ..vmcoreinfo import VmcoreInfo
+
+
+class Program:
+    """A crashed kernel as seen through one dump."""
+
+    def __init__(self, phys: PhysicalMemory, vmcoreinfo: VmcoreInfo | None = None) -> None:
+        self.phys = phys
+        if vmcoreinfo is None:
+            raw = phys.vmcoreinfo_raw
+            if raw is None:
+                raise VmcoreinfoError(f"{phys.path}: the dump carries no VMCOREINFO note; "
+                                      "give one with --vmcoreinfo FILE")
+            vmcoreinfo = VmcoreInfo.parse(raw, source=phys.path)
+        self.vmcoreinfo = vmcoreinfo
+        self.space: AddressSpace = address_space(phys, vmcoreinfo)
+
+    @classmethod
+    def open(cls, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+             vmcoreinfo: str | os.PathLike[str] | None = None) -> "Program":
+        phys = open_dump(paths)
+        try:
+            vi = VmcoreInfo.from_file(vmcoreinfo) if vmcoreinfo is not None else None
+            return cls(phys, vi)
+        except BaseException:
+            phys.close()
+            raise
+
+    def close(self) -> None:
+        self.phys.close()
+
+    def __enter__(self) -> "Program":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts -------------------------------------------------------------------------------
+    @property
+    def arch(self) -> str:
+        return self.space.arch
+
+    @property
+    def page_size(self) -> int:
+        return self.space.page_size
+
+    @cached_property
+    def cpus(self) -> list[CpuRegisters]:
+        return self.space.cpu_registers()
+
+    # -- memory ------------------------------------------------------------------------------
+    def read(self, address: int, size: int, physical: bool = False) -> bytes:
+        if physical:
+            return self.phys.read(address, size)
+        return self.space.read(address, size)
+
+    def read_u8(self, address: int) -> int:
+        return self.read(address, 1)[0]
+
+    def read_u16(self, address: int) -> int:
+        return struct.unpack("<H", self.read(address, 2))[0]
+
+    def read_u32(self, address: int) -> int:
+        return struct.unpack("<I", self.read(address, 4))[0]
+
+    def read_u64(self, address: int) -> int:
+        return struct.unpack("<Q", self.read(address, 8))[0]
+
+    def read_s64(self, address: int) -> int:
+        return struct.unpack("<q", self.read(address, 8))[0]
+
+    def read_cstring(self, address: int, max_len: int = 4096) -> bytes:
+        """NUL-terminated bytes at `address`, at most `max_len`, stopping at unreadable pages."""
+        out = bytearray()
+        pos = address
+        while len(out) < max_len:
+            n = min(max_len - len(out), self.page_size - (pos % self.page_size))
+            chunk = self.read(pos, n)
+            i = chunk.find(b"\0")
+            if i >= 0:
+                out += chunk[:i]
+                break
+            out += chunk
+            pos += n
+        return bytes(out)
+
+    # -- symbols -----------------------------------------------------------------------------
+    def symbol_address(self, name: str) -> int:
+        """Address of a kernel symbol (VMCOREINFO's SYMBOL() entries)."""
+        addr = self.vmcoreinfo.symbols.get(name)
+        if addr is None:
+            raise SymbolError(f"symbol {name!r} not found")
+        return addr
+
+
+def open_program(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                 vmcoreinfo: str | os.PathLike[str] | None = None) -> Program:
+    return Program.open(paths, vmcoreinfo)
