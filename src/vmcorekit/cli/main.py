@@ -8,7 +8,6 @@ import click
 
 from ..errors import VmcorekitError
 
-COMMAND_MODULES = ["info", "vmcoreinfo_cmd", "vtop", "rd"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -18,10 +17,17 @@ def cli() -> None:
 
 
 def _register() -> None:
+    """Every module of this package that defines `command` is a subcommand: adding a command
+    is adding a file. Heavy imports stay inside the command functions."""
     import importlib
-    for name in COMMAND_MODULES:
-        mod = importlib.import_module(f"vmcorekit.cli.{name}")
-        cli.add_command(mod.command)
+    import pkgutil
+
+    from . import __path__ as pkg_path
+    for m in sorted(pkgutil.iter_modules(pkg_path), key=lambda m: m.name):
+        mod = importlib.import_module(f"vmcorekit.cli.{m.name}")
+        cmd = getattr(mod, "command", None)
+        if isinstance(cmd, click.Command):
+            cli.add_command(cmd)
 
 
 _register()

@@ -5,11 +5,16 @@ import os
 import struct
 from collections.abc import Sequence
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ..arch import AddressSpace, CpuRegisters, address_space
 from ..dump import PhysicalMemory, open_dump
 from ..errors import SymbolError, VmcoreinfoError
 from ..vmcoreinfo import VmcoreInfo
+
+if TYPE_CHECKING:
+    from .symbols import SymbolTable
+    from .types import TypeRegistry
 
 
 class Program:
@@ -95,13 +100,32 @@ class Program:
             pos += n
         return bytes(out)
 
-    # -- symbols -----------------------------------------------------------------------------
+    # -- symbols and types -------------------------------------------------------------------
+    @cached_property
+    def symbols(self) -> "SymbolTable":
+        """Kernel (and module) symbols: kallsyms from memory, System.map/vmlinux when given."""
+        from .symbols import kernel_symbols
+        return kernel_symbols(self)
+
+    @cached_property
+    def types(self) -> "TypeRegistry":
+        """Kernel types: BTF from memory (or a vmlinux), else VMCOREINFO's SIZE/OFFSET facts."""
+        from .types import kernel_types
+        return kernel_types(self)
+
     def symbol_address(self, name: str) -> int:
-        """Address of a kernel symbol (VMCOREINFO's SYMBOL() entries)."""
+        """Address of a kernel symbol: VMCOREINFO's SYMBOL() first (always right for the dump),
+        then the symbol table."""
         addr = self.vmcoreinfo.symbols.get(name)
-        if addr is None:
-            raise SymbolError(f"symbol {name!r} not found")
-        return addr
+        if addr is not None:
+            return addr
+        try:
+            symbols = self.symbols
+        except ImportError:
+            symbols = None
+        if symbols is not None:
+            return symbols.address_of(name)
+        raise SymbolError(f"symbol {name!r} not found")
 
 
 def open_program(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
