@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -10,16 +11,29 @@ import click
 from ..program import Program
 
 
+def split_dump_arg(dump: str | tuple[str, ...]) -> list[str]:
+    """DUMP is one file, or the files of a makedumpfile --split set joined by commas."""
+    parts = [dump] if isinstance(dump, str) else list(dump)
+    out = [p for part in parts for p in part.split(",") if p]
+    for p in out:
+        if not os.path.exists(p):
+            raise click.BadParameter(f"{p}: no such file", param_hint="DUMP")
+        if os.path.isdir(p):
+            raise click.BadParameter(f"{p}: is a directory, expected a dump file", param_hint="DUMP")
+    return out
+
+
 def dump_arguments(f: Any) -> Any:
-    """DUMP... plus --vmcoreinfo FILE for dumps whose note is missing or damaged."""
+    """DUMP (FILE, or FILE1,FILE2,... for a split set) plus --vmcoreinfo FILE for dumps whose
+    note is missing or damaged."""
     f = click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
                      help="Use this VMCOREINFO text instead of the dump's note.")(f)
-    f = click.argument("dump", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))(f)
+    f = click.argument("dump", metavar="DUMP")(f)
     return f
 
 
-def open_program(dump: tuple[str, ...], vmcoreinfo_file: str | None) -> Program:
-    return Program.open(list(dump), vmcoreinfo=vmcoreinfo_file)
+def open_program(dump: str | tuple[str, ...], vmcoreinfo_file: str | None) -> Program:
+    return Program.open(split_dump_arg(dump), vmcoreinfo=vmcoreinfo_file)
 
 
 def parse_address(text: str) -> int:

@@ -6,19 +6,19 @@ import click
 from ..dump import open_dump
 from ..program.summary import dump_summary
 from ..vmcoreinfo import VmcoreInfo
-from .common import emit_json
+from .common import emit_json, split_dump_arg
 from .render import kv_table, print_table
 
 
 @click.command("info")
-@click.argument("dump", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("dump", nargs=-1, required=True)
 @click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
               help="Use this VMCOREINFO text instead of the dump's note.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool) -> None:
     """Format, codec, architecture, release, page size, CPUs, memory ranges, KASLR offset,
     phys_base, crash time, and whether the dump is filtered or incomplete."""
-    with open_dump(list(dump)) as phys:
+    with open_dump(split_dump_arg(dump)) as phys:
         vi = VmcoreInfo.from_file(vmcoreinfo_file) if vmcoreinfo_file else None
         s = dump_summary(phys, vi)
     if as_json:

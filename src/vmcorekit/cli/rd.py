@@ -38,10 +38,9 @@ def hexdump_lines(addr: int, data: bytes, width: int, show_ascii: bool = True) -
 @click.option("-64", "width", flag_value=64, default=True, help="64-bit words (default).")
 @click.option("-a", "--ascii", "as_string", is_flag=True, help="Print as a NUL-terminated string.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the raw bytes to a file.")
-def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, address: str, count: str, physical: bool,
+def command(dump: str, vmcoreinfo_file: str | None, address: str, count: str, physical: bool,
             width: int, as_string: bool, output: str | None) -> None:
     """Read COUNT units (default 1) at ADDRESS (hex or a VMCOREINFO symbol)."""
-    # click gives nargs=-1 DUMP the trailing words too; ADDRESS/COUNT are the last ones.
     with open_program(dump, vmcoreinfo_file) as prog:
         addr = parse_address(address) if physical else resolve_address(prog, address)
         if as_string:

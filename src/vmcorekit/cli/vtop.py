@@ -35,9 +35,8 @@ def format_translation(t: Translation, flag_names: object = None) -> list[str]:
 @dump_arguments
 @click.argument("address")
 @click.option("--json", "as_json", is_flag=True)
-def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, address: str, as_json: bool) -> None:
-    """Translate ADDRESS (hex, or a VMCOREINFO symbol) and show each page-table step.
-    The last DUMP argument is taken as ADDRESS."""
+def command(dump: str, vmcoreinfo_file: str | None, address: str, as_json: bool) -> None:
+    """Translate ADDRESS (hex, or a VMCOREINFO symbol) and show each page-table step."""
     with open_program(dump, vmcoreinfo_file) as prog:
         vaddr = resolve_address(prog, address)
         t = prog.space.explain(vaddr)
