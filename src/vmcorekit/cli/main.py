@@ -46,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except VmcorekitError as e:
         click.echo(f"vmcorekit: error: {e}", err=True)
         return 1

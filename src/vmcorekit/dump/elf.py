@@ -179,6 +179,16 @@ class ElfDump(PhysicalMemory):
             pos += n
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def read(self, paddr: int, size: int) -> bytes:
+        # Fast path for the common case: one segment, fully in the file.
+        i = bisect.bisect_right(self._seg_starts, paddr) - 1
+        if i >= 0 and size > 0:
+            s = self._segs[i]
+            rel = paddr - s.paddr
+            if rel + size <= s.filesz and s.offset + rel + size <= self.file_size:
+                return self._map[s.offset + rel:s.offset + rel + size]
+        return super().read(paddr, size)
+
     def page_state(self, pfn: int) -> PageState:
         paddr = pfn * self.page_size
         s = self._segment(paddr)
