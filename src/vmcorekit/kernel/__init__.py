@@ -1,0 +1,1 @@
+"""Kernel helpers: one module per subsystem, each a set of small functions over a Program."""
