@@ -93,7 +93,7 @@ def _snappy_decompress(data: bytes, page_size: int) -> bytes:
     # The raw format starts with the uncompressed length: refuse before allocating.
     n = snappy.decompress_raw_len(data)
     if n != page_size:
-        raise ValueError(f"snappy header announces {n} bytes")
+        raise ValueError(f"snappy header announces {n} bytes, expected {page_size}")
     return bytes(snappy.decompress_raw(data))
 
 
@@ -101,7 +101,7 @@ def _zstd_decompress(data: bytes, page_size: int) -> bytes:
     zstd = _need("zstandard", "zstandard", "zstd")
     n = zstd.frame_content_size(data)
     if n not in (-1, page_size):  # -1: size not recorded in the frame
-        raise ValueError(f"zstd frame announces {n} bytes")
+        raise ValueError(f"zstd frame announces {n} bytes, expected {page_size}")
     return zstd.ZstdDecompressor().decompress(data, max_output_size=page_size + 1)
 
 

@@ -9,8 +9,8 @@ Layout (block = header.block_size = page size):
   then                page data (the shared zero page first, as makedumpfile and QEMU write it)
 
 A pfn's descriptor index is its rank among the set bits of the 2nd bitmap. The rank comes from
-a prefix sum of per-64-bit-word popcounts built once with numpy, so a lookup is one array index
-and one popcount.
+a prefix sum of popcounts per 512-bit block built once with numpy, so a lookup is one array
+index and one popcount of at most 512 bits.
 """
 from __future__ import annotations
 
@@ -52,23 +52,25 @@ _UTS_OFF = 12
 _UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
 _TIMEVAL_OFF = 408
 _HDR_TAIL_OFF = 424
-_HDR_TAIL = "IiiIIIIIIi"
+_HDR_TAIL = "<IiiIIIIIIi"
 DISK_DUMP_HEADER_SIZE = 464
 # Where block_size would sit if a 32-bit host wrote the header (4-byte timeval fields).
 _BLOCK_SIZE_OFF_32BIT = 416
 
 # kdump_sub_header: phys_base, dump_level, split, start_pfn, end_pfn (v2), offset/size of
 # VMCOREINFO (v3), of the ELF notes (v4), of eraseinfo (v5), start/end_pfn_64, max_mapnr_64 (v6).
-_SUB = "QiiQQqQqQqQQQQ"
+_SUB = "<QiiQQqQqQqQQQQ"
 KDUMP_SUB_HEADER_SIZE = 104
 
-_DESC = "qIIQ"  # page_desc: offset, size, flags, page_flags
+_DESC = "<qIIQ"  # page_desc: offset, size, flags, page_flags
+_DESC_HEAD = "<qII"
 PAGE_DESC_SIZE = 24
 
 MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 1 << 18  # 256 KiB pages exist (hexagon, ppc44x); anything larger is corrupt
 CODEC_SAMPLE = 512  # descriptors read at open to name the codecs in use
 DEFAULT_CACHE_PAGES = 1024
+_RANK_BLOCK = 64  # bytes of 2nd bitmap per rank-index entry
 
 
 def is_kdump(head: bytes) -> bool:
@@ -133,6 +135,9 @@ class KdumpFile(PhysicalMemory):
     `source` lets a caller supply the bytes (any ByteSource); by default the file is opened
     and a flattened stream is recognised by its signature. For one file of a --split set,
     pages outside its [start_pfn, end_pfn) read as missing (they live in another file).
+
+    Attributes: `max_mapnr` (pfns the bitmaps describe), `start_pfn`/`end_pfn` (the pfns this
+    file holds data for), `split`, `dumpable_pages` (descriptors in this file).
     """
 
     def __init__(self, path: str, source: ByteSource | None = None, *,
@@ -162,6 +167,9 @@ class KdumpFile(PhysicalMemory):
         sig = head[:8]
         if sig == DISKDUMP_SIGNATURE:
             raise UnsupportedDumpError(self.path, 0, "old 'DISKDUMP' format (diskdump patches); only 'KDUMP   ' is read")
+        if sig[:4] == b"\x7fELF" and src.flattened:
+            raise UnsupportedDumpError(self.path, 0, "flattened stream holds an ELF core (makedumpfile -E -F), "
+                                                     "not a kdump-compressed file; reassemble it with makedumpfile -R")
         if sig != KDUMP_SIGNATURE:
             found = "an ELF core" if sig[:4] == b"\x7fELF" else repr(sig)
             raise self._err(0, f"expected signature 'KDUMP   ', found {found}")
@@ -169,25 +177,23 @@ class KdumpFile(PhysicalMemory):
             raise self._err(len(head), f"truncated header: the kdump header needs {DISK_DUMP_HEADER_SIZE} bytes"
                                        f" but the {where} holds {len(head)}")
 
-        # The header is in the dumping host's byte order: pick the one giving a sane version.
-        self._e = e = "<"
         version = struct.unpack_from("<i", head, _HDR_VERSION_OFF)[0]
-        if not 1 <= version <= 15 and 1 <= struct.unpack_from(">i", head, _HDR_VERSION_OFF)[0] <= 15:
-            self._e = e = ">"
-            version = struct.unpack_from(">i", head, _HDR_VERSION_OFF)[0]
         if not 1 <= version <= 15:
+            if 1 <= struct.unpack_from(">i", head, _HDR_VERSION_OFF)[0] <= 15:
+                raise UnsupportedDumpError(self.path, _HDR_VERSION_OFF,
+                                           "big-endian kdump header; only little-endian dumps are read")
             raise self._err(_HDR_VERSION_OFF, f"header_version {version}; expected 1 to {MAX_KNOWN_HEADER_VERSION}")
         warnings: list[str] = []
         if version > MAX_KNOWN_HEADER_VERSION:
             warnings.append(f"header_version {version} is newer than {MAX_KNOWN_HEADER_VERSION}; read as version 6")
 
         uts = {name: _cstr(head[_UTS_OFF + 65 * i:_UTS_OFF + 65 * (i + 1)]) for i, name in enumerate(_UTS_FIELDS)}
-        tv_sec, tv_usec = struct.unpack_from(e + "qq", head, _TIMEVAL_OFF)
+        tv_sec, tv_usec = struct.unpack_from("<qq", head, _TIMEVAL_OFF)
         (status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr32, total_ram_blocks,
-         device_blocks, written_blocks, current_cpu, nr_cpus) = struct.unpack_from(e + _HDR_TAIL, head, _HDR_TAIL_OFF)
+         device_blocks, written_blocks, current_cpu, nr_cpus) = struct.unpack_from(_HDR_TAIL, head, _HDR_TAIL_OFF)
 
         if not (_pow2(block_size) and MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE):
-            bs32 = struct.unpack_from(e + "i", head, _BLOCK_SIZE_OFF_32BIT)[0]
+            bs32 = struct.unpack_from("<i", head, _BLOCK_SIZE_OFF_32BIT)[0]
             if _pow2(bs32) and MIN_BLOCK_SIZE <= bs32 <= MAX_BLOCK_SIZE:
                 raise UnsupportedDumpError(self.path, _BLOCK_SIZE_OFF_32BIT,
                                            "header written by a 32-bit host; only the 64-bit layout is read")
@@ -211,7 +217,7 @@ class KdumpFile(PhysicalMemory):
         # -- sub-header: fields exist according to header_version
         sub = src.read(bs, KDUMP_SUB_HEADER_SIZE).ljust(KDUMP_SUB_HEADER_SIZE, b"\0")
         (phys_base, dump_level, split, start_pfn, end_pfn, off_vmci, size_vmci, off_note, size_note,
-         off_erase, size_erase, start_pfn_64, end_pfn_64, max_mapnr_64) = struct.unpack_from(e + _SUB, sub, 0)
+         off_erase, size_erase, start_pfn_64, end_pfn_64, max_mapnr_64) = struct.unpack_from(_SUB, sub, 0)
         v = min(version, MAX_KNOWN_HEADER_VERSION)
         max_mapnr = max_mapnr_64 if v >= 6 and max_mapnr_64 else max_mapnr32
         if v < 2:
@@ -225,6 +231,8 @@ class KdumpFile(PhysicalMemory):
         if v < 5:
             off_erase = size_erase = 0
 
+        if max_mapnr == 0:
+            raise self._err(_HDR_TAIL_OFF + 16, "max_mapnr 0; expected at least one page frame")
         bitmap_bits = bitmap_len // 2 * 8
         if max_mapnr > bitmap_bits:
             warnings.append(f"max_mapnr {max_mapnr} exceeds the {bitmap_bits} pages the bitmaps cover; "
@@ -235,8 +243,8 @@ class KdumpFile(PhysicalMemory):
         half = bitmap_len // 2
         nbytes = (max_mapnr + 7) // 8
         if bitmap_off + half + nbytes > fsize:
-            raise self._err(_HDR_TAIL_OFF + 12, f"header claims {bitmap_blocks} bitmap blocks ({bitmap_len} bytes "
-                                                f"from offset {bitmap_off:#x}) but the {where} is {fsize} bytes")
+            raise self._err(bitmap_off + half, f"truncated 2nd bitmap: {max_mapnr} pages need {nbytes} bytes from "
+                                               f"offset {bitmap_off + half:#x} but the {where} is {fsize} bytes")
         if split:
             if not start_pfn <= end_pfn <= max_mapnr:
                 raise self._err(bs + 16, f"split part claims pfns [{start_pfn:#x}, {end_pfn:#x}); expected "
@@ -257,24 +265,27 @@ class KdumpFile(PhysicalMemory):
             self._region_check(off_erase, size_erase, "eraseinfo", bs + 64, fatal=False, warnings=warnings)
         self._erase = (off_erase, size_erase)
 
-        # -- bitmaps and the rank index
-        bm1 = np.frombuffer(src.read(bitmap_off, half), dtype=np.uint8)[:nbytes].copy()
-        bm2 = np.frombuffer(src.read(bitmap_off + half, half), dtype=np.uint8)[:nbytes].copy()
-        if max_mapnr % 8:  # bits past max_mapnr in the last byte are not pages
-            keep = np.uint8((1 << (max_mapnr % 8)) - 1)
-            bm1[-1] &= keep
-            bm2[-1] &= keep
-        pad = (-nbytes) % 8
-        bm2_words = np.concatenate([bm2, np.zeros(pad + 8, dtype=np.uint8)]).view("<u8")
-        counts = np.bitwise_count(bm2_words).astype(np.int64)
-        prefix = np.zeros(len(counts) + 1, dtype=np.int64)
-        np.cumsum(counts, out=prefix[1:])
-        self._bm1 = bm1.tobytes()
-        self._bm2 = bm2_words.tobytes()
-        self._prefix = array("q", prefix.tobytes())
+        # -- bitmaps and the rank index. Bits past max_mapnr are never consulted: bit tests
+        # check pfn < max_mapnr first and ranks are masked below the pfn.
+        bm1 = src.read(bitmap_off, nbytes)
+        bm2 = src.read(bitmap_off + half, nbytes)
+        if len(bm1) < nbytes or len(bm2) < nbytes:
+            raise self._err(bitmap_off, "the bitmaps are not all in the flattened stream")
+        # Prefix sums of set bits per 512-bit block: 8 bytes of index per 64 bytes of bitmap.
+        nblk = nbytes // _RANK_BLOCK
+        counts = np.bitwise_count(np.frombuffer(bm2, dtype="<u8", count=nblk * _RANK_BLOCK // 8))
+        prefix = np.zeros(nblk + 2, dtype=np.int64)
+        np.cumsum(counts.reshape(nblk, _RANK_BLOCK // 8).sum(axis=1, dtype=np.int64), out=prefix[1:nblk + 1])
+        prefix[nblk + 1] = prefix[nblk] + int.from_bytes(bm2[nblk * _RANK_BLOCK:], "little").bit_count()
+        self._bm1 = bm1
+        self._bm2 = bm2
+        self._prefix = array("q")
+        self._prefix.frombytes(memoryview(prefix).cast("B"))
+        del counts, prefix
         self._rank_base = self._rank(start_pfn)
         self.dumpable_pages = self._rank(end_pfn) - self._rank_base
-        self._set_ranges([MemRange(a * bs, b * bs) for a, b in bit_runs(bm1, max_mapnr)])
+        self._set_ranges([MemRange(a * bs, b * bs)
+                          for a, b in bit_runs(np.frombuffer(bm1, dtype=np.uint8), max_mapnr)])
 
         self._pdesc_off = (1 + sub_hdr_size + bitmap_blocks) * bs
         data_off = self._pdesc_off + self.dumpable_pages * PAGE_DESC_SIZE
@@ -319,7 +330,6 @@ class KdumpFile(PhysicalMemory):
             "dumpable_pages": self.dumpable_pages,
             "page_codecs": sorted(seen),
             "flattened": src.flattened,
-            "byte_order": "little" if e == "<" else "big",
             "eraseinfo_size": size_erase,
             "warnings": warnings,
         })
@@ -350,25 +360,24 @@ class KdumpFile(PhysicalMemory):
             return set()
         step = max(1, n // CODEC_SAMPLE)
         seen: set[str] = set()
-        fmt = self._e + "qII"
         for i in range(0, n, step):
             raw = self._src.read(self._pdesc_off + i * PAGE_DESC_SIZE, 16)
             if len(raw) < 16:
                 break
-            off, size, flags = struct.unpack(fmt, raw)
+            off, size, flags = struct.unpack(_DESC_HEAD, raw)
             if off > 0 and size:
                 seen.add(codec_name(flags))
         return seen
 
     # -- page lookup -------------------------------------------------------------------------
     def _rank(self, pfn: int) -> int:
-        """Set bits of the 2nd bitmap below `pfn`."""
-        w = pfn >> 6
-        b = pfn & 63
-        r = self._prefix[w]
+        """Set bits of the 2nd bitmap below `pfn` (pfn <= max_mapnr)."""
+        blk = pfn >> 9
+        b = pfn & 511
+        r = self._prefix[blk]
         if b:
-            word = int.from_bytes(self._bm2[w * 8:w * 8 + 8], "little")
-            r += (word & ((1 << b) - 1)).bit_count()
+            chunk = self._bm2[blk * _RANK_BLOCK:blk * _RANK_BLOCK + _RANK_BLOCK]
+            r += (int.from_bytes(chunk, "little") & ((1 << b) - 1)).bit_count()
         return r
 
     def _in_bm1(self, pfn: int) -> bool:
@@ -377,10 +386,9 @@ class KdumpFile(PhysicalMemory):
     def _in_bm2(self, pfn: int) -> bool:
         return (self._bm2[pfn >> 3] >> (pfn & 7)) & 1 == 1
 
-    def _descriptor(self, pfn: int) -> tuple[int, int, int]:
-        """(offset, size, flags) of a dumped page's descriptor; raises for a page the file
-        does not hold."""
-        paddr = pfn * self.page_size
+    def _descriptor(self, pfn: int, paddr: int) -> tuple[int, int, int]:
+        """(offset, size, flags) of a dumped page's descriptor; raises, naming `paddr` (the
+        first requested address in the page), for a page the file does not hold."""
         if not self._in_bm1(pfn):
             raise PageNotInDumpError(paddr, "not in the dump's memory bitmap")
         if not self.start_pfn <= pfn < self.end_pfn:
@@ -392,7 +400,7 @@ class KdumpFile(PhysicalMemory):
         raw = self._src.read(pos, PAGE_DESC_SIZE)
         if len(raw) < PAGE_DESC_SIZE:
             raise PageMissingError(paddr, f"page descriptor at file offset {pos:#x} is beyond the end of the file")
-        off, size, flags, _ = struct.unpack(self._e + _DESC, raw)
+        off, size, flags, _ = struct.unpack(_DESC, raw)
         if off == 0 or size == 0:
             why = "the dump is marked incomplete" if self._incomplete else "descriptor is empty"
             raise PageMissingError(paddr, f"page data was never written ({why})")
@@ -400,23 +408,24 @@ class KdumpFile(PhysicalMemory):
             raise CorruptPageError(paddr, f"page descriptor at {pos:#x} claims offset {off:#x} size {size}")
         return off, size, flags
 
-    def _page(self, pfn: int) -> bytes:
+    def _page(self, pfn: int, paddr: int) -> bytes:
+        """The decoded page `pfn`; errors name `paddr`, an address inside it."""
         cache = self._cache
         data = cache.get(pfn)
         if data is not None:
             cache.move_to_end(pfn)
             return data
-        off, size, flags = self._descriptor(pfn)
+        off, size, flags = self._descriptor(pfn, paddr)
         ps = self.page_size
         if off == self._zero_off and size == ps and not flags & CODEC_MASK:
             data = self._zero_page
         else:
             raw = self._src.read(off, size)
             if len(raw) < size:
-                raise PageMissingError(pfn * ps, f"page data at file offset {off:#x} (+{size}) is beyond the "
+                raise PageMissingError(paddr, f"page data at file offset {off:#x} (+{size}) is beyond the "
                                                  "end of the file" if off + size > self._src.size else
                                        f"page data at file offset {off:#x} is not in the flattened stream")
-            data = decompress_page(flags, raw, ps, paddr=pfn * ps)
+            data = decompress_page(flags, raw, ps, paddr=paddr)
         cache[pfn] = data
         if len(cache) > self._cache_pages:
             cache.popitem(last=False)
@@ -426,14 +435,15 @@ class KdumpFile(PhysicalMemory):
         ps = self.page_size
         pfn, off = divmod(paddr, ps)
         if off + size <= ps:
-            page = self._page(pfn)
+            page = self._page(pfn, paddr)
             return page if size == ps else page[off:off + size]
         parts = []
         while size > 0:
             n = min(ps - off, size)
-            page = self._page(pfn)
+            page = self._page(pfn, paddr)
             parts.append(page if n == ps else page[off:off + n])
             size -= n
+            paddr += n
             pfn += 1
             off = 0
         return b"".join(parts)
@@ -441,11 +451,12 @@ class KdumpFile(PhysicalMemory):
     def page_state(self, pfn: int) -> PageState:
         if not self._in_bm1(pfn):
             return PageState.HOLE
+        paddr = pfn * self.page_size
         try:
-            off, size, flags = self._descriptor(pfn)
+            off, size, flags = self._descriptor(pfn, paddr)
             if off == self._zero_off and size == self.page_size and not flags & CODEC_MASK:
                 return PageState.ZERO
-            self._page(pfn)
+            self._page(pfn, paddr)
         except PageExcludedError:
             return PageState.EXCLUDED
         except PageMissingError:
