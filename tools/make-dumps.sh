@@ -124,7 +124,7 @@ stage_kernel() {
         [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "apt knows no version of $pkg"
         deb=$(ls "$KDIR/debs/${pkg}_${ver/*:/}_amd64.deb" 2>/dev/null || true)
         if [ -z "$deb" ]; then
-            (cd "$KDIR/debs" && apt-get download "$pkg=$ver")
+            (cd "$KDIR/debs" && apt-get -o APT::Sandbox::User=root download "$pkg=$ver")
             deb=$(ls "$KDIR/debs/${pkg}_${ver/*:/}_amd64.deb")
         fi
     fi
@@ -134,11 +134,11 @@ stage_kernel() {
     kv=$(cd "$KDIR/root/boot" && ls vmlinuz-* | head -1); kv=${kv#vmlinuz-}
     [ -n "$kv" ] || die "no /boot/vmlinuz-* in $deb"
     {
-        echo "KV=$kv"
-        echo "KPKG_NAME=$(dpkg-deb -f "$deb" Package)"
-        echo "KPKG_VERSION=$(dpkg-deb -f "$deb" Version)"
-        echo "KPKG_DEB=$(basename "$deb")"
-        echo "KPKG_SHA256=$(sha256sum "$deb" | cut -d' ' -f1)"
+        kv KV "$kv"
+        kv KPKG_NAME "$(dpkg-deb -f "$deb" Package)"
+        kv KPKG_VERSION "$(dpkg-deb -f "$deb" Version)"
+        kv KPKG_DEB "$(basename "$deb")"
+        kv KPKG_SHA256 "$(sha256sum "$deb" | cut -d' ' -f1)"
     } > "$KDIR/kernel.env"
     log "kernel: $(tr '\n' ' ' < "$KDIR/kernel.env")"
     if [ "$DBG" = 1 ]; then
@@ -147,15 +147,18 @@ stage_kernel() {
         dver=$(dpkg-deb -f "$deb" Version)
         ddeb=$(ls "$KDIR/debs/${dpkg_name}_${dver/*:/}_amd64.deb" 2>/dev/null || true)
         if [ -z "$ddeb" ]; then
-            (cd "$KDIR/debs" && apt-get download "$dpkg_name=$dver")
+            (cd "$KDIR/debs" && apt-get -o APT::Sandbox::User=root download "$dpkg_name=$dver")
             ddeb=$(ls "$KDIR/debs/${dpkg_name}_${dver/*:/}_amd64.deb")
         fi
-        log "unpacking vmlinux from $(basename "$ddeb")"
-        mkdir -p "$KDIR/dbg"
-        dpkg-deb --fsys-tarfile "$ddeb" | tar -x -C "$KDIR/dbg" --wildcards \
-            "./usr/lib/debug/boot/vmlinux-$kv" "./usr/lib/debug/boot/System.map-$kv" \
-            || die "no vmlinux-$kv in $ddeb"
-        echo "KDBG_DEB=$(basename "$ddeb")" >> "$KDIR/kernel.env"
+        if [ ! -s "$KDIR/dbg/usr/lib/debug/boot/vmlinux-$kv" ] || [ "$ddeb" -nt "$KDIR/dbg/usr/lib/debug/boot/vmlinux-$kv" ]; then
+            log "unpacking vmlinux from $(basename "$ddeb")"
+            mkdir -p "$KDIR/dbg"
+            dpkg-deb --fsys-tarfile "$ddeb" | tar -x -C "$KDIR/dbg" \
+                "./usr/lib/debug/boot/vmlinux-$kv" "./usr/lib/debug/boot/System.map-$kv" \
+                || die "no vmlinux-$kv in $ddeb"
+            touch "$KDIR/dbg/usr/lib/debug/boot/vmlinux-$kv"
+        fi
+        kv KDBG_DEB "$(basename "$ddeb")" >> "$KDIR/kernel.env"
     fi
 }
 
@@ -365,10 +368,12 @@ base_append() {
     echo "$a"
 }
 
+kv() { printf "%s='%s'\n" "$1" "${2//\'/\'\\\'\'}"; }   # NAME='value': sourceable, and shlex-parsable
+
 describe_case() {  # describe_case CASEDIR KIND MEM
     {
-        echo "KIND=$2"; echo "MEM=$3"; echo "SMP=$SMP"; echo "KASLR=$KASLR"; echo "PAGING=$PAGING"
-        echo "HOLD_MB=$HOLD_MB"; echo "QEMU_VERSION=$(qemu-system-x86_64 --version | head -1)"
+        kv KIND "$2"; kv MEM "$3"; kv SMP "$SMP"; kv KASLR "$KASLR"; kv PAGING "$PAGING"
+        kv HOLD_MB "$HOLD_MB"; kv QEMU_VERSION "$(qemu-system-x86_64 --version | head -1)"
         cat "$KDIR/kernel.env"
     } > "$1/case.env"
 }
@@ -410,7 +415,7 @@ stage_kdump() {
     local cdir=$WORK/kdump s=0 size
     rm -rf "$cdir"; mkdir -p "$cdir"
     describe_case "$cdir" kdump "$KDUMP_MEM"
-    echo "CRASHKERNEL=$CRASHKERNEL" >> "$cdir/case.env"
+    kv CRASHKERNEL "$CRASHKERNEL" >> "$cdir/case.env"
     truncate -s "$(( $(numfmt --from=iec "$KDUMP_MEM") + (64 << 20) ))" "$cdir/disk.img"
     start_qemu "$cdir" "$KDUMP_MEM" "$(base_append) crashkernel=$CRASHKERNEL" \
         "$WORK/initramfs/kdump.cpio.gz" -drive "file=$cdir/disk.img,format=raw,if=virtio"
@@ -537,7 +542,7 @@ stage_oracles() {
         cd - >/dev/null
         # keep only outputs that are meaningful
         for f in "$E"/*.txt; do [ -s "$f" ] || rm -f "$f"; done
-        sed -i "s#$cdir/##g; s#$KDIR/dbg##g" "$E/commands.tsv"
+        sed -i "s#$cdir/##g; s#$KDIR/dbg##g; s#${DRGN:-/nonexistent} #drgn #g" "$E/commands.tsv"
     done
 }
 
@@ -554,11 +559,13 @@ stage_sample() {
     rm -rf "$OUT/expected"
     rm -f "$OUT"/x86_64-*.kdump
     cp "$red" "$OUT/$name"
+    chmod 644 "$OUT/$name"
     cp "$cdir/vmcoreinfo.txt" "$OUT/vmcoreinfo.txt"
     cp "$cdir/qemu-cmdline.txt" "$OUT/qemu-cmdline.txt"
     tr -d '\r' < "$cdir/console.log" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' > "$OUT/console.log"
     if [ -d "$cdir/expected" ]; then
         cp -r "$cdir/expected" "$OUT/expected"
+        chmod -R u+rw,go+r "$OUT/expected"
         # the oracles ran on the reduced dump under its scratch name
         grep -rlI -- "${red##*/}" "$OUT/expected" | while read -r f; do
             sed -i "s#${red##*/}#$name#g" "$f"; done
@@ -567,16 +574,16 @@ stage_sample() {
     sha=$(sha256sum "$OUT/$name" | cut -d' ' -f1); size=$(stat -c %s "$OUT/$name")
     elf_size=$(stat -c %s "$cdir/dump.elf")
     {
-        echo "FILE=$name"; echo "SIZE=$size"; echo "SHA256=$sha"
+        kv FILE "$name"; kv SIZE "$size"; kv SHA256 "$sha"
         cat "$cdir/case.env"
-        echo "MAKEDUMPFILE=$(makedumpfile -v 2>&1 | sed -n 's/^makedumpfile: version \([^ ]*\).*/\1/p')"
-        echo "MAKEDUMPFILE_CMD=makedumpfile -$([ "${codec%%-*}" = c ] && echo c || echo l) -d $DUMP_LEVEL $(cat "$cdir/mdf-input.txt" 2>/dev/null || echo dump.elf) $name"
-        echo "SOURCE_ELF_SIZE=$elf_size"
-        echo "SOURCE_ELF_SHA256=$(sha256sum "$cdir/dump.elf" | cut -d' ' -f1)"
-        echo "SOURCE_ELF_LAYOUT=$(cat "$cdir/elfinfo.txt")"
-        echo "KEXEC_TOOLS=$(dpkg-query -W -f='${Version}' kexec-tools 2>/dev/null)"
-        [ -n "$DRGN" ] && echo "DRGN=$("$DRGN" --version 2>&1 | head -1)"
-        echo "GENERATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        kv MAKEDUMPFILE "$(makedumpfile -v 2>&1 | sed -n 's/^makedumpfile: version \([^ ]*\).*/\1/p')"
+        kv MAKEDUMPFILE_CMD "makedumpfile -${codec%%-*} -d $DUMP_LEVEL $(cat "$cdir/mdf-input.txt" 2>/dev/null || echo dump.elf) $name"
+        kv SOURCE_ELF_SIZE "$elf_size"
+        kv SOURCE_ELF_SHA256 "$(sha256sum "$cdir/dump.elf" | cut -d' ' -f1)"
+        kv SOURCE_ELF_LAYOUT "$(cat "$cdir/elfinfo.txt")"
+        kv KEXEC_TOOLS "$(dpkg-query -W -f='${Version}' kexec-tools 2>/dev/null)"
+        [ -z "$DRGN" ] || kv DRGN "$("$DRGN" --version 2>&1 | awk '{print $2; exit}')"
+        kv GENERATED "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
     } > "$OUT/sample.env"
     write_sample_readme "$name" "$size" "$sha"
     ls -l "$OUT" >&2
@@ -592,7 +599,8 @@ write_sample_readme() {
 
 \`$name\` ($size bytes, sha256 \`$sha\`) is a real crash dump of a stock
 Debian kernel, made by \`tools/make-dumps.sh\` (see tools/README.md); all values below
-are also in \`sample.env\` (machine readable).
+are also in \`sample.env\` (machine readable).  Samples of other architectures, if any,
+live in subdirectories (e.g. \`arm64/\`) with their own README.
 
 * Kernel: \`$KPKG_NAME\` version \`$KPKG_VERSION\` (\`$KPKG_DEB\`, sha256 \`$KPKG_SHA256\`),
   release \`$KV\`.  VMCOREINFO: OSRELEASE=\`$(sed -n 's/^OSRELEASE=//p' "$vi")\`,
@@ -630,6 +638,10 @@ EOF
   tab/backslash/BEL/ESC/DEL, a line without \`<N>\` prefix), then panics via sysrq-c.
   Page filtering \`-d 31\` drops zero, cache, user and free pages: user memory markers are
   NOT in this file (only kernel memory).
+* Size: what -d $DUMP_LEVEL keeps is mostly the kernel image itself (text, rodata, data:
+  ~29 MiB of non-zero pages, ~12 MiB after makedumpfile's per-page compression on
+  Debian's 6.1 kernel); less guest RAM does not shrink it (96M gave the same size as 128M).
+  \`-c\` (zlib) was smaller than \`-l\` (lzo); snappy/zstd are disabled in Debian's makedumpfile.
 
 ## Files
 
@@ -646,11 +658,11 @@ EOF
                 makedumpfile-dmesg.txt) echo "  * \`makedumpfile-dmesg.txt\` - \`makedumpfile --dump-dmesg $name\` (prints non-ASCII bytes sign-extended, e.g. \`\\xffffffc3\`)." ;;
                 makedumpfile-dmesg-elf.txt) echo "  * \`makedumpfile-dmesg-elf.txt\` - \`makedumpfile --dump-dmesg\` of the unfiltered (normalized) ELF." ;;
                 vmcore-dmesg.txt) echo "  * \`vmcore-dmesg.txt\` - kexec-tools \`vmcore-dmesg\` of $([ "$KIND" = qmp ] && echo "an extra QEMU paging=true ELF dump taken in the same session (vmcore-dmesg cannot read paging=false dumps)" || echo "the unfiltered kdump ELF")." ;;
-                drgn-tasks.tsv) echo "  * \`drgn-tasks.tsv\` - drgn ($DRGN) with the -dbg vmlinux over this file: every task (pid, tgid, ppid, state char, task_struct address, comm); script \`drgn-oracle.py\`." ;;
+                drgn-tasks.tsv) echo "  * \`drgn-tasks.tsv\` - drgn $DRGN with the -dbg vmlinux over this file: every task (pid, tgid, ppid, state char, task_struct address, comm); script \`drgn-oracle.py\`." ;;
                 drgn-dmesg.txt) echo "  * \`drgn-dmesg.txt\` - drgn \`get_dmesg()\` over this file (raw UTF-8)." ;;
                 drgn-crashed-thread.txt) echo "  * \`drgn-crashed-thread.txt\` - drgn \`prog.crashed_thread()\` stack trace." ;;
                 drgn-misc.txt) echo "  * \`drgn-misc.txt\` - a few drgn-read values (jiffies, init_task address, nr_threads, panic_cpu)." ;;
-                *.log|*.stderr|*.out) echo "  * \`${f##*/}\` - messages of the command above." ;;
+                *.log|*.stderr|*.out) echo "  * \`${f##*/}\` - terminal messages of the matching command in commands.tsv." ;;
                 *) echo "  * \`${f##*/}\`" ;;
             esac
         done
@@ -661,7 +673,9 @@ EOF
     WORK=/work/scratch/gen/work DBG=1 MEM=$MEM KASLR=$KASLR PAGING=$PAGING HOLD_MB=$HOLD_MB \\
         KPKG=$KPKG_NAME=$KPKG_VERSION tools/make-dumps.sh
 
-The result differs byte for byte (KASLR slide, timing), not in kind.
+The result differs byte for byte (KASLR slide, timing), not in kind.  If apt no longer
+offers that kernel version, download \`$KPKG_DEB\` (e.g. from snapshot.debian.org; sha256
+above) and pass it as \`KERNEL_DEB=/path/to/$KPKG_DEB\`.
 EOF
     } > "$OUT/README.md"
 }
