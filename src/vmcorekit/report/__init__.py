@@ -1,0 +1,1 @@
+"""Reports built from kernel helpers: the one-shot triage report and its pieces."""
