@@ -1,0 +1,124 @@
+"""Where a trace starts: the registers of each CPU at the crash (PRSTATUS notes written by kdump,
+QEMU's CPU notes), or, for a task that was not running, the context switch_to() saved on its
+stack (`task->thread.sp` points at a `struct inactive_task_frame`: r15..rbp, ret_addr).
+
+Also who crashed: the panicking CPU (`panic_cpu`, else `crashing_cpu`, else the PRSTATUS whose
+pid is the task running there) and the task running on each CPU.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ...errors import MemoryReadError, VmcorekitError
+from .kinfo import KernelInfo, TaskInfo
+from .model import ExceptionFrame
+from .unwind import State
+from .x86 import INACTIVE_FRAME_FIELDS
+
+# Functions a CPU is parked in when a crash stops it, newest first; used to find where the
+# kernel-side stack of a stopped CPU starts when its note holds the interrupted user registers.
+STOP_FUNCTIONS = ("crash_nmi_callback", "stop_this_cpu", "machine_kexec", "__crash_kexec",
+                  "nmi_panic_self_stop", "panic_smp_self_stop")
+
+
+@dataclass
+class CpuContext:
+    cpu: int
+    task: int | None  # the task running on the CPU (per-CPU current task)
+    regs: dict[str, int] | None  # from the CPU note
+    source: str | None  # "prstatus", "qemu"
+    note_pid: int | None  # PRSTATUS pid (kdump: the task's pid; QEMU: the vCPU thread id)
+
+
+def cpu_contexts(ki: KernelInfo) -> dict[int, CpuContext]:
+    """Every CPU that has a register note or a current task."""
+    out: dict[int, CpuContext] = {}
+    try:
+        notes = ki.prog.cpus
+    except (VmcorekitError, ValueError, struct.error):
+        notes = []
+    for n in notes:
+        regs = dict(n.regs) if n.regs and (n.regs.get("rsp") or n.regs.get("rip")) else None
+        out[n.cpu] = CpuContext(n.cpu, None, regs, n.source, n.pid)
+    try:
+        active = ki.active_tasks()
+    except (VmcorekitError, MemoryReadError):
+        active = {}
+    for cpu, task in active.items():
+        ctx = out.setdefault(cpu, CpuContext(cpu, None, None, None, None))
+        ctx.task = task
+    return out
+
+
+def panic_cpu(ki: KernelInfo) -> tuple[int | None, str]:
+    """(CPU, which symbol said so) of the panic: `panic_cpu`, else x86's `crashing_cpu`."""
+    for name in ("panic_cpu", "crashing_cpu"):
+        a = ki.address_of(name)
+        if a is None:
+            continue
+        try:
+            v = ki.s32(a)
+        except (MemoryReadError, VmcorekitError):
+            continue
+        if 0 <= v < ki.nr_cpu_ids:
+            return v, name
+    return None, "no CPU panicked (panic_cpu and crashing_cpu unset)"
+
+
+def note_state(regs: dict[str, int], source: str) -> tuple[State | None, ExceptionFrame]:
+    """The start state from a CPU note; None when the CPU was in user mode."""
+    exc = ExceptionFrame(dict(regs), None, "note")
+    if exc.user_mode or not regs.get("rsp"):
+        return None, exc
+    st = State(ip=regs["rip"], sp=regs["rsp"], bp=regs.get("rbp"), signal=True, method="regs",
+               regs=dict(regs), full_regs=True, exception=exc)
+    return st, exc
+
+
+def switch_state(ki: KernelInfo, task: TaskInfo) -> State:
+    """The start state of a task that is not running: its inactive_task_frame."""
+    T = "struct inactive_task_frame"
+    size = ki.sizeof(T)
+    ret_off = ki.offsetof(T, "ret_addr")
+    bp_off = ki.offsetof(T, "bp")
+    if size is None or ret_off is None or bp_off is None:
+        # No BTF: the frame as __switch_to_asm has pushed it since 4.9 (rbp, rbx, r12-r15).
+        size = 8 * len(INACTIVE_FRAME_FIELDS)
+        ret_off = 8 * INACTIVE_FRAME_FIELDS.index("ret_addr")
+        bp_off = 8 * INACTIVE_FRAME_FIELDS.index("bp")
+    raw = ki.read(task.thread_sp, size)
+    ret = struct.unpack_from("<Q", raw, ret_off)[0]
+    bp = struct.unpack_from("<Q", raw, bp_off)[0]
+    # The frame's stack address is the task's saved stack pointer (where crash shows it);
+    # the return address itself sits at +ret_off.
+    return State(ip=ret, sp=task.thread_sp + size, bp=bp, signal=False, method="switch",
+                 slot=task.thread_sp)
+
+
+def find_stop_frame(ki: KernelInfo, stacks: list[Any], symbols: Any) -> State | None:
+    """For a CPU stopped by the crash whose note holds the interrupted (user) registers: the
+    lowest stack word that is a return address into one of STOP_FUNCTIONS."""
+    names = set(STOP_FUNCTIONS)
+    best: tuple[int, int] | None = None
+    for s in stacks:
+        try:
+            blk = ki.read(s.lo, s.hi - s.lo)
+        except (MemoryReadError, VmcorekitError):
+            continue
+        for off in range(0, len(blk) - 7, 8):
+            w = struct.unpack_from("<Q", blk, off)[0]
+            if w < 0xFFFF800000000000:
+                continue
+            sym = symbols.lookup(w)
+            if sym is None or sym.name not in names or w == sym.address:
+                continue
+            best = (s.lo + off, w)
+            break
+        if best is not None:
+            break
+    if best is None:
+        return None
+    slot, w = best
+    return State(ip=w, sp=slot + 8, bp=None, signal=False, method="scan", slot=slot, reliable=False)
