@@ -13,7 +13,7 @@ def address_space(phys: PhysicalMemory, vmcoreinfo: VmcoreInfo) -> AddressSpace:
     """The address space for the dump's architecture: the container's word first, then
     VMCOREINFO's arch-specific keys."""
     arch = phys.machine or vmcoreinfo.guess_arch()
-    if arch in (None, "unknown"):
+    if arch is None or arch.lower() == "unknown":  # QEMU's kdump header says "Unknown"
         arch = vmcoreinfo.guess_arch()
     if arch == "x86_64":
         from .x86_64 import X86_64

@@ -15,14 +15,21 @@ from .render import kv_table, print_table
 @click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
               help="Use this VMCOREINFO text instead of the dump's note.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool) -> None:
+@click.option("--ranges", "show_ranges", is_flag=True,
+              help="Also list the physical ranges whose pages are missing or unreadable (reads every page, "
+                   "like `verify`); exit status 3 when there are any.")
+def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, show_ranges: bool = False) -> None:
     """Format, codec, architecture, release, page size, CPUs, memory ranges, KASLR offset,
     phys_base, crash time, and whether the dump is filtered or incomplete."""
     with open_dump(split_dump_arg(dump)) as phys:
         vi = VmcoreInfo.from_file(vmcoreinfo_file) if vmcoreinfo_file else None
         s = dump_summary(phys, vi)
+        if show_ranges:
+            from ..program.summary import damage_summary
+            s["damage"] = damage_summary(phys)
     if as_json:
         emit_json(s)
+        _damage_status(s)
         return
     af = s.get("arch_facts", {})
 
@@ -48,8 +55,39 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool) -
         ("dump level", str(s["dump_level"]) if s.get("dump_level") is not None else "unfiltered"),
         ("incomplete", "yes" if s["incomplete"] else "no"),
     ]
+    # arm64 layout facts (AArch64.describe()), shown only when the architecture has them
+    for key, label in (("va_bits", "VA bits"), ("phys_offset", "PHYS_OFFSET"), ("kimage_voffset", "kimage_voffset")):
+        if af.get(key) is not None:
+            rows.append((label, str(af[key]) if key == "va_bits" else hx(af[key])))
     kv_table("Dump", rows)
+    for w in af.get("warnings") or []:
+        click.echo(f"note: {w}", err=True)
     print_table("Memory ranges", ["start", "end", "size"],
                 [[f"{r['start']:#014x}", f"{r['end']:#014x}", f"{r['size'] >> 10} KiB"] for r in s["memory_ranges"]])
     for p in s.get("problems", []):
         click.echo(f"note: {p}", err=True)
+    if "damage" in s:
+        _print_damage(s["damage"])
+        _damage_status(s)
+
+
+def _print_damage(d: dict) -> None:  # type: ignore[type-arg]
+    """The --ranges section: each missing or unreadable range once."""
+    p = d["pages"]
+    kv_table("Damage", [("pages", f"good {p['good']}, zero {p['zero']}, excluded {p['excluded']}, "
+                                  f"missing {p['missing']}, corrupt {p['corrupt']}")])
+    rows = [[r["state"], f"{r['start']:#014x}", f"{r['end']:#014x}", str(r["pages"]), r["reason"]]
+            for r in d["unreadable_ranges"]]
+    if rows:
+        print_table("Missing or unreadable ranges", ["state", "start", "end", "pages", "reason"], rows, right=(3,))
+    else:
+        click.echo("no missing or unreadable pages")
+    for msg in d["problems"]:
+        click.echo(f"problem: {msg}")
+
+
+def _damage_status(s: dict) -> None:  # type: ignore[type-arg]
+    d = s.get("damage")
+    if d and (d["unreadable_ranges"] or d["problems"]):
+        from ..errors import EXIT_PARTIAL
+        raise click.exceptions.Exit(EXIT_PARTIAL)

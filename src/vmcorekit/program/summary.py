@@ -31,6 +31,11 @@ def dump_summary(phys: PhysicalMemory, vmcoreinfo: VmcoreInfo | None = None) -> 
         "notes": [{"owner": n.owner, "type": n.type, "size": len(n.desc)} for n in phys.notes],
     }
     out.update({k: v for k, v in info.extra.items() if isinstance(v, (int, str, bool, float, type(None)))})
+    from ..dump.verify import damage_hint
+    hint = damage_hint(phys)
+    if hint:  # a truncated file is incomplete whatever its header says
+        problems.append(hint)
+        out["incomplete"] = True
     if vmcoreinfo is None and phys.vmcoreinfo_raw is not None:
         vmcoreinfo = VmcoreInfo.parse(phys.vmcoreinfo_raw, source=phys.path)
     if vmcoreinfo is None:
@@ -50,6 +55,7 @@ def dump_summary(phys: PhysicalMemory, vmcoreinfo: VmcoreInfo | None = None) -> 
     out["arch"] = out["arch"] or vi.guess_arch()
     try:
         space = address_space(phys, vi)
+        out["arch"] = space.arch  # the container may say "Unknown" (QEMU's arm64 kdump header)
         d = space.describe()
         out["arch_facts"] = {k: v for k, v in d.items() if k != "regions"}
         out["regions"] = d.get("regions", [])
@@ -76,3 +82,14 @@ def page_census(phys: PhysicalMemory, limit_pages: int = 1 << 26) -> dict[str, i
             if budget <= 0:
                 return counts
     return counts
+
+
+def damage_summary(phys: PhysicalMemory, *, read_data: bool = True) -> dict[str, Any]:
+    """Pages by state and the physical ranges whose dumped pages are missing or unreadable
+    (see dump/verify.py), for `info --ranges`. With read_data, every compressed page is
+    decompressed to find the corrupt ones."""
+    from ..dump.verify import verify
+
+    rep = verify(phys, read_data=read_data)
+    return {"pages": dict(rep.pages), "unreadable_ranges": [r.to_json() for r in rep.bad_ranges],
+            "problems": list(rep.problems), "data_checked": rep.data_checked}
