@@ -77,3 +77,12 @@ def test_signature_is_stable_and_discriminating() -> None:
     assert a.id != c.id
     assert normalize_reason("unable to handle page fault for address: ffffa0c3c0de0000") == \
         "unable to handle page fault for address: ADDR"
+
+
+def test_end_marker_is_not_the_reason() -> None:
+    log = [LogLine(1.0, "Kernel panic - not syncing: sysrq triggered crash"),
+           LogLine(1.1, "CPU: 0 PID: 221 Comm: sh Kdump: loaded Not tainted 6.1.0-56-amd64 #1  Debian 6.1.192-2"),
+           LogLine(1.2, "---[ end Kernel panic - not syncing: sysrq triggered crash ]---")]
+    c = crash_from_log(log)
+    assert c.reason == "sysrq triggered crash"
+    assert (c.cpu, c.pid, c.comm, c.tainted) == (0, 221, "sh", "Not tainted")

@@ -43,7 +43,7 @@ class Crash:
 
 
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("panic", re.compile(r"Kernel panic - not syncing: (?P<msg>.*)")),
+    ("panic", re.compile(r"^Kernel panic - not syncing: (?P<msg>.*)")),
     ("bug", re.compile(r"kernel BUG at (?P<msg>\S+)!")),
     ("oops", re.compile(r"BUG: (?P<msg>unable to handle .*|kernel NULL pointer dereference.*|"
                         r"scheduling while atomic.*|sleeping function called from invalid context.*|"

@@ -1,0 +1,114 @@
+"""`vmcorekit triage DUMP...`: the one-shot crash report.
+
+One dump: a report for a person (terminal), `--json` for a machine, `--html FILE` for a page.
+Several dumps or a folder: one JSON line per dump on stdout, and a table grouping the dumps by
+crash signature on stderr; dumps are processed in parallel and one failing dump never stops
+the others.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+import click
+
+from ..dump import detect_format
+from ..errors import DumpFormatError, VmcorekitError
+from ..report.triage import triage
+from .common import emit_json, split_dump_arg
+
+EXIT_PARTIAL = 3  # the report was built but some sections could not be computed
+
+
+def _dumps_in(paths: tuple[str, ...]) -> list[str]:
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            for name in sorted(os.listdir(p)):
+                f = os.path.join(p, name)
+                if os.path.isfile(f):
+                    try:
+                        detect_format(f)
+                    except DumpFormatError:
+                        continue
+                    out.append(f)
+        else:
+            out.append(p)
+    return out
+
+
+def _one(path: str, vmcoreinfo: str | None) -> dict[str, Any]:
+    """Worker: a compact line for the many-dumps mode; errors become data, never exceptions."""
+    try:
+        r = triage(path, vmcoreinfo)
+    except (VmcorekitError, OSError, ValueError, LookupError) as e:
+        return {"path": path, "ok": False, "error": " ".join(str(e).split())}
+    k, cr, sig = r.get("kernel", {}), r.get("crash", {}), r.get("signature", {})
+    return {"path": path, "ok": True, "signature": sig.get("id"), "reason": cr.get("reason"),
+            "frames": sig.get("frames"), "release": k.get("release"), "crash_time": k.get("crash_time"),
+            "pid": cr.get("pid"), "comm": cr.get("comm"), "cpu": cr.get("cpu"),
+            "failed_sections": [n for n, s in r["sections"].items() if not s.get("ok")], "seconds": r.get("seconds")}
+
+
+def _group_table(rows: list[dict[str, Any]]) -> list[str]:
+    groups: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        key = r.get("signature") or "(failed)"
+        g = groups.setdefault(key, {"count": 0, "reason": r.get("reason") or r.get("error"), "times": []})
+        g["count"] += 1
+        if r.get("crash_time"):
+            g["times"].append(r["crash_time"])
+    import time as _t
+    fmt = lambda t: _t.strftime("%Y-%m-%d %H:%M:%S", _t.gmtime(t)) if t else "-"  # noqa: E731
+    lines = [f"{'SIGNATURE':16}  {'COUNT':>5}  {'FIRST':19}  {'LAST':19}  REASON"]
+    for sig, g in sorted(groups.items(), key=lambda kv: -kv[1]["count"]):
+        first = min(g["times"]) if g["times"] else None
+        last = max(g["times"]) if g["times"] else None
+        lines.append(f"{sig:16}  {g['count']:>5}  {fmt(first):19}  {fmt(last):19}  {g['reason']}")
+    return lines
+
+
+@click.command("triage")
+@click.argument("dumps", nargs=-1, required=True)
+@click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
+              help="Use this VMCOREINFO text instead of the dump's note.")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON (schema: docs/triage-schema.json).")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), help="Also write a self-contained HTML page.")
+@click.option("-j", "--jobs", type=int, default=0, help="Parallel workers for many dumps (default: all cores).")
+def command(dumps: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, html_file: str | None,
+            jobs: int) -> None:
+    """Why the kernel died, in which task and CPU, after what — from the dump alone.
+    DUMP may be a folder (every dump in it) or split parts joined by commas."""
+    paths = _dumps_in(dumps)
+    if not paths:
+        raise click.UsageError("no dump files found")
+    if len(paths) == 1 and not os.path.isdir(dumps[0]):
+        path = ",".join(split_dump_arg(paths[0]))
+        r = triage(path, vmcoreinfo_file)
+        if html_file:
+            from ..report.render_html import render_html
+            from ..util.fileout import atomic_output
+            with atomic_output(html_file) as f:
+                f.write(render_html(r).encode())
+        if as_json:
+            emit_json(r)
+        else:
+            from ..report.render_text import render_text
+            render_text(r)
+        if any(not s.get("ok") for s in r["sections"].values()):
+            sys.exit(EXIT_PARTIAL)
+        return
+    workers = jobs or os.cpu_count() or 1
+    rows: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=min(workers, len(paths))) as pool:
+        for row in pool.map(_one, paths, [vmcoreinfo_file] * len(paths)):
+            rows.append(row)
+            sys.stdout.write(json.dumps(row) + "\n")
+            sys.stdout.flush()
+    for line in _group_table(rows):
+        click.echo(line, err=True)
+    if any(not r["ok"] for r in rows):
+        sys.exit(1)

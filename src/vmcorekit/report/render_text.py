@@ -1,0 +1,173 @@
+"""The triage report for a person at a terminal (rich: headings, tables, colored levels).
+Piped, rich writes the same text without color."""
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+LEVEL_STYLE = {0: "bold red", 1: "bold red", 2: "bold red", 3: "red", 4: "yellow", 5: "cyan", 6: "", 7: "dim"}
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def _fmt_secs(s: float | None) -> str:
+    if s is None:
+        return "?"
+    s = int(s)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d} days, " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def _taint_text(t: dict[str, Any] | None) -> str:
+    if not t or t.get("mask") is None:
+        return "?"
+    if t["mask"] == 0:
+        return "Not tainted"
+    return f"{t.get('text') or ''} (mask {t['mask']:#x}) " + ", ".join(t.get("flags") or [])
+
+
+def render_text(r: dict[str, Any], console: Console | None = None) -> None:
+    import sys
+    # Piped output is for files and diffs: no wrapping at 80 columns.
+    c = console or Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    sec = r.get("sections", {})
+
+    def failed(name: str, title: str) -> bool:
+        st = sec.get(name)
+        if st and not st.get("ok"):
+            c.rule(f"[bold]{title}")
+            c.print(f"[dim]unavailable: {st.get('error')}[/dim]")
+            return True
+        return name not in r
+
+    k, cr, sig = r.get("kernel", {}), r.get("crash", {}), r.get("signature", {})
+    c.rule("[bold]Crash summary")
+    summary = Table.grid(padding=(0, 2))
+    summary.add_column(style="bold")
+    summary.add_column()
+    rows = [
+        ("dump", f"{r['dump'].get('path')} ({r['dump'].get('format')}"
+                 f"{', ' + str(r['dump'].get('codec')) if r['dump'].get('codec') else ''}"
+                 f"{', level ' + str(r['dump'].get('dump_level')) if r['dump'].get('dump_level') else ''}"
+                 f"{', INCOMPLETE' if r['dump'].get('incomplete') else ''})"),
+        ("panic", Text(str(cr.get("reason") or "unknown"), style="bold red")),
+        ("kind", str(cr.get("kind") or "?")),
+        ("task", f"PID {cr.get('pid')} ({cr.get('comm')}) on CPU {cr.get('cpu')}" if cr else "?"),
+        ("signature", f"{sig.get('id', '?')}  {' < '.join(sig.get('frames', []))}"),
+        ("release", f"{k.get('release') or '?'}  {k.get('version') or ''}"),
+        ("build id", str(k.get("build_id") or "?")),
+        ("machine", f"{k.get('machine') or r['dump'].get('arch')}, {k.get('cpus')} CPUs, "
+                    f"{_fmt_bytes(k.get('memory_bytes'))}, node {k.get('nodename') or '?'}"),
+        ("crash time", f"{k.get('date') or 'not recorded'}"),
+        ("uptime", _fmt_secs(k.get("uptime_seconds"))),
+        ("load average", ", ".join(f"{x:.2f}" for x in k["load_average"]) if k.get("load_average") else "?"),
+        ("tainted", _taint_text(r.get("taint"))),
+    ]
+    if cr.get("message"):
+        rows.insert(2, ("oops", cr["message"]))
+    if cr.get("rip"):
+        rows.insert(3, ("RIP", f"{cr['rip']}" + (f"  error code {cr['error_code']}" if cr.get("error_code") else "")))
+    for a, b in rows:
+        summary.add_row(a, b)
+    c.print(summary)
+    for note in cr.get("cross_check", []):
+        c.print(f"[dim]check: {note}[/dim]")
+
+    if not failed("backtrace", "Backtrace of the panicking task"):
+        c.rule("[bold]Backtrace of the panicking task")
+        c.print(Text(r["backtrace"]["text"]))
+    if not failed("other_cpus", "Other CPUs"):
+        c.rule("[bold]Other CPUs")
+        if not r["other_cpus"]:
+            c.print("[dim]no other CPU has registers in the dump[/dim]")
+        for g in r["other_cpus"]:
+            cpus = ",".join(map(str, g["cpus"]))
+            off = " (stopped by the panic)" if g.get("offline") else ""
+            c.print(f"[bold]CPU {cpus}{off}[/bold]")
+            c.print(Text(g["trace"]["text"] if "trace" in g else f"unavailable: {g.get('error')}"))
+    if not failed("events", "Log signatures"):
+        c.rule("[bold]Log signatures")
+        interesting = [e for e in r["events"]]
+        if not interesting:
+            c.print("[dim]no panic/oops/lockup/hung-task/OOM/RCU-stall lines recognised[/dim]")
+        for e in interesting[-20:]:
+            ts = f"[{e['ts']:12.6f}] " if e.get("ts") is not None else ""
+            c.print(f"[bold]{e['kind']}[/bold] {ts}{e['summary']}")
+    if not failed("log", "Kernel log"):
+        lg = r["log"]
+        if lg.get("errors_warnings"):
+            c.rule("[bold]Errors and warnings in the log")
+            _print_records(c, lg["errors_warnings"])
+        c.rule(f"[bold]Last {len(lg['tail'])} log lines")
+        if not lg.get("levels_known"):
+            c.print(f"[dim]{lg.get('levels_note')}[/dim]")
+        _print_records(c, lg["tail"])
+        for gap in lg.get("gaps", []):
+            c.print(f"[yellow]gap: {gap}[/yellow]")
+    if not failed("blocked_tasks", "Tasks in uninterruptible sleep (D)"):
+        b = r["blocked_tasks"]
+        c.rule(f"[bold]Tasks in uninterruptible sleep (D): {b['count']}")
+        for g in b["groups"]:
+            names = ", ".join(f"{t['pid']} {t['comm']}" + (f" ({_fmt_secs(t['slept_seconds'])})"
+                                                          if t.get("slept_seconds") is not None else "")
+                              for t in g["tasks"][:20])
+            c.print(f"[bold]{len(g['tasks'])} task(s):[/bold] {names}")
+            c.print(Text(g["stack"]))
+    if not failed("memory", "Memory"):
+        m = r["memory"]
+        c.rule("[bold]Memory")
+        s = m.get("summary")
+        if s:
+            ps = s["page_size"]
+            t = Table("", "pages", "size", box=None)
+            for key in ("total", "free", "used", "shared", "buffers", "cached", "slab", "swap_total", "swap_used",
+                        "commit_limit", "committed"):
+                v = s["pages"].get(key)
+                t.add_row(key.replace("_", " "), "?" if v is None else str(v),
+                          "?" if v is None else _fmt_bytes(v * ps))
+            c.print(t)
+        elif m.get("summary_error"):
+            c.print(f"[dim]summary unavailable: {m['summary_error']}[/dim]")
+        if m.get("top_rss"):
+            t = Table("PID", "COMM", "RSS", title="Top tasks by RSS", box=None)
+            for row in m["top_rss"]:
+                t.add_row(str(row["pid"]), row["comm"], _fmt_bytes(row["rss_bytes"]))
+            c.print(t)
+    if not failed("modules", "Modules"):
+        c.rule(f"[bold]Modules: {len(r['modules'])}")
+        t = Table("NAME", "BASE", "SIZE", "TAINT", "FLAGS", box=None)
+        for m in r["modules"]:
+            flags = []
+            if m.get("out_of_tree"):
+                flags.append("[red]out-of-tree[/red]")
+            if m.get("unsigned"):
+                flags.append("[yellow]unsigned[/yellow]")
+            t.add_row(m["name"], str(m.get("base")), str(m.get("size")), m.get("taint_letters") or "",
+                      " ".join(flags))
+        c.print(t)
+    bad = [f"{n}: {s['error']}" for n, s in sec.items() if not s.get("ok")]
+    if bad:
+        c.rule("[bold]Sections not computed")
+        for b in bad:
+            c.print(f"[dim]{b}[/dim]")
+
+
+def _print_records(c: Console, recs: list[dict[str, Any]]) -> None:
+    for rec in recs:
+        ts = rec.get("ts_nsec", 0)
+        stamp = f"[{ts // 1_000_000_000:5d}.{ts % 1_000_000_000 // 1000:06d}] "
+        style = LEVEL_STYLE.get(rec.get("level", 6), "") if rec.get("level") is not None else ""
+        c.print(Text(stamp + rec["text"], style=style))
