@@ -32,6 +32,9 @@ def detect_format(path: str) -> str:
         return "flattened"
     if head[:8] == b"DISKDUMP":
         return "kdump"
+    from .wrapped import wrapper_of
+    if wrapper_of(head):
+        return "wrapped"
     raise DumpFormatError(path, 0, f"unrecognised file: expected an ELF core, 'KDUMP   ' or 'makedumpfile' "
                                    f"signature, found {head[:8]!r}")
 
@@ -44,6 +47,21 @@ def open_dump(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) 
     if not names:
         raise ValueError("no dump file given")
     kinds = [detect_format(p) for p in names]
+    if "wrapped" in kinds:
+        from .wrapped import unwrapped
+        originals = names
+        names = [unwrapped(p) if k == "wrapped" else p for p, k in zip(names, kinds)]
+        kinds = [detect_format(p) for p in names]
+        phys = _open(names, kinds)
+        # Report the file the user named; offsets refer to its decompressed bytes.
+        phys.info.extra["decompressed_from"] = ",".join(originals)
+        phys.info.extra["decompressed_copy"] = ",".join(names)
+        phys.path = ",".join(originals)
+        return phys
+    return _open(names, kinds)
+
+
+def _open(names: list[str], kinds: list[str]) -> PhysicalMemory:
     if len(names) == 1 and kinds[0] == "elf":
         from .elf import ElfDump
         return ElfDump(names[0])
