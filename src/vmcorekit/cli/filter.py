@@ -1,0 +1,220 @@
+"""`vmcorekit filter`: makedumpfile's job (dump levels, codecs, -E, -F, -R, --split)."""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from .common import emit_json, split_dump_arg
+
+CODEC_FLAGS = {"c": "zlib", "l": "lzo", "p": "snappy", "z": "zstd"}
+
+
+def _size(text: str | None) -> int | None:
+    """Bytes, with an optional K/M/G/T suffix (powers of 1024)."""
+    if text is None:
+        return None
+    t = text.strip().upper().rstrip("B")
+    mult = 1
+    for i, suffix in enumerate("KMGT", 1):
+        if t.endswith(suffix):
+            mult, t = 1024 ** i, t[:-1]
+            break
+    try:
+        v = int(float(t) * mult)
+    except ValueError:
+        raise click.BadParameter(f"expected a size such as 4G or 500M, got {text!r}", param_hint="--max-size") from None
+    if v <= 0:
+        raise click.BadParameter("expected a positive size", param_hint="--max-size")
+    return v
+
+
+class _RichProgress:
+    """A rich progress bar with ETA on stderr, one task per phase."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+        self.progress = Progress(TextColumn("{task.description:<30}"), BarColumn(), TaskProgressColumn(),
+                                 TextColumn("eta"), TimeRemainingColumn(), console=Console(stderr=True),
+                                 transient=False)
+        self.tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> "_RichProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, phase: str, done: int, total: int) -> None:
+        task = self.tasks.get(phase)
+        if task is None:
+            task = self.tasks[phase] = self.progress.add_task(phase, total=max(total, 1))
+        self.progress.update(task, completed=done, total=max(total, 1))
+
+
+@click.command("filter")
+@click.argument("paths", nargs=-1, metavar="DUMP OUTPUT...")
+@click.option("-d", "--dump-level", "level", type=click.IntRange(0, 31), default=None,
+              help="Pages to exclude, a sum of: 1 zero, 2 non-private cache, 4 all cache, 8 user data, "
+                   "16 free (default 0, as makedumpfile; a re-filtered dump keeps its own level too).")
+@click.option("-c", "codec_flag", flag_value="c", help="Compress pages with zlib.")
+@click.option("-l", "codec_flag", flag_value="l", help="Compress pages with LZO.")
+@click.option("-p", "codec_flag", flag_value="p", help="Compress pages with snappy.")
+@click.option("-z", "codec_flag", flag_value="z", help="Compress pages with zstd.")
+@click.option("--codec", type=click.Choice(["zlib", "lzo", "snappy", "zstd", "none"]),
+              help="Page codec by name (default zlib, where makedumpfile stores pages raw; 'none' does that).")
+@click.option("-E", "elf", is_flag=True, help="Write an ELF core instead of kdump-compressed.")
+@click.option("-F", "flatten", is_flag=True, help="Write the flattened format to standard output (for ssh).")
+@click.option("-R", "reassemble", is_flag=True, help="Rebuild OUTPUT from a flattened stream on standard input.")
+@click.option("--split", "split", type=click.IntRange(1, 4096), default=1,
+              help="Write N kdump files sharing the pages (OUTPUT.1..N, or N OUTPUT names).")
+@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Compression workers (default: all cores).")
+@click.option("--dry-run", is_flag=True, help="Do everything but write; report what would be written.")
+@click.option("--show-stats", is_flag=True, help="Print the page report (pages per class) like makedumpfile.")
+@click.option("--mem-usage", is_flag=True, help="Show what each dump level would keep, then stop.")
+@click.option("--dump-dmesg", is_flag=True, help="Write the kernel log of DUMP to OUTPUT (makedumpfile's format).")
+@click.option("--max-size", "max_size", default=None, help="Fail (leaving no file) if the output would exceed this size.")
+@click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
+              help="Use this VMCOREINFO text instead of the dump's note.")
+@click.option("--json", "as_json", is_flag=True, help="Statistics as JSON on standard output (not with -F).")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, codec: str | None, elf: bool,
+            flatten: bool, reassemble: bool, split: int, threads: int | None, dry_run: bool, show_stats: bool,
+            mem_usage: bool, dump_dmesg: bool, max_size: str | None, vmcoreinfo_file: str | None, as_json: bool,
+            progress: bool | None) -> None:
+    """Filter and compress a dump like makedumpfile.
+
+    \b
+      vmcorekit filter -d 31 -c DUMP OUTPUT        kdump-compressed, zlib
+      vmcorekit filter -d 31 -E DUMP OUTPUT        ELF
+      vmcorekit filter -d 31 -F DUMP | ssh ...     flattened stream on stdout
+      vmcorekit filter -R OUTPUT < STREAM          rebuild a flattened stream
+      vmcorekit filter --split 3 DUMP OUT          OUT.1 OUT.2 OUT.3
+      vmcorekit filter --mem-usage DUMP            what each dump level keeps
+
+    DUMP may be an ELF core, a kdump-compressed file (re-filtering: its dump level is kept and
+    raised), a flattened stream, or a --split set given as FILE1,FILE2,...
+    """
+    from ..filter import FilterOptions
+    from ..filter.job import reassemble_stream, run_filter, split_output_names
+
+    limit = _size(max_size)
+    if reassemble:
+        if len(paths) != 1:
+            raise click.UsageError("-R takes one argument: the OUTPUT file to rebuild from standard input")
+        if sys.stdin.isatty():
+            raise click.UsageError("-R reads a flattened dump from standard input; pipe one in")
+        records = reassemble_stream(sys.stdin.buffer, paths[0], limit)
+        click.echo(f"The dumpfile is saved to {paths[0]} ({records} records).", err=True)
+        return
+    if codec_flag and codec and CODEC_FLAGS[codec_flag] != codec:
+        raise click.UsageError(f"-{codec_flag} and --codec {codec} name different codecs")
+    if sum(map(bool, (codec_flag or codec, elf))) > 1:
+        raise click.UsageError("-E writes uncompressed ELF; it cannot be combined with a codec")
+    chosen = codec or (CODEC_FLAGS[codec_flag] if codec_flag else "zlib")
+    if not paths:
+        raise click.UsageError("missing DUMP")
+    dump = split_dump_arg(paths[0])
+    rest = list(paths[1:])
+    if dump_dmesg:
+        if len(rest) != 1:
+            raise click.UsageError("--dump-dmesg takes DUMP OUTPUT")
+        _dump_dmesg(dump, rest[0], vmcoreinfo_file)
+        return
+    show = progress if progress is not None else sys.stderr.isatty()
+    opts = FilterOptions(level=0 if level is None else level, codec=chosen, elf=elf, split=split, threads=threads,
+                         dry_run=dry_run, max_size=limit, vmcoreinfo_file=vmcoreinfo_file)
+    if mem_usage:
+        if rest:
+            raise click.UsageError("--mem-usage takes only DUMP")
+        _mem_usage(dump, opts, as_json, show)
+        return
+    if flatten:
+        if rest:
+            raise click.UsageError("-F writes to standard output: give only DUMP")
+        if sys.stdout.isatty() and not dry_run:
+            raise click.UsageError("-F writes binary data to standard output; redirect it to a file or a pipe")
+        if as_json:
+            raise click.UsageError("--json prints on standard output, which -F uses for the dump")
+        outputs: list[str] | None = None
+    elif dry_run:
+        outputs = None
+    else:
+        if not rest:
+            raise click.UsageError("missing OUTPUT")
+        if split > 1 and len(rest) == 1:
+            outputs = split_output_names(rest[0], split)
+        elif len(rest) == split:
+            outputs = rest
+        else:
+            raise click.UsageError(f"expected {'1 OUTPUT' if split == 1 else f'1 or {split} OUTPUT names'}, "
+                                   f"got {len(rest)}")
+        for o in outputs:
+            if os.path.isdir(o):
+                raise click.BadParameter(f"{o}: is a directory", param_hint="OUTPUT")
+    stream = sys.stdout.buffer if flatten and not dry_run else None
+    if show:
+        with _RichProgress() as bar:
+            opts.progress = bar
+            stats = run_filter(dump, outputs, opts, stream=stream)
+    else:
+        stats = run_filter(dump, outputs, opts, stream=stream)
+    for w in stats.warnings:
+        click.echo(f"warning: {w}", err=True)
+    if as_json:
+        emit_json(stats.to_dict())
+    elif show_stats or dry_run:
+        click.echo(stats.report(), err=flatten, nl=False)
+    if outputs and not as_json:
+        where = ", ".join(outputs)
+        click.echo(f"The dumpfile is saved to {where}.", err=True)
+
+
+def _mem_usage(dump: list[str], opts: Any, as_json: bool, show: bool) -> None:
+    from ..filter.job import memory_usage
+    from .render import print_table
+    if show:
+        with _RichProgress() as bar:
+            opts.progress = bar
+            mu = memory_usage(dump, opts)
+    else:
+        mu = memory_usage(dump, opts)
+    if as_json:
+        emit_json(mu.to_dict())
+        return
+    ps = mu.page_size
+    c = mu.by_class
+    rows = [("ZERO", c["zero"], "yes", "Pages filled with zero"),
+            ("NON_PRI_CACHE", c["cache"], "yes", "Cache pages without private flag"),
+            ("PRI_CACHE", c["cache_private"], "yes", "Cache pages with private flag"),
+            ("USER", c["user"], "yes", "User process pages"),
+            ("FREE", c["free"], "yes", "Free pages"),
+            ("KERN_DATA", c["kernel"], "no", "Dumpable kernel data")]
+    print_table("Page types", ["TYPE", "PAGES", "EXCLUDABLE", "DESCRIPTION"], rows, right=(1,))
+    levels = [0, 1, 2, 4, 8, 16, 31]
+    print_table("Dump levels", ["LEVEL", "PAGES KEPT", "SIZE MiB", "OF PRESENT"],
+                [(lv, mu.kept[lv], f"{mu.kept[lv] * ps / (1 << 20):.1f}",
+                  f"{100 * mu.kept[lv] / mu.present:.1f}%" if mu.present else "-") for lv in levels], right=(1, 2, 3))
+    click.echo(f"page size: {ps}   pages on system: {mu.existing}   present in dump: {mu.present}")
+
+
+def _dump_dmesg(dump: list[str], output: str, vmcoreinfo_file: str | None) -> None:
+    """The kernel log as makedumpfile --dump-dmesg writes it, through atomic_output."""
+    from ..program import Program
+    from ..util.fileout import atomic_output
+    try:
+        from ..kernel.printk import read_log, render
+    except ImportError as e:
+        raise click.ClickException(f"--dump-dmesg needs vmcorekit.kernel.printk ({e})") from None
+    with Program.open(dump, vmcoreinfo=vmcoreinfo_file) as prog:
+        log = read_log(prog)
+        with atomic_output(output) as f:
+            for _rec, line in render(log, style="makedumpfile"):
+                f.write(line)
+    for w in getattr(log, "warnings", []) or []:
+        click.echo(f"warning: {w}", err=True)
+    click.echo(f"The dmesg log is saved to {output}.", err=True)

@@ -1,0 +1,676 @@
+"""`vmcorekit filter`: makedumpfile's job as a streaming pipeline.
+
+    open the dump -> 1st bitmap (pages that exist) and the pages whose data is present
+    -> classify struct pages chunk by chunk, clearing excluded pages from the 2nd bitmap
+    -> read dumped pages in batches -> zero test + compression on a thread pool (order kept)
+    -> kdump-compressed file(s), ELF, or a flattened stream
+
+Memory stays bounded: the two bitmaps grow with RAM (2 bits a page); everything else is one
+chunk of struct pages and a window of page batches in flight. Outputs go through
+util.fileout.atomic_output, so a failed run (disk full, --max-size, error) leaves nothing
+under the output name.
+"""
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import struct
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from ..dump import open_dump
+from ..dump.base import NT_PRSTATUS, Note, PhysicalMemory
+from ..errors import MemoryReadError, VmcoreinfoError, VmcorekitError
+from ..util.fileout import atomic_output
+from ..vmcoreinfo import VmcoreInfo
+from .bitmaps import PfnBitmap, input_bitmaps
+from .classify import (CACHE, CACHE_PRIVATE, CLASS_KEYS, CLASS_NAMES, DL_EXCLUDE_FREE, DL_EXCLUDE_ZERO, FREE,
+                       HWPOISON, KEEP, MAX_DUMP_LEVEL, OFFLINE, USER, ZERO, PageClassifier)
+from .compress import CODECS, check_codec, compress_pages
+from .elf_writer import ElfWriter, InputSegment, OutputLoad, plan_loads
+from .flat_writer import FlatSink
+from .kdump_writer import KdumpHeaderInfo, KdumpWriter, plan_layout
+from .sink import FileSink, FilterError, NullSink, Sink
+
+Progress = Callable[[str, int, int], None]  # (phase, done, total)
+BATCH_PAGES = 256  # pages per compression task
+READ_PAGES = 1024  # pages per read from the input
+
+
+@dataclass
+class FilterOptions:
+    level: int = 31
+    codec: str = "zlib"  # kdump page codec; "none" stores pages raw
+    elf: bool = False
+    split: int = 1
+    threads: int | None = None  # None: all cores
+    dry_run: bool = False
+    max_size: int | None = None
+    vmcoreinfo_file: str | None = None
+    batch_pages: int = BATCH_PAGES
+    progress: Progress | None = None
+
+    def check(self) -> None:
+        if not 0 <= self.level <= MAX_DUMP_LEVEL:
+            raise FilterError(f"dump level {self.level}: expected 0 to {MAX_DUMP_LEVEL}")
+        if self.codec not in CODECS:
+            raise FilterError(f"codec {self.codec!r}: expected one of {', '.join(CODECS)}")
+        if self.split < 1:
+            raise FilterError(f"--split {self.split}: expected at least 1 file")
+        if self.elf and self.split > 1:
+            raise FilterError("--split writes kdump-compressed files; it cannot be combined with -E")
+        if self.threads is not None and self.threads < 1:
+            raise FilterError(f"--threads {self.threads}: expected at least 1")
+        if self.max_size is not None and self.max_size <= 0:
+            raise FilterError(f"--max-size {self.max_size}: expected a positive size")
+
+
+@dataclass
+class FilterStats:
+    """Page counts of one run, for --show-stats (makedumpfile's report) and --json."""
+
+    level: int = 0
+    max_mapnr: int = 0
+    page_size: int = 4096
+    existing: int = 0  # pages in the 1st bitmap
+    present: int = 0  # pages whose data the input holds
+    excluded: dict[str, int] = field(default_factory=dict)  # class key -> pages
+    dumped: int = 0  # pages in the 2nd bitmap (zero pages included)
+    memory_model: str | None = None
+    free_method: str | None = None
+    written: int = 0
+    outputs: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def remaining(self) -> int:
+        return self.dumped - self.excluded.get("zero", 0)
+
+    def report(self) -> str:
+        """The page report makedumpfile prints with --message-level 16."""
+        rows = [("zero", "Pages filled with zero"), ("cache", "Non-private cache pages"),
+                ("cache_private", "Private cache pages"), ("user", "User process data pages"),
+                ("free", "Free pages"), ("hwpoison", "Hwpoison pages"), ("offline", "Offline pages")]
+        total_excl = sum(self.excluded.get(k, 0) for k, _ in rows) + (self.existing - self.present)
+        pct = 100 * self.remaining // self.existing if self.existing else 0
+        lines = [f"Original pages  : 0x{self.existing:016x}",
+                 f"  Excluded pages   : 0x{total_excl:016x}"]
+        if self.existing != self.present:
+            lines.append(f"    Pages not in the input   : 0x{self.existing - self.present:016x}")
+        lines += [f"    {name:<24}: 0x{self.excluded.get(k, 0):016x}" for k, name in rows]
+        lines += [f"  Remaining pages  : 0x{self.remaining:016x}",
+                  f"  (The number of pages is reduced to {pct}%.)",
+                  f"Memory Hole     : 0x{self.max_mapnr - self.existing:016x}",
+                  "--------------------------------------------------",
+                  f"Total pages     : 0x{self.max_mapnr:016x}",
+                  f"Write bytes     : {self.written}"]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict[str, object]:
+        return {"dump_level": self.level, "page_size": self.page_size, "max_mapnr": self.max_mapnr,
+                "existing_pages": self.existing, "present_pages": self.present, "excluded": dict(self.excluded),
+                "dumped_pages": self.dumped, "remaining_pages": self.remaining,
+                "memory_model": self.memory_model, "free_page_method": self.free_method,
+                "written_bytes": self.written, "outputs": self.outputs, "warnings": self.warnings,
+                "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
+
+
+# -- notes --------------------------------------------------------------------------------------
+
+def serialize_notes(notes: Sequence[Note]) -> tuple[bytes, tuple[int, int] | None]:
+    """ELF64 notes as a PT_NOTE segment holds them, and where VMCOREINFO's text lies."""
+    out = bytearray()
+    vmci = None
+    for n in notes:
+        name = n.owner.encode("latin-1") + b"\0"
+        out += struct.pack("<III", len(name), len(n.desc), n.type)
+        out += name + bytes(-len(name) % 4)
+        if n.owner == "VMCOREINFO" and vmci is None:
+            vmci = (len(out), len(n.desc))
+        out += n.desc + bytes(-len(n.desc) % 4)
+    return bytes(out), vmci
+
+
+# -- the job ------------------------------------------------------------------------------------
+
+class FilterJob:
+    """One filter run over one input dump (a file or a --split set)."""
+
+    def __init__(self, inputs: str | Sequence[str], options: FilterOptions | None = None) -> None:
+        self.options = options or FilterOptions()
+        self.options.check()
+        self.inputs = [inputs] if isinstance(inputs, str) else list(inputs)
+        self.phys: PhysicalMemory | None = None
+        self.vi: VmcoreInfo | None = None
+        self.prog: Any = None
+        self.stats = FilterStats(level=self.options.level)
+        self.bm1: PfnBitmap | None = None
+        self.bm2: PfnBitmap | None = None
+        self.present: PfnBitmap | None = None
+        self.page_size = 4096
+        self._classifier: PageClassifier | None = None
+
+    # -- setup -------------------------------------------------------------------------------
+    def __enter__(self) -> "FilterJob":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self.phys is not None:
+            self.phys.close()
+            self.phys = None
+
+    def _progress(self, phase: str, done: int, total: int) -> None:
+        if self.options.progress is not None:
+            self.options.progress(phase, done, total)
+
+    def open(self) -> None:
+        if self.phys is not None:
+            return
+        self.phys = open_dump(self.inputs)
+        opts = self.options
+        if opts.vmcoreinfo_file:
+            self.vi = VmcoreInfo.from_file(opts.vmcoreinfo_file)
+        elif self.phys.vmcoreinfo_raw is not None:
+            self.vi = VmcoreInfo.parse(self.phys.vmcoreinfo_raw, source=self.phys.path)
+        in_level = self.phys.info.dump_level if self.phys.info.format.startswith("kdump") else None
+        if in_level:
+            # Re-filtering keeps what the input already dropped dropped (makedumpfile ORs them).
+            opts.level |= in_level
+            self.stats.level = opts.level
+        if opts.elf and self.phys.info.format.startswith("kdump") and self.vi is None:
+            raise FilterError("-E from a kdump-compressed input needs its VMCOREINFO")
+        self.page_size = (self.vi.page_size if self.vi is not None and self.vi.page_size else None) \
+            or self.phys.page_size
+        if self.vi is not None:
+            from ..program import Program
+            try:
+                self.prog = Program(self.phys, self.vi)
+            except VmcorekitError:
+                if opts.level & ~DL_EXCLUDE_ZERO:
+                    raise
+                self.prog = None
+
+    def prepare(self) -> FilterStats:
+        """Build both bitmaps: what exists, and what the dump level keeps."""
+        if self.bm2 is not None:
+            return self.stats
+        self.open()
+        assert self.phys is not None
+        t0 = time.perf_counter()
+        opts, st = self.options, self.stats
+        bm1, present = input_bitmaps(self.phys, self.page_size)
+        needs_pages = bool(opts.level & ~DL_EXCLUDE_ZERO)
+        counts = np.zeros(8, dtype=np.int64)
+        classifier = None
+        if self.prog is not None:
+            try:
+                classifier = PageClassifier(self.prog.space, self.vi, bm1.nbits)
+            except VmcorekitError as e:
+                if needs_pages:
+                    raise
+                st.warnings.append(f"pages not classified ({e}); only zero pages are looked at")
+        elif needs_pages:
+            raise VmcoreinfoError(f"dump level {opts.level} needs the dump's VMCOREINFO to classify pages; "
+                                  "the input has none (give --vmcoreinfo FILE)")
+        if classifier is not None:
+            # makedumpfile's max_mapnr ends with the last mem_map (QEMU's VGA and BIOS ROM ranges
+            # beyond RAM are not dumped).
+            mm = classifier.max_mapnr
+            bm1, present = PfnBitmap(mm, bm1.data), PfnBitmap(mm, present.data)
+        bm2 = present.copy()
+        st.max_mapnr, st.page_size = bm1.nbits, self.page_size
+        st.existing, st.present = bm1.count(), present.count()
+        if classifier is not None:
+            self._classifier = classifier
+            st.memory_model = classifier.model.kind
+            st.free_method = classifier.layout.buddy_method if opts.level & DL_EXCLUDE_FREE else None
+            total = max(1, len(classifier.model.chunks))
+            done = 0
+            for a, (cls,) in classifier.run([opts.level], lambda a, b: bm1.get(a, b)):
+                cur = bm2.get(a, a + len(cls))
+                hit = cur & (cls != KEEP)
+                if hit.any():
+                    counts += np.bincount(cls[hit], minlength=8)
+                    bm2.put(a, cur & ~hit)
+                done += 1
+                self._progress("Excluding unnecessary pages", min(done, total), total)
+            if opts.level & DL_EXCLUDE_FREE and classifier.layout.buddy_method == "freelist":
+                free = classifier.free_list_pfns()
+                free = free[free < bm2.nbits]
+                mask_pf = np.zeros(0, dtype=bool)
+                for lo in range(0, len(free), 1 << 20):
+                    part = free[lo:lo + (1 << 20)]
+                    a, b = int(part[0]), int(part[-1]) + 1
+                    mask_pf = np.zeros(b - a, dtype=bool)
+                    mask_pf[part - a] = True
+                    counts[FREE] += bm2.clear_where(a, mask_pf)
+            st.warnings.extend(classifier.warnings)
+        for c in (CACHE, CACHE_PRIVATE, USER, FREE, HWPOISON, OFFLINE):
+            st.excluded[CLASS_KEYS[c]] = int(counts[c])
+        self.bm1, self.bm2, self.present = bm1, bm2, present
+        st.dumped = bm2.count()
+        st.seconds["classify"] = time.perf_counter() - t0
+        return st
+
+    # -- reading pages -----------------------------------------------------------------------
+    def _release(self, paddr: int, size: int) -> None:
+        """Drop the input's memory mapping of bytes already copied out, so that the resident
+        set stays bounded however big the dump (the data stays in the page cache). Only for
+        readers that map an ELF file; a no-op elsewhere."""
+        mm = getattr(self.phys, "_map", None)
+        off_of = getattr(self.phys, "file_offset", None)
+        if not isinstance(mm, mmap.mmap) or off_of is None or not hasattr(mm, "madvise"):
+            return
+        start, end = off_of(paddr), off_of(paddr + size - 1)
+        if start is None or end is None or end - start != size - 1:
+            return
+        lo = start - start % mmap.PAGESIZE
+        hi = end + 1 - (end + 1) % mmap.PAGESIZE
+        if hi > lo:
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    def _read_run(self, pfn: int, n: int) -> tuple[bytes, np.ndarray]:
+        """n pages from pfn; pages that cannot be read come back zeroed and marked missing."""
+        assert self.phys is not None
+        ps = self.page_size
+        try:
+            data = self.phys.read(pfn * ps, n * ps)
+            self._release(pfn * ps, n * ps)
+            return data, np.zeros(n, dtype=bool)
+        except MemoryReadError:
+            pass
+        parts, missing = [], np.zeros(n, dtype=bool)
+        for i in range(n):
+            try:
+                parts.append(self.phys.read((pfn + i) * ps, ps))
+            except MemoryReadError:
+                parts.append(bytes(ps))
+                missing[i] = True
+        return b"".join(parts), missing
+
+    def page_batches(self, bm: PfnBitmap, start: int, end: int, batch: int
+                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(pfns, pages as n x page_size uint8, missing) for the set bits of `bm` in
+        [start, end), in pfn order, `batch` pages at a time."""
+        ps = self.page_size
+        pfns: list[np.ndarray] = []
+        blobs: list[bytes] = []
+        miss: list[np.ndarray] = []
+        have = 0
+        for a, b in bm.runs(start, end):
+            while a < b:
+                n = min(b - a, batch - have, READ_PAGES)
+                data, m = self._read_run(a, n)
+                pfns.append(np.arange(a, a + n, dtype=np.int64))
+                blobs.append(data)
+                miss.append(m)
+                have += n
+                a += n
+                if have >= batch:
+                    yield (np.concatenate(pfns), np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(-1, ps),
+                           np.concatenate(miss))
+                    pfns, blobs, miss, have = [], [], [], 0
+        if have:
+            yield (np.concatenate(pfns), np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(-1, ps),
+                   np.concatenate(miss))
+
+    @staticmethod
+    def zero_rows(pages: np.ndarray) -> np.ndarray:
+        if pages.shape[1] % 8 == 0:
+            return ~pages.view(np.uint64).any(axis=1)
+        return ~pages.any(axis=1)
+
+    def _threads(self) -> int:
+        return self.options.threads or os.cpu_count() or 1
+
+    def _pipeline(self, work: Iterator[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
+        """fn over work items on the worker pool, results in order, a bounded window in flight."""
+        threads = self._threads()
+        if threads == 1:
+            for w in work:
+                yield fn(w)
+            return
+        window: deque[Future[Any]] = deque()
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vmk-filter") as pool:
+            try:
+                for w in work:
+                    window.append(pool.submit(fn, w))
+                    while len(window) > 2 * threads:
+                        yield window.popleft().result()
+                while window:
+                    yield window.popleft().result()
+            finally:
+                for f in window:
+                    f.cancel()
+
+    # -- headers -----------------------------------------------------------------------------
+    def header_info(self) -> KdumpHeaderInfo:
+        assert self.phys is not None
+        phys, vi, extra = self.phys, self.vi, self.phys.info.extra
+        notes = list(phys.notes)
+        if vi is not None and not any(n.owner == "VMCOREINFO" for n in notes):
+            notes.append(Note("VMCOREINFO", 0, vi.raw.encode()))
+        raw_notes, vmci = serialize_notes(notes)
+        uts = extra.get("utsname") if isinstance(extra.get("utsname"), dict) else None
+        if uts is None:
+            uts = self._utsname()
+        if "timestamp" in extra:
+            ts = (int(extra.get("timestamp") or 0), int(extra.get("timestamp_usec") or 0))
+        else:
+            ts = (vi.crashtime or 0, 0) if vi is not None else (0, 0)
+        nr_cpus = extra.get("nr_cpus")
+        if not isinstance(nr_cpus, int):
+            nr_cpus = len(phys.notes_named("CORE", NT_PRSTATUS))
+        phys_base = extra.get("phys_base")
+        if not isinstance(phys_base, int):
+            phys_base = getattr(getattr(self.prog, "space", None), "phys_base", None)
+            if phys_base is None:
+                phys_base = vi.numbers.get("phys_base", 0) if vi is not None else 0
+        erase = b""
+        er = getattr(phys, "eraseinfo", None)
+        if callable(er):
+            erase = er() or b""
+        return KdumpHeaderInfo(utsname=uts, timestamp=ts, nr_cpus=nr_cpus, phys_base=phys_base,
+                               dump_level=self.options.level, notes=raw_notes, vmcoreinfo=vmci, eraseinfo=erase)
+
+    def _utsname(self) -> dict[str, str]:
+        vi = self.vi
+        out = {"sysname": "Linux", "nodename": "", "release": (vi.osrelease or "") if vi else "",
+               "version": "", "machine": self.phys.machine or "" if self.phys else "", "domainname": ""}
+        if vi is None or self.prog is None or "init_uts_ns" not in vi.symbols:
+            return out
+        # struct new_utsname: six 65-byte strings. Old kernels put a kref (an int) first.
+        off = vi.offsets.get("uts_namespace.name", 4)
+        try:
+            raw = self.prog.read(vi.symbols["init_uts_ns"] + off, 6 * 65)
+        except MemoryReadError:
+            return out
+        names = ("sysname", "nodename", "release", "version", "machine", "domainname")
+        return {k: raw[i * 65:(i + 1) * 65].split(b"\0", 1)[0].decode("utf-8", "replace") for i, k in enumerate(names)}
+
+    # -- writing -----------------------------------------------------------------------------
+    def split_ranges(self) -> list[tuple[int, int]]:
+        """[start, end) pfn ranges of the --split files, sharing the dumped pages evenly."""
+        assert self.bm2 is not None
+        n, mm = self.options.split, self.bm2.nbits
+        if n == 1:
+            return [(0, mm)]
+        total = self.bm2.count()
+        ranks = np.array([total * k // n for k in range(1, n)], dtype=np.int64)
+        valid = ranks < total
+        bounds = np.full(n - 1, mm, dtype=np.int64)
+        if valid.any():
+            bounds[valid] = self.bm2.nth_set(ranks[valid])
+        edges = [0, *bounds.tolist(), mm]
+        return [(edges[i], max(edges[i], edges[i + 1])) for i in range(n)]
+
+    def write_kdump(self, sinks: Sequence[Sink]) -> int:
+        """The kdump-compressed file(s); one sink per --split part."""
+        self.prepare()
+        assert self.bm1 is not None and self.bm2 is not None
+        opts = self.options
+        check_codec(opts.codec)
+        info = self.header_info()
+        ranges = self.split_ranges()
+        if len(sinks) != len(ranges):
+            raise FilterError(f"{len(ranges)} output files needed, {len(sinks)} given")
+        zero_level = bool(opts.level & DL_EXCLUDE_ZERO)
+        total_pages = self.bm2.count()
+        done = zeros = missing_total = 0
+        t0 = time.perf_counter()
+        for sink, (start, end) in zip(sinks, ranges):
+            layout = plan_layout(info, self.page_size, self.bm2, self.bm2.nbits, start, end, split=len(sinks) > 1)
+            w = KdumpWriter(sink, info, layout, opts.codec, self.bm1, self.bm2)
+            w.begin()
+            codec = opts.codec
+
+            def work(item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[list[Any], list[bool], list[bool]]:
+                pfns, pages, missing = item
+                is_zero = self.zero_rows(pages) & ~missing
+                zero = is_zero if zero_level else np.zeros(len(pfns), dtype=bool)
+                return compress_pages(codec, pages, zero | missing, is_zero), zero.tolist(), missing.tolist()
+
+            for stored, zero, missing in self._pipeline(
+                    self.page_batches(self.bm2, start, end, opts.batch_pages), work):
+                w.add(stored, zero, missing)
+                done += len(stored)
+                zeros += sum(zero)
+                missing_total += sum(missing)
+                self._progress("Copying data", done, total_pages)
+            w.end()
+            self.stats.written += sink.written
+        if missing_total:
+            self.stats.warnings.append(f"{missing_total} pages could not be read from the input; their "
+                                       "descriptors are empty (readers report them as missing)")
+        self.stats.excluded["zero"] = zeros
+        self.stats.seconds["write"] = time.perf_counter() - t0
+        return self.stats.written
+
+    def _exclude_zero_pages(self) -> None:
+        """ELF output drops zero pages from the 2nd bitmap before its headers are laid out."""
+        assert self.bm2 is not None
+        total, done, zeros = self.bm2.count(), 0, 0
+
+        def work(item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            pfns, pages, missing = item
+            return pfns, self.zero_rows(pages) & ~missing
+
+        found: list[np.ndarray] = []
+        for pfns, zero in self._pipeline(self.page_batches(self.bm2, 0, self.bm2.nbits, READ_PAGES), work):
+            if zero.any():
+                found.append(pfns[zero])
+            done += len(pfns)
+            self._progress("Excluding zero pages", done, total)
+        for z in found:
+            a = int(z[0])
+            mask = np.zeros(int(z[-1]) + 1 - a, dtype=bool)
+            mask[z - a] = True
+            zeros += self.bm2.clear_where(a, mask)
+        self.stats.excluded["zero"] = zeros
+
+    def input_segments(self) -> list[InputSegment]:
+        """The input's PT_LOADs (ELF), or one per run of existing pages (kdump input, with
+        direct-map virtual addresses when the architecture has a direct map)."""
+        assert self.phys is not None and self.bm1 is not None
+        segs = [InputSegment(s.paddr, s.size, s.vaddr) for s in self.phys.virtual_segments if s.paddr is not None]
+        if segs:
+            return segs
+        base = getattr(getattr(self.prog, "space", None), "page_offset", None)
+        ps = self.page_size
+        return [InputSegment(a * ps, (b - a) * ps, (base + a * ps) if base is not None else a * ps)
+                for a, b in self.bm1.runs()]
+
+    def write_elf(self, sink: Sink) -> int:
+        self.prepare()
+        assert self.bm2 is not None and self.phys is not None
+        t0 = time.perf_counter()
+        if self.options.level & DL_EXCLUDE_ZERO:
+            self._exclude_zero_pages()
+        else:
+            self.stats.excluded["zero"] = 0
+        self.stats.dumped = self.bm2.count()
+        loads = plan_loads(self.input_segments(), self.bm2, self.page_size)
+        info = self.header_info()
+        w = ElfWriter(sink, loads, info.notes, self.phys.machine)
+        w.begin()
+        total = sum(ld.filesz for ld in loads)
+        done = 0
+        for ld in loads:
+            for chunk in self._span_bytes(ld):
+                w.add(chunk)
+                done += len(chunk)
+                self._progress("Copying data", done, total)
+        w.end()
+        self.stats.written += sink.written
+        self.stats.seconds["write"] = time.perf_counter() - t0
+        return self.stats.written
+
+    def _span_bytes(self, ld: OutputLoad) -> Iterator[bytes]:
+        """The bytes of [paddr, paddr + filesz) for an ELF segment; pages the input lacks (short
+        excluded runs makedumpfile keeps in the file) are zeros."""
+        assert self.phys is not None and self.present is not None
+        ps, pos, end = self.page_size, ld.paddr, ld.paddr + ld.filesz
+        step = READ_PAGES * ps
+        while pos < end:
+            n = min(end - pos, step - (pos % step) if pos % step else step)
+            try:
+                data = self.phys.read(pos, n)
+                self._release(pos, n)
+                yield data
+            except MemoryReadError:
+                parts, p = [], pos
+                while p < pos + n:
+                    m = min(pos + n, (p // ps + 1) * ps) - p
+                    try:
+                        parts.append(self.phys.read(p, m))
+                    except MemoryReadError:
+                        parts.append(bytes(m))
+                    p += m
+                yield b"".join(parts)
+            pos += n
+
+
+# -- running a job against files ----------------------------------------------------------------
+
+def split_output_names(output: str, n: int) -> list[str]:
+    """OUTPUT.1 ... OUTPUT.n beside OUTPUT (util.fileout's checked names)."""
+    from ..util.fileout import safe_split_names
+    try:
+        return safe_split_names(output, n)
+    except ValueError as e:
+        raise FilterError(str(e)) from None
+
+
+def run_filter(inputs: str | Sequence[str], outputs: Sequence[str] | None, options: FilterOptions, *,
+               stream: BinaryIO | None = None) -> FilterStats:
+    """Filter `inputs` into `outputs` (one per --split part; through atomic_output), or into
+    `stream` as a flattened dump (-F), or nowhere (dry run)."""
+    with FilterJob(inputs, options) as job:
+        job.prepare()
+        opts = job.options
+        with contextlib.ExitStack() as stack:
+            sinks: list[Sink]
+            if opts.dry_run:
+                sinks = [NullSink(opts.max_size) for _ in range(opts.split)]
+            elif stream is not None:
+                if opts.split > 1:
+                    raise FilterError("a flattened stream (-F) is one file; it cannot be --split")
+                sinks = [FlatSink(stream, max_size=opts.max_size)]
+            else:
+                names = list(outputs or [])
+                if len(names) != opts.split:
+                    raise FilterError(f"--split {opts.split} needs {opts.split} output files, {len(names)} given")
+                for name in names:
+                    for src in job.inputs:
+                        if os.path.exists(name) and os.path.samefile(name, src):
+                            raise FilterError(f"{name}: the output would overwrite the input dump")
+                sinks = []
+                for name in names:
+                    f = stack.enter_context(atomic_output(name))
+                    sinks.append(FileSink(f, name, opts.max_size))
+                job.stats.outputs = names
+            if opts.elf:
+                job.write_elf(sinks[0])
+            else:
+                job.write_kdump(sinks)
+        return job.stats
+
+
+def reassemble_stream(stream: BinaryIO, output: str, max_size: int | None = None) -> int:
+    """makedumpfile -R: a flattened stream on `stream` becomes the file `output`."""
+    from .flat_writer import reassemble
+    with atomic_output(output) as f:
+        sink = FileSink(f, output, max_size)
+        records = reassemble(stream, sink)
+    return records
+
+
+# -- what each dump level would keep (--mem-usage) ----------------------------------------------
+
+@dataclass
+class MemUsage:
+    page_size: int
+    max_mapnr: int
+    existing: int
+    present: int
+    zero: int  # present pages that are all zeros
+    by_class: dict[str, int]  # level-31 classes (zero counted among pages kept otherwise)
+    kept: dict[int, int]  # dump level -> pages kept (zero pages excluded when the level says so)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"page_size": self.page_size, "max_mapnr": self.max_mapnr, "existing_pages": self.existing,
+                "present_pages": self.present, "zero_pages": self.zero, "classes": self.by_class,
+                "kept_by_level": {str(k): v for k, v in self.kept.items()}}
+
+
+def memory_usage(inputs: str | Sequence[str], options: FilterOptions | None = None) -> MemUsage:
+    """Pages each dump level 0..31 would keep, from one read of the struct pages and one of the
+    page data (for zero pages)."""
+    opts = options or FilterOptions()
+    opts.level = 0
+    with FilterJob(inputs, opts) as job:
+        job.prepare()
+        assert job.present is not None and job.bm1 is not None
+        present = job.present
+        # zero pages among the present ones
+        zero_bm = PfnBitmap(present.nbits)
+
+        def work(item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            pfns, pages, missing = item
+            return pfns, job.zero_rows(pages) & ~missing
+
+        total, done = present.count(), 0
+        for pfns, zero in job._pipeline(job.page_batches(present, 0, present.nbits, READ_PAGES), work):
+            if zero.any():
+                z = pfns[zero]
+                a = int(z[0])
+                mask = np.zeros(int(z[-1]) + 1 - a, dtype=bool)
+                mask[z - a] = True
+                zero_bm.put(a, zero_bm.get(a, a + len(mask)) | mask)
+            done += len(pfns)
+            job._progress("Looking for zero pages", done, total)
+        levels = list(range(MAX_DUMP_LEVEL + 1))
+        excl = np.zeros(len(levels), dtype=np.int64)
+        excl_zero = np.zeros(len(levels), dtype=np.int64)
+        by_class = np.zeros(8, dtype=np.int64)
+        if job._classifier is not None:
+            # the same classification run, once more, for all levels at once
+            clf = PageClassifier(job.prog.space, job.vi, present.nbits)
+            for a, outs in clf.run(levels, lambda a, b: job.bm1.get(a, b)):
+                n = len(outs[0])
+                pres = present.get(a, a + n)
+                zer = zero_bm.get(a, a + n)
+                for i, cls in enumerate(outs):
+                    hit = pres & (cls != KEEP)
+                    excl[i] += int(np.count_nonzero(hit))
+                    excl_zero[i] += int(np.count_nonzero(hit & zer))
+                    if levels[i] == MAX_DUMP_LEVEL:
+                        by_class += np.bincount(cls[hit], minlength=8)
+        total_present, total_zero = present.count(), zero_bm.count()
+        kept = {}
+        for i, level in enumerate(levels):
+            k = total_present - int(excl[i])
+            if level & DL_EXCLUDE_ZERO:
+                k -= total_zero - int(excl_zero[i])
+            kept[level] = k
+        classes = {CLASS_KEYS[c]: int(by_class[c]) for c in (CACHE, CACHE_PRIVATE, USER, FREE, HWPOISON, OFFLINE)}
+        # makedumpfile's ZERO row: zero pages that survive every other exclusion
+        classes["zero"] = total_zero - int(excl_zero[levels.index(MAX_DUMP_LEVEL - DL_EXCLUDE_ZERO)])
+        classes["kernel"] = kept[MAX_DUMP_LEVEL]
+        return MemUsage(job.page_size, present.nbits, job.stats.existing, total_present, total_zero, classes, kept)
+
+
+__all__ = ["FilterOptions", "FilterStats", "FilterJob", "run_filter", "reassemble_stream", "memory_usage", "MemUsage",
+           "split_output_names", "serialize_notes", "FilterError", "CLASS_NAMES", "ZERO"]
