@@ -12,11 +12,13 @@ def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequen
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
         t = Table(title=title, header_style="bold")
         for i, h in enumerate(headers):
             t.add_column(h, justify="right" if i in right else "left")
         for r in rows:
-            t.add_row(*[str(c) for c in r])
+            # Text, not str: cells are data ("[swapper/0]"), never rich markup.
+            t.add_row(*[Text(str(c)) for c in r])
         Console().print(t)
         return
     cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
@@ -30,11 +32,12 @@ def kv_table(title: str | None, rows: Sequence[tuple[str, str]]) -> None:
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
+        from rich.text import Text
         t = Table(title=title, show_header=False)
         t.add_column(style="bold")
         t.add_column()
         for k, v in rows:
-            t.add_row(k, v)
+            t.add_row(Text(k), Text(v))
         Console().print(t)
         return
     w = max(len(k) for k, _ in rows)

@@ -1,0 +1,457 @@
+"""Tasks of the crashed kernel, from the dump alone (kallsyms + the in-memory BTF).
+
+    for t in for_each_task(prog):             # struct task_struct *, like drgn's for_each_task
+        print(t.pid, task_state_to_char(t), t.comm.string_())
+    find_task(prog, 1)                        # init's task_struct *, or None
+    task_summary(t)                           # TaskSummary: pid, ppid, state, cpu, rss, ...
+    task_table(prog)                          # every task (idle ones too), in crash's order
+
+Layouts come from what BTF says exists, never from the release string: `__state` (5.14+) or
+`state`; `thread_info.cpu` or `cpu`; `mm_struct.rss_stat` as an atomic counter array (<= 6.1)
+or an array of percpu_counters (6.2+), plus the per-thread SPLIT_RSS caches in
+`task_struct.rss_stat` when the kernel has them; threads on `signal->thread_head` or the older
+`thread_group` list. Without BTF there is no task_struct layout in a dump (VMCOREINFO does not
+describe it): the helpers raise TypeLookupError saying so.
+
+Task states follow drgn's task_state_to_char (letters from the kernel's own
+`task_state_array`, R S D T t X Z P I) and crash's two-letter codes (RU IN UN ST TR DE ZO PA ID).
+"""
+from __future__ import annotations
+
+import re
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CorruptKernelDataError, MemoryReadError, TypeLookupError, VmcorekitError
+from ..program.objects import Object, per_cpu_ptr
+from ..program.types.model import TypeKind
+from . import cpus as _cpus
+from .lists import list_for_each_entry
+
+if TYPE_CHECKING:
+    from ..program.core import Program
+
+__all__ = ["for_each_task", "for_each_thread", "find_task", "task_state_to_char",
+           "task_state_crash", "task_cpu", "task_comm", "task_rss", "task_vsz_pages",
+           "is_kernel_thread", "is_group_leader", "task_summary", "task_table", "TaskSummary",
+           "RssCounters", "CRASH_STATE_CODES", "PF_KTHREAD", "MAX_TASKS"]
+
+# More tasks than PID_MAX_LIMIT (4M) cannot exist; a longer walk is a corrupted list.
+MAX_TASKS = 1 << 22
+# PF_KTHREAD: "I am a kernel thread"; the same bit since 2.6.27 (include/linux/sched.h).
+PF_KTHREAD = 0x00200000
+# TASK_NOLOAD (with TASK_UNINTERRUPTIBLE it makes TASK_IDLE, shown as 'I'); 0x400 since 4.2.
+_TASK_NOLOAD = 0x400
+# drgn's letters -> crash's two-letter state codes.
+CRASH_STATE_CODES = {"R": "RU", "S": "IN", "D": "UN", "T": "ST", "t": "TR", "X": "DE",
+                     "Z": "ZO", "P": "PA", "I": "ID"}
+# fs/proc/array.c task_state_array, for a dump whose copy cannot be read.
+_DEFAULT_STATE_CHARS = "RSDTtXZPI"
+_STATE_ENTRY = re.compile(rb"^([A-Za-z]) \(")
+
+_CACHE: "weakref.WeakKeyDictionary[Any, _Layout]" = weakref.WeakKeyDictionary()
+
+
+def _no_btf(what: str) -> TypeLookupError:
+    return TypeLookupError(f"{what} needs the task_struct layout, which only BTF gives; this "
+                           f"dump has no BTF (kernel built without CONFIG_DEBUG_INFO_BTF?), "
+                           f"so tasks cannot be listed")
+
+
+class _Layout:
+    """Which members this kernel's task/mm structs have (from BTF), found once per Program."""
+
+    def __init__(self, prog: "Program") -> None:
+        if not _cpus._has_btf(prog):
+            raise _no_btf("listing tasks")
+        T = prog.types
+        ts = "struct task_struct"
+        try:
+            T.lookup(ts)
+        except TypeLookupError as e:
+            raise _no_btf(f"listing tasks ({e})") from None
+        self.state = "__state" if T.has_member(ts, "__state") else "state"
+        if T.has_member(ts, "thread_info.cpu"):
+            self.cpu: str | None = "thread_info.cpu"
+        elif T.has_member(ts, "cpu"):
+            self.cpu = "cpu"
+        else:
+            self.cpu = None  # a kernel without SMP has no CPU member
+        self.threads = ("thread_head" if T.has_member("struct signal_struct", "thread_head")
+                        and T.has_member(ts, "thread_node") else
+                        "thread_group" if T.has_member(ts, "thread_group") else None)
+        # RSS counters: enum MM_FILEPAGES.. (names the kernel gives them).
+        self.mm_counters: dict[str, int] = {}
+        for name in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMPAGES"):
+            try:
+                self.mm_counters[name] = T.constant(name)
+            except TypeLookupError:
+                pass
+        self.rss_kind = None
+        if T.has_member("struct mm_struct", "rss_stat"):
+            rt = T.lookup("struct mm_struct").member("rss_stat").type.strip_typedefs()
+            if rt.kind == TypeKind.ARRAY:
+                self.rss_kind = "percpu_counter"  # 6.2+: struct percpu_counter rss_stat[]
+            elif T.has_member(rt, "count"):
+                self.rss_kind = "atomic"  # struct mm_rss_stat { atomic_long_t count[]; }
+        self.split_rss = T.has_member(ts, "rss_stat.count")
+        self.state_chars, self.task_report = _state_table(prog)
+
+
+def _layout(prog: "Program") -> _Layout:
+    lay = _CACHE.get(prog)
+    if lay is None:
+        lay = _Layout(prog)
+        _CACHE[prog] = lay
+    return lay
+
+
+def _state_table(prog: "Program") -> tuple[str, int]:
+    """(letters by state bit, TASK_REPORT mask) from the kernel's task_state_array, the way
+    drgn builds them: the array is what /proc prints, so it follows the running kernel."""
+    chars = ""
+    addr = _cpus._sym(prog, "task_state_array")
+    if addr is not None:
+        ps = prog.space.pointer_size
+        for i in range(16):  # the kernel has 9 entries; a longer run is not this array
+            try:
+                p = _cpus._ptr(prog, addr + i * ps)
+                s = prog.read_cstring(p, 32) if p else b""
+            except MemoryReadError:
+                break
+            m = _STATE_ENTRY.match(s)
+            if not m:
+                break
+            chars += m.group(1).decode()
+    if len(chars) < 3:
+        chars = _DEFAULT_STATE_CHARS
+    report = 0
+    for i in range(len(chars) - 1, -1, -1):
+        if chars[i] in "RSDTtXZP":
+            report = (1 << i) - 1
+            break
+    return chars, report
+
+
+# -- walking ----------------------------------------------------------------------------------
+def _init_task(prog: "Program") -> Object:
+    addr = _cpus._sym(prog, "init_task")
+    if addr is None:
+        raise VmcorekitError("init_task is not in the symbol table: tasks cannot be found")
+    return Object(prog, prog.types.pointer(prog.types.lookup("struct task_struct")), addr)
+
+
+def for_each_thread(task: Object, *, on_error: str = "raise") -> Iterator[Object]:
+    """Every thread of `task`'s thread group (task_struct *), the leader's list order."""
+    prog = task.prog_
+    lay = _layout(prog)
+    if lay.threads == "thread_head":
+        sig = task.signal.read_()
+        if not int(sig):
+            yield task.read_()
+            return
+        yield from list_for_each_entry("struct task_struct", sig.thread_head.address_of_(),
+                                       "thread_node", limit=MAX_TASKS, on_error=on_error)
+    elif lay.threads == "thread_group":
+        leader = task.group_leader.read_()
+        yield leader
+        yield from list_for_each_entry("struct task_struct", leader.thread_group.address_of_(),
+                                       "thread_group", limit=MAX_TASKS, on_error=on_error)
+    else:
+        yield task.read_()
+
+
+def for_each_task(prog: "Program", *, idle: bool = False,
+                  on_error: str = "raise") -> Iterator[Object]:
+    """Every task (struct task_struct *): the thread-group leaders on init_task.tasks, each
+    followed by its other threads. With idle=True the per-CPU idle tasks (pid 0, swapper/N,
+    which are on no list) come first, one per present CPU. Walks are bounded and
+    cycle-checked; on_error="warn" stops at corruption with a warning instead of raising."""
+    lay = _layout(prog)
+    init = _init_task(prog)
+    seen: set[int] = set()
+    if idle:
+        for cpu in _cpus.present_cpus(prog):
+            t = _cpus.idle_task(prog, cpu)
+            if t is not None and int(t) not in seen:
+                seen.add(int(t))
+                yield t
+    leaders = list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks",
+                                  limit=MAX_TASKS, on_error=on_error)
+    for leader in leaders:
+        a = int(leader)
+        if a in seen:
+            continue
+        seen.add(a)
+        yield leader
+        if lay.threads is None:
+            continue
+        for t in for_each_thread(leader, on_error=on_error):
+            b = int(t)
+            if b not in seen:
+                seen.add(b)
+                yield t
+        if len(seen) > MAX_TASKS:
+            raise CorruptKernelDataError(f"more than {MAX_TASKS} tasks: the task lists are "
+                                         f"corrupt")
+
+
+def find_task(prog: "Program", pid: int) -> Object | None:
+    """The task with this pid (the thread, for a thread id); pid 0 is CPU 0's idle task."""
+    if pid == 0:
+        return _cpus.idle_task(prog, 0)
+    for t in for_each_task(prog):
+        if int(t.pid) == pid:
+            return t
+    return None
+
+
+# -- per-task facts ---------------------------------------------------------------------------
+def _state_values(task: Object) -> tuple[int, int]:
+    lay = _layout(task.prog_)
+    return int(task.member_(lay.state)) & 0xFFFFFFFF, int(task.exit_state) & 0xFFFFFFFF
+
+
+def task_state_to_char(task: Object) -> str:
+    """The state letter ps(1) and /proc show (R S D T t X Z P I), as drgn computes it."""
+    lay = _layout(task.prog_)
+    state, exit_state = _state_values(task)
+    return _state_char(lay, state, exit_state)
+
+
+def _state_char(lay: _Layout, state: int, exit_state: int) -> str:
+    rep = (state | exit_state) & lay.task_report
+    idx = rep.bit_length()
+    char = lay.state_chars[idx] if idx < len(lay.state_chars) else "?"
+    # TASK_IDLE (TASK_UNINTERRUPTIBLE | TASK_NOLOAD) lies beyond TASK_REPORT: shown as 'I'.
+    if char == "D" and (state & ~rep) == _TASK_NOLOAD:
+        return "I"
+    return char
+
+
+def task_state_crash(task: Object) -> str:
+    """crash's two-letter state (RU IN UN ST TR DE ZO PA ID)."""
+    return CRASH_STATE_CODES.get(task_state_to_char(task), "??")
+
+
+def task_cpu(task: Object) -> int | None:
+    """The CPU the task last ran on (None on a kernel without SMP)."""
+    lay = _layout(task.prog_)
+    if lay.cpu is None:
+        return None
+    o = task
+    for part in lay.cpu.split("."):
+        o = o.member_(part)
+    return int(o)
+
+
+def task_comm(task: Object) -> str:
+    return task.comm.string_().decode("utf-8", "backslashreplace")
+
+
+def is_kernel_thread(task: Object) -> bool:
+    """A kernel thread: PF_KTHREAD (idle tasks, pid 0, count as kernel threads too)."""
+    return bool(int(task.flags) & PF_KTHREAD) or int(task.pid) == 0
+
+
+def is_group_leader(task: Object) -> bool:
+    return int(task.pid) == int(task.tgid)
+
+
+@dataclass(frozen=True)
+class RssCounters:
+    """Resident pages of an mm by kind (MM_FILEPAGES, MM_ANONPAGES, MM_SHMEMPAGES, swap
+    entries), with the per-thread SPLIT_RSS caches added where the kernel has them."""
+
+    file: int = 0
+    anon: int = 0
+    shmem: int = 0
+    swapents: int = 0
+
+    @property
+    def crash_rss(self) -> int:
+        """What crash 8.0.2's `ps` shows as RSS: file + anon pages (no shmem)."""
+        return self.file + self.anon
+
+    @property
+    def total(self) -> int:
+        """What /proc/PID/status VmRSS counts: file + anon + shmem."""
+        return self.file + self.anon + self.shmem
+
+
+_RSS_FIELDS = {"MM_FILEPAGES": "file", "MM_ANONPAGES": "anon", "MM_SHMEMPAGES": "shmem",
+               "MM_SWAPENTS": "swapents"}
+
+
+def _percpu_counter_sum(pc: Object) -> int:
+    """count plus every possible CPU's pending delta (percpu_counter_sum)."""
+    total = int(pc.count)
+    prog = pc.prog_
+    counters = pc.counters.read_()
+    if int(counters):
+        for cpu in _cpus.possible_cpus(prog):
+            try:
+                total += int(per_cpu_ptr(counters, cpu).deref())
+            except MemoryReadError:
+                continue
+    return total
+
+
+def task_rss(task: Object) -> RssCounters:
+    """The task's mm counters (zero for kernel threads and exited tasks)."""
+    prog = task.prog_
+    lay = _layout(prog)
+    mm = task.mm.read_()
+    if not int(mm):
+        return RssCounters()
+    if lay.rss_kind is None:
+        raise TypeLookupError("mm_struct has no rss_stat this tool knows (a kernel before "
+                              "2.6.34?): RSS unknown")
+    vals = dict.fromkeys(_RSS_FIELDS.values(), 0)
+    for name, idx in lay.mm_counters.items():
+        key = _RSS_FIELDS[name]
+        if lay.rss_kind == "atomic":
+            vals[key] += int(mm.rss_stat.count[idx].counter)
+        else:
+            vals[key] += _percpu_counter_sum(mm.rss_stat[idx])
+    if lay.split_rss:
+        # SPLIT_RSS_COUNTING: each thread caches up to 64 events before folding them into the
+        # mm; crash adds every thread's cache, so a running task's count is not stale.
+        for t in for_each_thread(task, on_error="warn"):
+            if int(t.mm) != int(mm):
+                continue
+            for name, idx in lay.mm_counters.items():
+                vals[_RSS_FIELDS[name]] += int(t.rss_stat.count[idx])
+    return RssCounters(**vals)
+
+
+def task_vsz_pages(task: Object) -> int:
+    mm = task.mm.read_()
+    return int(mm.total_vm) if int(mm) else 0
+
+
+# -- everything at once -----------------------------------------------------------------------
+@dataclass
+class TaskSummary:
+    """One task as `ps` shows it. `rss`/`vsz` are in pages; `active` means it was running on
+    `cpu` at the crash (crash's '>'), `panic` that it is the task that panicked."""
+
+    task: int
+    pid: int
+    tgid: int
+    ppid: int
+    state: str  # drgn's letter
+    crash_state: str  # crash's two letters
+    state_value: int
+    exit_state: int
+    cpu: int | None
+    comm: str
+    flags: int
+    mm: int
+    kernel_thread: bool
+    rss: RssCounters
+    vsz: int
+    active: bool = False
+    panic: bool = False
+    idle: bool = False
+    problems: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in ("pid", "tgid", "ppid", "state", "crash_state",
+                                           "cpu", "comm", "flags", "kernel_thread", "vsz",
+                                           "active", "panic", "idle")}
+        d["task"] = f"{self.task:#x}"
+        d["mm"] = f"{self.mm:#x}"
+        d["state_value"] = self.state_value
+        d["exit_state"] = self.exit_state
+        d["rss"] = {"file": self.rss.file, "anon": self.rss.anon, "shmem": self.rss.shmem,
+                    "swapents": self.rss.swapents, "crash": self.rss.crash_rss,
+                    "total": self.rss.total}
+        if self.problems:
+            d["problems"] = self.problems
+        return d
+
+
+def task_summary(task: Object) -> TaskSummary:
+    """Every ps column of one task. A field that cannot be read is reported in `problems`
+    (e.g. an mm on a page the dump filtered out) rather than failing the whole task."""
+    prog = task.prog_
+    lay = _layout(prog)
+    problems: list[str] = []
+    state, exit_state = _state_values(task)
+    try:
+        ppid = int(task.real_parent.pid)
+    except MemoryReadError as e:
+        ppid = -1
+        problems.append(f"real_parent unreadable: {e}")
+    try:
+        rss = task_rss(task)
+        vsz = task_vsz_pages(task)
+    except (MemoryReadError, CorruptKernelDataError, TypeLookupError) as e:
+        rss, vsz = RssCounters(), 0
+        problems.append(f"mm unreadable: {e}")
+    char = _state_char(lay, state, exit_state)
+    return TaskSummary(task=int(task), pid=int(task.pid), tgid=int(task.tgid), ppid=ppid,
+                    state=char, crash_state=CRASH_STATE_CODES.get(char, "??"),
+                    state_value=state, exit_state=exit_state, cpu=task_cpu(task),
+                    comm=task_comm(task), flags=int(task.flags) & 0xFFFFFFFF,
+                    mm=int(task.mm), kernel_thread=is_kernel_thread(task), rss=rss, vsz=vsz,
+                    problems=problems)
+
+
+def task_table(prog: "Program", *, idle: bool = True,
+               warnings: list[str] | None = None) -> list[TaskSummary]:
+    """Every task as TaskSummary, in crash's order (idle tasks by CPU, then by pid), with the
+    task running on each CPU marked active and the panicking one marked panic. Corruption in
+    a task list stops that walk with a message in `warnings` (when given) instead of failing."""
+    import warnings as _w
+
+    def note(msg: str) -> None:
+        if warnings is not None:
+            warnings.append(msg)
+
+    _layout(prog)  # no BTF: say so before anything else
+    try:
+        active = {int(t): cpu for cpu, t in _cpus.active_tasks(prog).items()}
+    except VmcorekitError as e:  # the tasks can still be listed, just not marked
+        active = {}
+        note(f"running tasks unknown: {e}")
+    try:
+        crashed = _cpus.crash_context(prog)
+        panic_addr = int(crashed.task) if crashed.task is not None else None
+        for n in crashed.notes:
+            note(n)
+    except VmcorekitError as e:
+        panic_addr = None
+        note(f"panicking task unknown: {e}")
+    rows: list[TaskSummary] = []
+    idle_addrs: dict[int, int] = {}
+    if idle:
+        for cpu in _cpus.present_cpus(prog):
+            t = _cpus.idle_task(prog, cpu)
+            if t is not None:
+                idle_addrs[int(t)] = cpu
+    with _w.catch_warnings(record=True) as caught:
+        _w.simplefilter("always")
+        tasks = list(for_each_task(prog, idle=idle, on_error="warn"))
+    for c in caught:  # into `warnings`, or back out as warnings when no list was given
+        if warnings is not None:
+            warnings.append(str(c.message))
+        else:
+            _w.warn(str(c.message), stacklevel=2)
+    for t in tasks:
+        try:
+            info = task_summary(t)
+        except MemoryReadError as e:
+            note(f"task {int(t):#x} unreadable: {e}")
+            continue
+        info.idle = info.task in idle_addrs
+        if info.task in active:
+            info.active = True
+            info.cpu = active[info.task]
+        info.panic = info.task == panic_addr
+        rows.append(info)
+    rows.sort(key=lambda r: (r.pid, idle_addrs.get(r.task, 0), r.task))
+    return rows
