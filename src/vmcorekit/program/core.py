@@ -13,8 +13,9 @@ from ..errors import SymbolError, VmcoreinfoError
 from ..vmcoreinfo import VmcoreInfo
 
 if TYPE_CHECKING:
+    from .objects import Object
     from .symbols import SymbolTable
-    from .types import TypeRegistry
+    from .types import Type, TypeRegistry
 
 
 class Program:
@@ -112,6 +113,16 @@ class Program:
         """Kernel types: BTF from memory (or a vmlinux), else VMCOREINFO's SIZE/OFFSET facts."""
         from .types import kernel_types
         return kernel_types(self)
+
+    def __getitem__(self, name: str) -> "Object":
+        """A global variable (or function) as a typed object: `prog["init_task"].comm`."""
+        from .objects import global_object
+        return global_object(self, name)
+
+    def object(self, type: "str | Type", address: int) -> "Object":
+        """The object of `type` (a C type name or Type) at `address`."""
+        from .objects import Object
+        return Object(self, type, address=address)
 
     def symbol_address(self, name: str) -> int:
         """Address of a kernel symbol: VMCOREINFO's SYMBOL() first (always right for the dump),
