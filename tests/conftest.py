@@ -81,3 +81,16 @@ def sample_dump() -> Path:
     if not found:
         pytest.skip("no sample dump in samples/")
     return found[0]
+
+
+# Hypothesis: CI runs are derandomized (a failure reproduces on the next run and on a
+# developer's machine); `--hypothesis-profile=hunt` searches without shrinking, for long
+# bug hunts outside CI.
+from hypothesis import HealthCheck, Phase, settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("hunt", deadline=None, print_blob=True,
+                          phases=[Phase.explicit, Phase.generate, Phase.target])
+if os.environ.get("CI"):
+    settings.load_profile("ci")
