@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helper for tools/make-dumps.sh (standard library only).
+"""Helper for tools/make-dumps.sh and tools/make-dumps-arm64.sh (standard library only).
 
 Subcommands:
   qmp SOCKET formats                 print the dump formats this QEMU offers

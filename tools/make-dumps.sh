@@ -57,7 +57,6 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
-HELPER="python3 $HERE/dumpgen.py"
 WORK=${WORK:-/work/scratch/gen/work}
 OUT=${OUT:-$ROOT/samples}
 KPKG=${KPKG:-linux-image-amd64}
@@ -77,27 +76,14 @@ BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}
 DRGN=${DRGN:-$(command -v drgn || true)}
 KDIR=${KDIR:-$WORK/kernel}
 
-log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-usage() { sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit "${1:-0}"; }
+DEB_ARCH=amd64
+QEMU=qemu-system-x86_64
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$HERE/lib.sh"
 
 # ------------------------------------------------------------------ install
-apt_wait() {  # another apt/dpkg may be running: wait for its locks instead of failing
-    local i=0
-    while fuser /var/lib/dpkg/lock-frontend /var/lib/dpkg/lock /var/lib/apt/lists/lock \
-            >/dev/null 2>&1; do
-        [ $((i % 12)) -eq 0 ] && log "waiting for the apt/dpkg lock"
-        sleep 5; i=$((i + 1))
-    done
-}
-
 stage_install() {
-    export DEBIAN_FRONTEND=noninteractive
-    apt_wait
-    apt-get -o DPkg::Lock::Timeout=1800 update
-    apt_wait
-    apt-get -o DPkg::Lock::Timeout=1800 install -y --no-install-recommends \
-        qemu-system-x86 busybox-static kexec-tools makedumpfile \
+    apt_install qemu-system-x86 busybox-static kexec-tools makedumpfile \
         cpio gzip xz-utils zstd python3 psmisc
 }
 
@@ -105,140 +91,34 @@ stage_install() {
 # Resolve KPKG (e.g. the linux-image-amd64 metapackage) to a concrete
 # linux-image-<abi>-amd64 package and version, download and unpack it.
 stage_kernel() {
-    mkdir -p "$KDIR/debs"
-    local deb pkg ver
-    if [ -n "$KERNEL_DEB" ]; then
-        deb=$KERNEL_DEB
-    else
-        pkg=${KPKG%%=*}; ver=""
-        [[ "$KPKG" == *=* ]] && ver=${KPKG#*=}
-        if ! [[ "$pkg" =~ ^linux-image-[0-9] ]]; then   # a metapackage: follow its Depends
-            local meta=$pkg
-            pkg=$(apt-cache show --no-all-versions "$meta${ver:+=$ver}" | sed -n 's/^Depends: //p' \
-                  | tr ',' '\n' | grep -o 'linux-image-[0-9][^ ]*' | head -1)
-            [ -n "$pkg" ] || die "cannot resolve $meta to a linux-image-<version> package"
-            ver=""
-            log "$meta -> $pkg"
-        fi
-        [ -n "$ver" ] || ver=$(apt-cache policy "$pkg" | sed -n 's/^ *Candidate: //p')
-        [ -n "$ver" ] && [ "$ver" != "(none)" ] || die "apt knows no version of $pkg"
-        deb=$(ls "$KDIR/debs/${pkg}_${ver/*:/}_amd64.deb" 2>/dev/null || true)
-        if [ -z "$deb" ]; then
-            (cd "$KDIR/debs" && apt-get -o APT::Sandbox::User=root download "$pkg=$ver")
-            deb=$(ls "$KDIR/debs/${pkg}_${ver/*:/}_amd64.deb")
-        fi
-    fi
-    rm -rf "$KDIR/root"; mkdir -p "$KDIR/root"
-    dpkg-deb -x "$deb" "$KDIR/root"
-    local kv
-    kv=$(cd "$KDIR/root/boot" && ls vmlinuz-* | head -1); kv=${kv#vmlinuz-}
-    [ -n "$kv" ] || die "no /boot/vmlinuz-* in $deb"
-    {
-        kv KV "$kv"
-        kv KPKG_NAME "$(dpkg-deb -f "$deb" Package)"
-        kv KPKG_VERSION "$(dpkg-deb -f "$deb" Version)"
-        kv KPKG_DEB "$(basename "$deb")"
-        kv KPKG_SHA256 "$(sha256sum "$deb" | cut -d' ' -f1)"
-    } > "$KDIR/kernel.env"
-    log "kernel: $(tr '\n' ' ' < "$KDIR/kernel.env")"
-    if [ "$DBG" = 1 ]; then
-        local dpkg_name dver ddeb
-        dpkg_name=$(dpkg-deb -f "$deb" Package)-dbg
-        dver=$(dpkg-deb -f "$deb" Version)
-        ddeb=$(ls "$KDIR/debs/${dpkg_name}_${dver/*:/}_amd64.deb" 2>/dev/null || true)
-        if [ -z "$ddeb" ]; then
-            (cd "$KDIR/debs" && apt-get -o APT::Sandbox::User=root download "$dpkg_name=$dver")
-            ddeb=$(ls "$KDIR/debs/${dpkg_name}_${dver/*:/}_amd64.deb")
-        fi
-        if [ ! -s "$KDIR/dbg/usr/lib/debug/boot/vmlinux-$kv" ] || [ "$ddeb" -nt "$KDIR/dbg/usr/lib/debug/boot/vmlinux-$kv" ]; then
-            log "unpacking vmlinux from $(basename "$ddeb")"
-            mkdir -p "$KDIR/dbg"
-            dpkg-deb --fsys-tarfile "$ddeb" | tar -x -C "$KDIR/dbg" \
-                "./usr/lib/debug/boot/vmlinux-$kv" "./usr/lib/debug/boot/System.map-$kv" \
-                || die "no vmlinux-$kv in $ddeb"
-            touch "$KDIR/dbg/usr/lib/debug/boot/vmlinux-$kv"
-        fi
-        kv KDBG_DEB "$(basename "$ddeb")" >> "$KDIR/kernel.env"
-    fi
-}
-
-kernel_env() {
-    [ -e "$KDIR/kernel.env" ] || die "no kernel in $KDIR (run the kernel stage)"
-    # shellcheck disable=SC1091
-    . "$KDIR/kernel.env"
-    VMLINUZ=$KDIR/root/boot/vmlinuz-$KV
-    MODDIR=$KDIR/root/lib/modules/$KV
-    VMLINUX=$KDIR/dbg/usr/lib/debug/boot/vmlinux-$KV
+    kernel_unpack
+    write_kernel_env
+    kernel_dbg
 }
 
 # ------------------------------------------------------------------ initramfs
-make_rootfs() {  # make_rootfs DIR MODULE...: busybox + modules (deps first) + /etc/modules.load
-    local dir=$1; shift
-    rm -rf "$dir"
-    mkdir -p "$dir"/{bin,sbin,etc,proc,sys,dev,tmp,root,lib/modules/$KV}
-    cp /bin/busybox "$dir/bin/busybox"
-    local a rel
-    for a in $("$dir/bin/busybox" --list); do
+make_rootfs() {  # make_rootfs DIR MODULE...: busybox + its applet links + modules + /etc/init-common.sh
+    local dir=$1 a; shift
+    rootfs_skeleton "$dir" /bin/busybox
+    for a in $("$dir/bin/busybox" --list); do   # the host's busybox: its applet links are made here
         [ -e "$dir/bin/$a" ] || ln -s busybox "$dir/bin/$a"
     done
-    : > "$dir/etc/modules.load"
-    for rel in $($HELPER moddeps "$MODDIR" "$@"); do
-        mkdir -p "$dir/lib/modules/$KV/$(dirname "$rel")"
-        case $rel in   # busybox insmod wants plain .ko files
-            *.ko.xz) xz -dc "$MODDIR/$rel" > "$dir/lib/modules/$KV/${rel%.xz}"; rel=${rel%.xz} ;;
-            *.ko.zst) zstd -qdc "$MODDIR/$rel" > "$dir/lib/modules/$KV/${rel%.zst}"; rel=${rel%.zst} ;;
-            *) cp "$MODDIR/$rel" "$dir/lib/modules/$KV/$rel" ;;
-        esac
-        echo "$rel" >> "$dir/etc/modules.load"
-    done
-    echo "$KV" > "$dir/etc/kernel-version"
-    cat > "$dir/etc/init-common.sh" <<'EOF'
-export PATH=/bin:/sbin
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
-exec </dev/console >/dev/console 2>&1
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t tmpfs tmpfs /tmp
-KV=$(cat /etc/kernel-version)
-while read -r rel; do
-    args=""
-    case "$rel" in */brd.ko) args="rd_nr=2 rd_size=4096" ;; esac
-    insmod "/lib/modules/$KV/$rel" $args || echo "gen-init: insmod $rel FAILED"
-done < /etc/modules.load
-EOF
-}
-
-pack_cpio() {  # pack_cpio DIR OUT
-    (cd "$1" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | gzip -9 > "$2"
+    rootfs_modules "$dir" "$@"
 }
 
 write_workload_init() {  # write_workload_init DIR qmp|kdump
     local dir=$1 mode=$2
     echo "HOLD_MB=$HOLD_MB" > "$dir/etc/workload.env"
-    cat > "$dir/init" <<'EOF'
+    {
+        cat <<'EOF'
 #!/bin/sh
 . /etc/init-common.sh
 . /etc/workload.env
 echo "gen-init: kernel $(uname -r) cmdline: $(cat /proc/cmdline)"
 hostname vmcorekit-guest
-echo on > /proc/sys/kernel/printk_devkmsg      # no /dev/kmsg rate limiting
-echo 1 > /proc/sys/kernel/sysrq
-ip link set dummy0 up 2>/dev/null
-echo "gen-init: modules:"; cat /proc/modules
-echo "gen-init: fw_cfg: $(ls /sys/firmware/qemu_fw_cfg/by_name/etc 2>/dev/null | tr '\n' ' ')"
-
-# --- workload ---------------------------------------------------------------
-sleep 1000 &
-sleep 1001 &
-sh -c 'while :; do :; done' &
-dd if=/dev/zero bs=1M count=$HOLD_MB 2>/dev/null | cat > /tmp/big
-yes 'VMCOREKIT-USERMEM-MARKER 0123456789abcdef' | head -c 1048576 > /tmp/text
-# a reader that keeps the text file in its own heap
-sh -c 'data=$(cat /tmp/text); touch /tmp/ready.data; while :; do sleep 1000; done' &
-# a shell holding HOLD_MB MiB of anonymous user memory ('Z' bytes)
-sh -c "big=\$(head -c $((HOLD_MB * 1048576)) /dev/zero | tr '\\0' Z); touch /tmp/ready.big; while :; do sleep 1000; done" &
-losetup /dev/loop0 /tmp/big 2>/dev/null
-echo vmcorekit-brd-data > /dev/ram0
+EOF
+        guest_workload 1048576
+        cat <<'EOF'
 
 # --- kernel log markers ----------------------------------------------------
 echo '<2>vmcorekit-marker: crit level line' > /dev/kmsg
@@ -255,25 +135,18 @@ printf '<6>vmcorekit-marker: utf8 caf\303\251 \342\202\254uro \360\237\220\247 \
 printf '<6>vmcorekit-marker: embedded newline first half\nsecond half after newline\n' > /dev/kmsg
 printf '<6>vmcorekit-marker: escapes tab[\t] backslash[\\] bell[\a] esc[\033] del[\177] quote["]\n' > /dev/kmsg
 echo 'vmcorekit-marker: no priority prefix' > /dev/kmsg
-i=0; while [ ! -e /tmp/ready.data -o ! -e /tmp/ready.big ] && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done
-echo "gen-init: memory holders ready after ${i}s"
-free; ps
 EOF
-    if [ "$mode" = kdump ]; then
-        cat >> "$dir/init" <<'EOF'
+        guest_wait_ready 300
+        if [ "$mode" = kdump ]; then
+            cat <<'EOF'
 echo "gen-init: crash kernel region: $(grep -i 'crash kernel' /proc/iomem | tr -s ' ')"
 kexec -p /vmlinuz --initrd=/capture.cpio.gz \
       --append='console=ttyS0 irqpoll nr_cpus=1 reset_devices init=/init panic=1 loglevel=7'
 echo "gen-init: kexec -p rc=$? kexec_crash_loaded=$(cat /sys/kernel/kexec_crash_loaded)"
 EOF
-    fi
-    cat >> "$dir/init" <<'EOF'
-echo WORKLOAD-READY
-sleep 3
-# panic from a child process (not PID 1)
-sh -c 'echo c > /proc/sysrq-trigger'
-sleep 1000
-EOF
+        fi
+        guest_panic
+    } > "$dir/init"
     chmod 755 "$dir/init"
 }
 
@@ -324,100 +197,27 @@ stage_initramfs() {
 # ------------------------------------------------------------------ QEMU
 qemu_cpu() { [ "$PAGING" = 5 ] && echo max || echo max,la57=off; }
 
-start_qemu() {  # start_qemu CASEDIR MEM APPEND INITRD [extra QEMU args]; sets QEMU_PID
+start_x86() {  # start_x86 CASEDIR MEM APPEND INITRD [extra QEMU args]; sets QEMU_PID
     local cdir=$1 mem=$2 append=$3 initrd=$4; shift 4
-    rm -f "$cdir/qmp.sock"
-    local cmd=(qemu-system-x86_64 -machine q35 -accel tcg -cpu "$(qemu_cpu)" -smp "$SMP" -m "$mem"
-               -nographic -nic none -no-reboot -device vmcoreinfo
-               -kernel "$VMLINUZ" -initrd "$initrd" -append "$append"
-               -qmp "unix:$cdir/qmp.sock,server=on,wait=off" "$@")
-    local a line=""
-    for a in "${cmd[@]}"; do
-        case $a in *[[:space:]]*) line="$line '$a'" ;; *) line="$line $a" ;; esac
-    done
-    echo "${line# }" | sed "s#$cdir/##g; s#$KDIR/root/##g; s#$WORK/##g" > "$cdir/qemu-cmdline.txt"
-    "${cmd[@]}" < /dev/null > "$cdir/console.log" 2>&1 &
-    QEMU_PID=$!
-    echo "$QEMU_PID" > "$cdir/qemu.pid"
-    log "QEMU pid $QEMU_PID: $(cat "$cdir/qemu-cmdline.txt")"
-}
-
-wait_console() {  # wait_console CASEDIR PATTERN TIMEOUT
-    local cdir=$1 pat=$2 t=$3 s=0
-    while ! grep -aq -- "$pat" "$cdir/console.log" 2>/dev/null; do
-        kill -0 "$QEMU_PID" 2>/dev/null || { log "QEMU exited"; return 1; }
-        [ $s -ge "$t" ] && { log "timeout waiting for '$pat'"; return 1; }
-        sleep 2; s=$((s + 2))
-    done
-    log "saw '$pat' after ~${s}s"
-}
-
-stop_qemu() {
-    local cdir=$1
-    if kill -0 "$QEMU_PID" 2>/dev/null; then
-        $HELPER qmp "$cdir/qmp.sock" quit 2>/dev/null || true
-        sleep 2
-        if kill -0 "$QEMU_PID" 2>/dev/null; then kill "$QEMU_PID" || true; fi
-    fi
-    wait "$QEMU_PID" 2>/dev/null || true
-}
-
-base_append() {
-    local a="console=ttyS0 panic=0 loglevel=7"
-    [ "$KASLR" = 1 ] || a="$a nokaslr"
-    echo "$a"
-}
-
-kv() { printf "%s='%s'\n" "$1" "${2//\'/\'\\\'\'}"; }   # NAME='value': sourceable, and shlex-parsable
-
-describe_case() {  # describe_case CASEDIR KIND MEM
-    {
-        kv KIND "$2"; kv MEM "$3"; kv SMP "$SMP"; kv KASLR "$KASLR"; kv PAGING "$PAGING"
-        kv HOLD_MB "$HOLD_MB"; kv QEMU_VERSION "$(qemu-system-x86_64 --version | head -1)"
-        cat "$KDIR/kernel.env"
-    } > "$1/case.env"
+    start_qemu "$cdir" q35 "$(qemu_cpu)" "$mem" "$VMLINUZ" "$initrd" "$append" "$@"
 }
 
 stage_qmp() {
-    local cdir=$WORK/qmp fmt path
+    local cdir=$WORK/qmp
     rm -rf "$cdir"; mkdir -p "$cdir"
-    describe_case "$cdir" qmp "$MEM"
-    start_qemu "$cdir" "$MEM" "$(base_append)" "$WORK/initramfs/qmp.cpio.gz"
-    if ! wait_console "$cdir" "Kernel panic - not syncing" "$BOOT_TIMEOUT"; then
-        stop_qemu "$cdir"; tail -20 "$cdir/console.log" >&2
-        die "qmp: guest did not panic; see $cdir/console.log"
-    fi
-    sleep 5   # let the panic path finish printing; CPU 0 then spins in panic() (panic=0)
-    $HELPER qmp "$cdir/qmp.sock" formats > "$cdir/qmp-formats.txt"
-    log "QEMU dump formats: $(cat "$cdir/qmp-formats.txt")"
-    : > "$cdir/qmp-dumps.txt"
-    for fmt in $QMP_FORMATS; do
-        if [ "$fmt" = paging-elf ]; then
-            $HELPER qmp "$cdir/qmp.sock" dump elf "$cdir/dump.paging.elf" --paging \
-                | tee -a "$cdir/qmp-dumps.txt" || log "paging=true dump failed"
-        elif grep -qw -- "$fmt" "$cdir/qmp-formats.txt"; then
-            path=$cdir/dump.$fmt
-            $HELPER qmp "$cdir/qmp.sock" dump "$fmt" "$path" | tee -a "$cdir/qmp-dumps.txt" \
-                || log "$fmt dump failed"
-        else
-            echo "$fmt unsupported by this QEMU" | tee -a "$cdir/qmp-dumps.txt"
-        fi
-    done
-    stop_qemu "$cdir"
-    [ -e "$cdir/dump.elf" ] || die "qmp: no ELF dump (QMP_FORMATS must include elf)"
-    $HELPER vmcoreinfo "$cdir/dump.elf" "$cdir/vmcoreinfo.txt"
-    $HELPER elfinfo "$cdir/dump.elf" | tee "$cdir/elfinfo.txt" >&2
-    grep -E '^(OSRELEASE|KERNELOFFSET|NUMBER\(phys_base\)|NUMBER\(pgtable_l5_enabled\))=' "$cdir/vmcoreinfo.txt" >&2 || true
-    ls -l "$cdir" >&2
+    describe_case "$cdir" qmp "$MEM" PAGING "$PAGING"
+    start_x86 "$cdir" "$MEM" "$(kernel_append ttyS0)" "$WORK/initramfs/qmp.cpio.gz"
+    qmp_panic_dumps "$cdir" 2 5
+    dump_facts "$cdir" 'OSRELEASE|KERNELOFFSET|NUMBER\(phys_base\)|NUMBER\(pgtable_l5_enabled\)'
 }
 
 stage_kdump() {
     local cdir=$WORK/kdump s=0 size
     rm -rf "$cdir"; mkdir -p "$cdir"
-    describe_case "$cdir" kdump "$KDUMP_MEM"
+    describe_case "$cdir" kdump "$KDUMP_MEM" PAGING "$PAGING"
     kv CRASHKERNEL "$CRASHKERNEL" >> "$cdir/case.env"
     truncate -s "$(( $(numfmt --from=iec "$KDUMP_MEM") + (64 << 20) ))" "$cdir/disk.img"
-    start_qemu "$cdir" "$KDUMP_MEM" "$(base_append) crashkernel=$CRASHKERNEL" \
+    start_x86 "$cdir" "$KDUMP_MEM" "$(kernel_append ttyS0) crashkernel=$CRASHKERNEL" \
         "$WORK/initramfs/kdump.cpio.gz" -drive "file=$cdir/disk.img,format=raw,if=virtio"
     while kill -0 "$QEMU_PID" 2>/dev/null; do
         if [ $s -ge "$BOOT_TIMEOUT" ]; then
@@ -436,10 +236,7 @@ stage_kdump() {
         || die "kdump: size trailer on the disk does not match"
     head -c "$size" "$cdir/disk.img" > "$cdir/dump.elf"
     rm -f "$cdir/disk.img"
-    $HELPER vmcoreinfo "$cdir/dump.elf" "$cdir/vmcoreinfo.txt"
-    $HELPER elfinfo "$cdir/dump.elf" | tee "$cdir/elfinfo.txt" >&2
-    grep -E '^(OSRELEASE|KERNELOFFSET|CRASHTIME)=' "$cdir/vmcoreinfo.txt" >&2 || true
-    ls -l "$cdir" >&2
+    dump_facts "$cdir" 'OSRELEASE|KERNELOFFSET|CRASHTIME'
 }
 
 # ------------------------------------------------------------------ reduce
@@ -451,11 +248,7 @@ cases_with_dumps() {
 stage_reduce() {
     local c cdir in codec
     for c in $(cases_with_dumps); do
-        cdir=$WORK/$c; in=dump.elf
-        if [ "$(od -An -t u8 -j 32 -N 8 "$cdir/dump.elf" | tr -d ' ')" != 64 ]; then
-            $HELPER normalize-elf "$cdir/dump.elf" "$cdir/dump.norm.elf"
-            in=dump.norm.elf
-        fi
+        cdir=$WORK/$c; in=$(makedumpfile_input "$cdir")
         for codec in c l; do
             rm -f "$cdir/vmcore.$codec-d$DUMP_LEVEL.kdump"
             (cd "$cdir" && makedumpfile -$codec -d "$DUMP_LEVEL" "$in" "vmcore.$codec-d$DUMP_LEVEL.kdump") \
@@ -480,38 +273,6 @@ best_reduced() {  # the smaller of the -c / -l outputs of a case
     ls -S "$WORK/$1"/vmcore.[cl]-d"$DUMP_LEVEL".kdump 2>/dev/null | tail -1
 }
 
-write_drgn_script() {
-    cat > "$1" <<'PYEOF'
-# drgn oracle: drgn -q -c DUMP -s VMLINUX drgn-tasks.py OUTDIR
-import os, sys
-from drgn.helpers.linux.pid import for_each_task
-from drgn.helpers.linux.sched import task_state_to_char
-from drgn.helpers.linux.printk import get_dmesg
-
-out = sys.argv[1]
-os.makedirs(out, exist_ok=True)
-rows = ["pid\ttgid\tppid\tstate\ttask\tcomm"]
-for t in sorted(for_each_task(prog), key=lambda t: (t.pid.value_(), t.value_())):
-    rows.append("%d\t%d\t%d\t%s\t%#x\t%s" % (
-        t.pid, t.tgid, t.real_parent.pid, task_state_to_char(t), t.value_(),
-        t.comm.string_().decode(errors="backslashreplace")))
-with open(os.path.join(out, "drgn-tasks.tsv"), "w") as f:
-    f.write("\n".join(rows) + "\n")
-with open(os.path.join(out, "drgn-dmesg.txt"), "wb") as f:
-    f.write(get_dmesg(prog))
-ct = prog.crashed_thread()
-with open(os.path.join(out, "drgn-crashed-thread.txt"), "w") as f:
-    f.write("pid %d comm %s\n%s\n" % (ct.tid, ct.object.comm.string_().decode(), ct.stack_trace()))
-with open(os.path.join(out, "drgn-misc.txt"), "w") as f:
-    f.write("uts_release=%s\n" % prog["init_uts_ns"].name.release.string_().decode())
-    f.write("jiffies=%d\n" % prog["jiffies"].value_())
-    f.write("init_task=%#x\n" % prog["init_task"].address_)
-    f.write("nr_threads=%d\n" % prog["nr_threads"].value_())
-    f.write("panic_cpu=%d\n" % prog["panic_cpu"].counter.value_())
-print("drgn oracle: %d tasks" % (len(rows) - 1))
-PYEOF
-}
-
 stage_oracles() {
     local c cdir red in
     for c in $(cases_with_dumps); do
@@ -533,16 +294,15 @@ stage_oracles() {
         elif [ -e dump.paging.elf ]; then
             run_rc "$E/vmcore-dmesg.txt" vmcore-dmesg dump.paging.elf
         fi
-        if [ -n "$DRGN" ] && [ -e "${VMLINUX:-/nonexistent}" ] && [ -n "$red" ]; then
-            write_drgn_script "$E/drgn-oracle.py"
-            run_rc "$E/drgn-run.out" "$DRGN" -q -c "$red" -s "$VMLINUX" expected/drgn-oracle.py expected
+        if drgn_oracle_ready && [ -n "$red" ]; then
+            run_rc "$E/drgn-run.out" "$DRGN" -q -c "$red" -s "$VMLINUX" "$DRGN_ORACLE" expected
         else
             log "  drgn oracle skipped (drgn: ${DRGN:-missing}; vmlinux: ${VMLINUX:-?} needs DBG=1 kernel stage)"
         fi
         cd - >/dev/null
         # keep only outputs that are meaningful
         for f in "$E"/*.txt; do [ -s "$f" ] || rm -f "$f"; done
-        sed -i "s#$cdir/##g; s#$KDIR/dbg##g; s#${DRGN:-/nonexistent} #drgn #g" "$E/commands.tsv"
+        sed -i "s#$cdir/##g; s#$KDIR/dbg##g; s#${DRGN:-/nonexistent} #drgn #g; s#$HERE/#tools/#g" "$E/commands.tsv"
     done
 }
 
@@ -562,7 +322,7 @@ stage_sample() {
     chmod 644 "$OUT/$name"
     cp "$cdir/vmcoreinfo.txt" "$OUT/vmcoreinfo.txt"
     cp "$cdir/qemu-cmdline.txt" "$OUT/qemu-cmdline.txt"
-    tr -d '\r' < "$cdir/console.log" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g' > "$OUT/console.log"
+    clean_console "$cdir/console.log" "$OUT/console.log"
     if [ -d "$cdir/expected" ]; then
         cp -r "$cdir/expected" "$OUT/expected"
         chmod -R u+rw,go+r "$OUT/expected"
@@ -654,11 +414,11 @@ EOF
 EOF
         for f in "$OUT"/expected/*; do
             case ${f##*/} in
-                commands.tsv|drgn-oracle.py) continue ;;
+                commands.tsv) continue ;;
                 makedumpfile-dmesg.txt) echo "  * \`makedumpfile-dmesg.txt\` - \`makedumpfile --dump-dmesg $name\` (prints non-ASCII bytes sign-extended, e.g. \`\\xffffffc3\`)." ;;
                 makedumpfile-dmesg-elf.txt) echo "  * \`makedumpfile-dmesg-elf.txt\` - \`makedumpfile --dump-dmesg\` of the unfiltered (normalized) ELF." ;;
                 vmcore-dmesg.txt) echo "  * \`vmcore-dmesg.txt\` - kexec-tools \`vmcore-dmesg\` of $([ "$KIND" = qmp ] && echo "an extra QEMU paging=true ELF dump taken in the same session (vmcore-dmesg cannot read paging=false dumps)" || echo "the unfiltered kdump ELF")." ;;
-                drgn-tasks.tsv) echo "  * \`drgn-tasks.tsv\` - drgn $DRGN with the -dbg vmlinux over this file: every task (pid, tgid, ppid, state char, task_struct address, comm); script \`drgn-oracle.py\`." ;;
+                drgn-tasks.tsv) echo "  * \`drgn-tasks.tsv\` - drgn $DRGN with the -dbg vmlinux over this file: every task (pid, tgid, ppid, state char, task_struct address, comm); script \`tools/drgn_oracle.py\`." ;;
                 drgn-dmesg.txt) echo "  * \`drgn-dmesg.txt\` - drgn \`get_dmesg()\` over this file (raw UTF-8)." ;;
                 drgn-crashed-thread.txt) echo "  * \`drgn-crashed-thread.txt\` - drgn \`prog.crashed_thread()\` stack trace." ;;
                 drgn-misc.txt) echo "  * \`drgn-misc.txt\` - a few drgn-read values (jiffies, init_task address, nr_threads, panic_cpu)." ;;
@@ -681,28 +441,5 @@ EOF
 }
 
 # ------------------------------------------------------------------ main
-main() {
-    case "${1:-}" in -h|--help|help) usage 0 ;; esac
-    local stages=("$@") st t0
-    [ ${#stages[@]} -gt 0 ] || stages=(install kernel initramfs qmp reduce oracles sample)
-    if [ "${stages[0]}" = all ]; then
-        stages=(install kernel initramfs qmp kdump reduce oracles sample)
-    fi
-    mkdir -p "$WORK"
-    for st in "${stages[@]}"; do
-        case $st in
-            install|kernel|initramfs|qmp|kdump|reduce|oracles|sample) ;;
-            *) log "unknown stage '$st'"; usage 2 ;;
-        esac
-    done
-    for st in "${stages[@]}"; do
-        log "=== stage $st"
-        t0=$SECONDS
-        case $st in install|kernel) ;; *) kernel_env ;; esac
-        "stage_$st"
-        if [ -e "$KDIR/kernel.env" ]; then kernel_env; fi
-        printf '%s\t%s\t%ss\n' "$(date -u +%FT%TZ)" "$st" "$((SECONDS - t0))" >> "$WORK/timings.tsv"
-        log "=== stage $st done in $((SECONDS - t0))s"
-    done
-}
-main "$@"
+run_stages "install kernel initramfs qmp kdump reduce oracles sample" \
+    "install kernel initramfs qmp reduce oracles sample" "$@"
