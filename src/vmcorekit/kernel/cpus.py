@@ -225,16 +225,31 @@ def panic_cpu(prog: "Program") -> tuple[int | None, str]:
     """(CPU that panicked, how it was found). `panic_cpu` is set by panic() (and by the oops
     path before crash_kexec); x86's `crashing_cpu` by the kdump shutdown path."""
     n = nr_cpu_ids(prog)
+    found = False
     for name in ("panic_cpu", "crashing_cpu"):
         addr = _sym(prog, name)
         if addr is None:
             continue
+        found = True
         try:
             v = struct.unpack("<i", prog.read(addr, 4))[0]
         except MemoryReadError:
             continue
         if 0 <= v < n:
             return v, name
+    if not found:
+        # A symbol table without data symbols (no CONFIG_KALLSYMS_ALL): the CPU whose stack
+        # holds panic()'s frame.
+        from .stacks.arm64 import panic_cpu_from_stacks
+
+        def task_stack(cpu: int) -> int | None:
+            t = cpu_curr(prog, cpu)
+            return int(t.stack) if t is not None else None
+
+        cpu, how = panic_cpu_from_stacks(prog, task_stack)
+        if cpu is not None:
+            return cpu, how
+        return None, f"no panic_cpu or crashing_cpu symbol; {how}"
     return None, "panic_cpu and crashing_cpu are unset (-1): no CPU went through panic()"
 
 

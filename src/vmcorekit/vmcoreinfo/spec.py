@@ -36,7 +36,10 @@ SPEC: list[KeySpec] = [
            "OFFSET(pglist_data.node_id) OFFSET(zone.free_area) OFFSET(zone.vm_stat) OFFSET(zone.spanned_pages) "
            "OFFSET(free_area.free_list) OFFSET(list_head.next) OFFSET(list_head.prev) LENGTH(zone.free_area) "
            "LENGTH(free_area.free_list) NUMBER(NR_FREE_PAGES) NUMBER(PG_lru) NUMBER(PG_private) "
-           "NUMBER(PG_swapcache) NUMBER(PG_slab) NUMBER(PG_head_mask) NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)"),
+           "NUMBER(PG_swapcache) NUMBER(PG_head_mask) NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)"),
+    # 6.10 made "slab" a page type: NUMBER(PAGE_SLAB_MAPCOUNT_VALUE) replaced NUMBER(PG_slab)
+    *_keys("NUMBER(PG_slab)", until=(6, 10)),
+    *_keys("SYMBOL(vmemmap)", since=(6, 2), required=False),  # CONFIG_SPARSEMEM_VMEMMAP
     *_keys("SYMBOL(vmap_area_list) OFFSET(vmap_area.va_start) OFFSET(vmap_area.list)", until=(6, 9)),
     *_keys("OFFSET(page.compound_dtor) OFFSET(page.compound_order) OFFSET(page.compound_head) "
            "NUMBER(HUGETLB_PAGE_DTOR)", required=False),

@@ -117,10 +117,26 @@ class Stacks:
     @cached_property
     def crashed(self) -> CrashedTask:
         cpu, how = panic_cpu(self.ki)
+        if cpu is None and self.ki.address_of("panic_cpu") is None:
+            # No panic_cpu symbol (a kallsyms without data symbols): the CPU whose stack
+            # holds panic()'s frame.
+            from .arm64 import panic_cpu_from_stacks
+            cpu, why = panic_cpu_from_stacks(self.prog, self._task_stack_of_cpu)
+            how = why if cpu is not None else f"{how}; {why}"
         if cpu is None:
             return CrashedTask(None, None, how)
         ctx = self.contexts.get(cpu)
         return CrashedTask(ctx.task if ctx else self.ki.current_task(cpu), cpu, how)
+
+    def _task_stack_of_cpu(self, cpu: int) -> int | None:
+        ctx = self.contexts.get(cpu)
+        task = ctx.task if ctx else None
+        if not task:
+            return None
+        try:
+            return self.ki.task(task).stack or None
+        except (TypeLookupError, MemoryReadError):
+            return None
 
     def cpu_of_active(self, task: int) -> int | None:
         for cpu, ctx in self.contexts.items():
@@ -139,6 +155,9 @@ class Stacks:
 
     # -- traces -------------------------------------------------------------------------------
     def trace(self, task: int, *, unwinder: str = "auto", max_frames: int = MAX_FRAMES) -> Trace:
+        if self.prog.arch == "aarch64":
+            from . import arm64
+            return arm64.trace(self, task, unwinder=unwinder, max_frames=max_frames)
         if unwinder not in UNWINDERS:
             raise ValueError(f"unwinder must be one of {UNWINDERS}")
         ki = self.ki

@@ -491,4 +491,7 @@ def _int32(v: int) -> int:
 
 
 def crash_trace(s: "Stacks", task: int) -> Trace:
+    if s.prog.arch == "aarch64":  # crash's arm64 bt follows the frame records too
+        from .arm64 import trace
+        return trace(s, task)
     return CrashTracer(s).trace(task)

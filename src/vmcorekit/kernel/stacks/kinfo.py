@@ -197,16 +197,34 @@ class KernelInfo:
     def current_task(self, cpu: int) -> int | None:
         where = self.pcpu_hot_member("current_task")
         if where is None:
-            return None
+            return self.rq_curr(cpu)  # arm64 and others keep `current` in a register
         sym, extra = where
         try:
             return self.u64(self.per_cpu(sym, cpu) + extra)
         except (MemoryReadError, VmcorekitError):
             return None
 
+    def rq_curr(self, cpu: int) -> int | None:
+        """The scheduler's current task of `cpu` (runqueues.curr)."""
+        off = self.offsetof("struct rq", "curr")
+        if off is None or self.address_of("runqueues") is None:
+            return None
+        try:
+            return self.u64(self.per_cpu("runqueues", cpu) + off) or None
+        except (MemoryReadError, VmcorekitError):
+            return None
+
     # -- stacks -------------------------------------------------------------------------------
     @cached_property
+    def arm64(self) -> Any:
+        """The arm64 stack facts (arm64.Arm64Kernel) of this dump."""
+        from .arm64 import Arm64Kernel
+        return Arm64Kernel(self)
+
+    @cached_property
     def thread_size(self) -> int:
+        if self.prog.arch == "aarch64":
+            return self.arm64.thread_size
         s = self.sizeof("union thread_union")
         if s:
             return s
@@ -285,6 +303,8 @@ class KernelInfo:
         return StackRange("task", task.stack, task.stack + self.thread_size, task.cpu)
 
     def cpu_stacks(self, cpu: int) -> list[StackRange]:
+        if self.prog.arch == "aarch64":
+            return self.arm64.cpu_stacks(cpu)
         out = self.exception_stacks(cpu)
         irq = self.irq_stack(cpu)
         if irq is not None:
@@ -304,7 +324,9 @@ class KernelInfo:
             else self.offsetof(T, "state"),
             "flags": self.offsetof(T, "flags"),
             "stack": self.offsetof(T, "stack"),
-            "thread_sp": self.offsetof(T, "thread.sp"),
+            # x86: thread.sp; arm64: the sp cpu_switch_to() saved in thread.cpu_context
+            "thread_sp": self.offsetof(T, "thread.sp") if self.offsetof(T, "thread.sp") is not None
+            else self.offsetof(T, "thread.cpu_context.sp"),
             "mm": self.offsetof(T, "mm"),
             "on_cpu": self.offsetof(T, "on_cpu"),
             "cpu": self.offsetof(T, "cpu") if self.offsetof(T, "cpu") is not None

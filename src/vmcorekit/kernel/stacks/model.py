@@ -19,6 +19,13 @@ from typing import Any
 # The x86_64 pt_regs register names in crash's print order (and the JSON key order).
 PT_REGS_ORDER = ("rip", "rsp", "eflags", "rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rbp",
                  "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15", "orig_rax", "cs", "ss")
+# arm64 (struct pt_regs / user_pt_regs).
+A64_REGS_ORDER = ("pc", "sp", "pstate", *(f"x{i}" for i in range(31)), "orig_x0", "syscallno")
+
+
+def regs_order(regs: dict[str, int]) -> tuple[str, ...]:
+    """The register names of `regs`' architecture, in print order."""
+    return A64_REGS_ORDER if "pstate" in regs else PT_REGS_ORDER
 
 
 @dataclass
@@ -28,9 +35,13 @@ class ExceptionFrame:
     regs: dict[str, int]
     address: int | None  # where the pt_regs lies on the stack; None for CPU-note registers
     source: str  # "pt_regs", "iret" (only the hardware frame is valid), "note"
+    # Symbolic names of code addresses among the registers (arm64: "pc", "lr"), for display.
+    labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def user_mode(self) -> bool:
+        if "pstate" in self.regs:  # arm64: PSTATE.M[3:0] == EL0t
+            return (self.regs["pstate"] & 0xF) == 0
         return bool(self.regs.get("cs", 0) & 3)
 
 
@@ -68,7 +79,8 @@ class Frame:
         if self.exception is not None:
             d["exception"] = {"source": self.exception.source, "address": self.exception.address,
                               "user_mode": self.exception.user_mode,
-                              "regs": {k: self.exception.regs[k] for k in PT_REGS_ORDER
+                              "regs": {k: self.exception.regs[k]
+                                       for k in regs_order(self.exception.regs)
                                        if k in self.exception.regs}}
         return d
 
@@ -112,5 +124,6 @@ class Trace:
             "frames": [f.to_json() for f in self.frames],
             "user_regs": None if self.user_regs is None else {
                 "address": self.user_regs.address,
-                "regs": {k: self.user_regs.regs[k] for k in PT_REGS_ORDER if k in self.user_regs.regs}},
+                "regs": {k: self.user_regs.regs[k] for k in regs_order(self.user_regs.regs)
+                         if k in self.user_regs.regs}},
         }

@@ -40,7 +40,8 @@ def cpu_contexts(ki: KernelInfo) -> dict[int, CpuContext]:
     except (VmcorekitError, ValueError, struct.error):
         notes = []
     for n in notes:
-        regs = dict(n.regs) if n.regs and (n.regs.get("rsp") or n.regs.get("rip")) else None
+        regs = dict(n.regs) if n.regs and (n.regs.get("rsp") or n.regs.get("rip")
+                                           or n.regs.get("sp") or n.regs.get("pc")) else None
         out[n.cpu] = CpuContext(n.cpu, None, regs, n.source, n.pid)
     try:
         active = ki.active_tasks()

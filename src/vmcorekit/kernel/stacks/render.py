@@ -27,8 +27,36 @@ def header(trace: Trace) -> str:
     return f'PID: {trace.pid if trace.pid is not None else "?":<7}  TASK: {task}  CPU: {cpu:<3}  COMMAND: "{trace.comm or ""}"'
 
 
+def a64_regs_block(exc: ExceptionFrame) -> list[str]:
+    """crash's arm64 exception frame: PC/LR/SP (kernel mode: with their symbols), then
+    x29..x0 three to a line; user mode adds ORIG_X0, SYSCALLNO and PSTATE."""
+    r = exc.regs
+    g = lambda k: r.get(k, 0)  # noqa: E731
+    user = exc.user_mode
+    if user:
+        lines = [f"     PC: {g('pc'):016x}   LR: {g('x30'):016x}   SP: {g('sp'):016x}"]
+    else:
+        def label(k: str) -> str:
+            return f"[{exc.labels[k]}]" if k in exc.labels else "[unknown or invalid address]"
+        lines = [f"     PC: {g('pc'):016x}  {label('pc')}",
+                 f"     LR: {g('x30'):016x}  {label('lr')}",
+                 f"     SP: {g('sp'):016x}  PSTATE: {g('pstate'):08x}"]
+    row: list[str] = []
+    for i in range(29, -1, -1):
+        row.append(f"{' ' if i < 10 else ''}X{i}: {g(f'x{i}'):016x}")
+        if len(row) == 3 or i == 0:
+            lines.append("    " + "  ".join(row))
+            row = []
+    if user:
+        lines.append(f"    ORIG_X0: {g('orig_x0'):016x}  SYSCALLNO: {g('syscallno') & 0xFFFFFFFFFFFFFFFF:x}"
+                     f"  PSTATE: {g('pstate'):08x}")
+    return lines
+
+
 def regs_block(exc: ExceptionFrame) -> list[str]:
     r = exc.regs
+    if "pstate" in r:
+        return a64_regs_block(exc)
     g = lambda k: r.get(k, 0)  # noqa: E731
     lines = []
     if "rax" in r:
@@ -56,10 +84,15 @@ def exception_rip(f: Frame) -> str:
     return f"    [exception RIP: {f.function}{off}]"
 
 
-def frame_line(n: int, f: Frame, mark_guesses: bool = True) -> str:
+def frame_line(n: int, f: Frame, mark_guesses: bool = True, arm64: bool = False) -> str:
     name = f.function if f.function is not None else "(unknown)"
-    slot = f.slot if f.slot is not None else f.sp
-    line = f"{' ' if n < 10 else ''}#{n} [{slot:x}] {name} at {f.pc:x}"
+    if arm64:
+        # crash on arm64: the frame's own frame record, and the branch (bl) before a return
+        # address; a pc taken from registers is shown as it is.
+        slot, pc = f.sp, f.pc if f.method == "regs" else f.pc - 4
+    else:
+        slot, pc = (f.slot if f.slot is not None else f.sp), f.pc
+    line = f"{' ' if n < 10 else ''}#{n} [{slot:x}] {name} at {pc:x}"
     if f.module:
         line += f" [{f.module}]"
     if mark_guesses and not f.reliable:
@@ -88,24 +121,36 @@ def render_trace(trace: Trace, *, full: bool = False, read: Callable[[int, int],
     n = 0
     frameptr: int | None = None
     prev_stack: str | None = None
+    arm64 = trace.unwinder == "frame-record"
     for f in trace.frames:
         if prev_stack is not None and f.stack != prev_stack and prev_stack != "task":
             kind = f"{prev_stack} exception" if prev_stack in IST_KINDS else prev_stack
             lines.append(f"--- <{kind} stack> ---")
         prev_stack = f.stack
-        if f.exception is not None and not f.exception.user_mode:
+        if arm64 and f.exception is not None and not f.exception.user_mode:
+            # crash on arm64: the registers, then the interrupted function as a frame.
+            lines += regs_block(f.exception)
+        elif f.exception is not None and not f.exception.user_mode:
             lines.append(exception_rip(f))
             lines += regs_block(f.exception)
             frameptr = f.sp
             continue
+        if arm64:
+            # crash's arm64 bt -f: the words between the previous frame record and this one
+            if full and read is not None and frameptr is not None and frameptr < f.sp:
+                lines += stack_words(read, frameptr, f.sp - 8)
+            lines.append(frame_line(n, f, mark_guesses, arm64))
+            n += 1
+            frameptr = f.sp
+            continue
         if full and read is not None and frameptr is not None and f.slot is not None:
             lines += stack_words(read, frameptr, f.slot)
-        lines.append(frame_line(n, f, mark_guesses))
+        lines.append(frame_line(n, f, mark_guesses, arm64))
         n += 1
         if f.slot is not None:
             frameptr = f.slot + 8
     if trace.user_regs is not None:
-        if not trace.frames:
+        if not trace.frames and not arm64:
             lines.append("    [exception RIP: user space]")
         lines += regs_block(trace.user_regs)
     if not trace.complete and trace.end_reason:
@@ -127,15 +172,18 @@ def render_group(group: list[Trace]) -> list[str]:
     (they differ per task)."""
     lines = [header(t) for t in group]
     first = group[0]
+    arm64 = first.unwinder == "frame-record"
     n = 0
     for f in first.frames:
         if f.exception is not None and not f.exception.user_mode:
             lines.append(exception_rip(f))
-            continue
+            if not arm64:  # arm64 shows the interrupted function as a frame too
+                continue
         name = f.function if f.function is not None else "(unknown)"
         mod = f" [{f.module}]" if f.module else ""
         guess = " (scan)" if not f.reliable else ""
-        lines.append(f"{' ' if n < 10 else ''}#{n} {name} at {f.pc:x}{mod}{guess}")
+        pc = f.pc - 4 if arm64 and f.method != "regs" else f.pc
+        lines.append(f"{' ' if n < 10 else ''}#{n} {name} at {pc:x}{mod}{guess}")
         n += 1
     if first.user_regs is not None:
         lines.append("    (returns to user mode)")

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import SymbolError
+from .recover import lacks_data_symbols, recover_early
 from .table import KERNEL, Symbol, SymbolTable, distance_sizes
 
 __all__ = ["Symbol", "SymbolTable", "kernel_symbols", "vmlinux_table"]
@@ -97,17 +98,35 @@ def _check_anchors(names: list[str], addrs: np.ndarray, anchors: Mapping[str, in
     return matched
 
 
-def _kallsyms_part(prog: Any) -> SymbolTable:
+def _kallsyms_part(prog: Any) -> tuple[SymbolTable, bool]:
+    """vmlinux's symbols from kallsyms, and whether data symbols had to be recovered."""
     from .kallsyms import read_kallsyms
 
     vi = prog.vmcoreinfo
     space = getattr(prog, "space", None)
     ps = int(getattr(space, "pointer_size", 8) or 8)
-    k = read_kallsyms(prog.read, vi.symbols, pointer_size=ps,
-                      byteorder=getattr(space, "byteorder", "little"))
+    order = getattr(space, "byteorder", "little")
+    k = read_kallsyms(prog.read, vi.symbols, pointer_size=ps, byteorder=order)
     log.debug("kallsyms: %s", "; ".join(k.notes))
-    return vmlinux_table(k.names, k.addresses, k.types, near=vi.symbols.get("kallsyms_names"),
-                         source=f"kallsyms ({k.encoding}, {len(k)} symbols)")
+    source = f"kallsyms ({k.encoding}, {len(k)} symbols)"
+    names, addrs, types = k.names, k.addresses, k.types
+    recovered = False
+    if lacks_data_symbols(k.types):
+        # CONFIG_KALLSYMS_ALL=n: kallsyms has functions only. Recover what the image still
+        # says about its data (BTF, exported symbols); the rest waits for the types.
+        rec = recover_early(prog.read, k.names, k.addresses, k.types, byteorder=order,
+                            page_size=int(getattr(prog, "page_size", 4096) or 4096),
+                            vmcoreinfo=dict(vi.symbols))
+        for n in rec.notes:
+            log.info("kallsyms has no data symbols: %s", n)
+        if len(rec):
+            names = k.names + rec.names
+            addrs = np.concatenate([k.addresses, np.array(rec.addresses, dtype=np.uint64)])
+            types = k.types + bytes(rec.types)
+        source += f", functions only; {len(rec)} data symbols recovered"
+        recovered = True
+    return vmlinux_table(names, addrs, types, near=vi.symbols.get("kallsyms_names"),
+                         source=source), recovered
 
 
 def _file_part(prog: Any, system_map: str | os.PathLike[str] | None,
@@ -143,20 +162,42 @@ def kernel_symbols(prog: Any, system_map: str | os.PathLike[str] | None = None,
     `prog` needs `.read(addr, n)`, `.vmcoreinfo` and, for modules, `.types` if it has them.
     Module symbols are read on first need (see SymbolTable.defer); what cannot be read is
     reported in the table's `problems`."""
+    recovered = False
     if vmlinux is not None or system_map is not None:
         kern = _file_part(prog, system_map, vmlinux)
     else:
-        kern = _kallsyms_part(prog)
-    if modules:
+        kern, recovered = _kallsyms_part(prog)
+    if recovered:
+        # Per-CPU variables and the modules list need BTF, which needs this table: later.
+        kern.defer(lambda: _recovered_part(prog, kern, modules), "recovered data symbols")
+    elif modules:
         kern.defer(lambda: _modules_part(prog, kern), "module symbols")
     return kern
 
 
-def _modules_part(prog: Any, kern: SymbolTable) -> SymbolTable:
+def _recovered_part(prog: Any, kern: SymbolTable, modules: bool) -> SymbolTable:
+    from .recover import recover_late
+
+    rec = recover_late(prog, kern)
+    late = vmlinux_table(rec.names, np.array(rec.addresses, dtype=np.uint64), bytes(rec.types),
+                         source=f"{len(rec)} recovered (per-CPU, modules, timekeeper)")
+    late.problems += [n for n in rec.notes if "not recovered" in n]
+    parts = [late]
+    if modules:
+        head = rec.addresses[rec.names.index("modules")] if "modules" in rec.names else None
+        try:
+            parts.append(_modules_part(prog, kern, head))
+        except SymbolError as e:
+            late.problems.append(f"module symbols: {e}")
+    return SymbolTable.concat(parts, source=" + ".join(p.source for p in parts))
+
+
+def _modules_part(prog: Any, kern: SymbolTable, head: int | None = None) -> SymbolTable:
     from .modules import module_symbols
 
     try:
-        head = kern.address_of("modules")
+        if head is None:
+            head = kern.address_of("modules")
     except SymbolError:
         raise SymbolError("no `modules` symbol: module symbols not loaded") from None
     table = module_symbols(prog, head)
