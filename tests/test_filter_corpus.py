@@ -20,6 +20,7 @@ from vmcorekit.dump import open_dump
 from vmcorekit.dump.kdump import KdumpFile
 from vmcorekit.filter import FilterJob, FilterOptions, run_filter
 from vmcorekit.filter.bitmaps import PfnBitmap
+from vmcorekit.filter.compress import lzo_backend
 from vmcorekit.filter.job import memory_usage
 
 pytestmark = pytest.mark.corpus
@@ -158,6 +159,17 @@ def test_zlib_d31_is_byte_identical_to_makedumpfile(corpus_case: Path, corpus_el
     run_filter(str(corpus_elf), [str(out)], FilterOptions(level=31, codec="zlib", threads=2))
     assert out.read_bytes() == (corpus_case / "vmcore.c-d31.kdump").read_bytes()
     assert out.stat().st_mode & 0o777 == 0o600
+
+
+@needs_mdf
+@pytest.mark.skipif(lzo_backend() != "liblzo2", reason="liblzo2 (makedumpfile's LZO) is not installed")
+def test_lzo_d31_is_byte_identical_to_makedumpfile(corpus_case: Path, corpus_elf: Path, mdf_input: Path,
+                                                   mdf_dir: Path, tmp_path: Path) -> None:
+    """With liblzo2's lzo1x_1 (what makedumpfile calls) the LZO output is makedumpfile's too."""
+    theirs = mdf_output(mdf_input, mdf_dir, corpus_case.name, "-l", "-d", "31")
+    out = tmp_path / "l-d31"
+    run_filter(str(corpus_elf), [str(out)], FilterOptions(level=31, codec="lzo", threads=2))
+    assert out.read_bytes() == theirs.read_bytes()
 
 
 @needs_mdf

@@ -208,6 +208,10 @@ class ElfDump(PhysicalMemory):
             return None
         return s.offset + paddr - s.paddr
 
+    def fileno(self) -> int:
+        """The dump file's open descriptor, for bulk reads (os.preadv) at file_offset()s."""
+        return self._fd
+
 
 class _PreadView:
     """The slice interface of an mmap over pread, for files that cannot be mapped."""

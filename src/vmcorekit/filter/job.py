@@ -2,7 +2,8 @@
 
     open the dump -> 1st bitmap (pages that exist) and the pages whose data is present
     -> classify struct pages chunk by chunk, clearing excluded pages from the 2nd bitmap
-    -> read dumped pages in batches -> zero test + compression on a thread pool (order kept)
+    -> batches of dumped pages: read + zero test + compression on a thread pool (order kept;
+       --threads 1 does it all on the calling thread)
     -> kdump-compressed file(s), ELF, or a flattened stream
 
 Memory stays bounded: the two bitmaps grow with RAM (2 bits a page); everything else is one
@@ -33,15 +34,16 @@ from ..vmcoreinfo import VmcoreInfo
 from .bitmaps import PfnBitmap, input_bitmaps
 from .classify import (CACHE, CACHE_PRIVATE, CLASS_KEYS, CLASS_NAMES, DL_EXCLUDE_FREE, DL_EXCLUDE_ZERO, FREE,
                        HWPOISON, KEEP, MAX_DUMP_LEVEL, OFFLINE, USER, ZERO, PageClassifier)
-from .compress import CODECS, check_codec, compress_pages
+from .compress import CODECS, PageCompressor
 from .elf_writer import ElfWriter, InputSegment, OutputLoad, plan_loads
 from .flat_writer import FlatSink
 from .kdump_writer import KdumpHeaderInfo, KdumpWriter, plan_layout
+from .pages import PageSource, Runs, batch_plans, run_pfns, zero_rows
 from .sink import FileSink, FilterError, NullSink, Sink
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
-BATCH_PAGES = 256  # pages per compression task
-READ_PAGES = 1024  # pages per read from the input
+BATCH_PAGES = 256  # pages per compression task (1 MiB of 4 KiB pages)
+READ_PAGES = 1024  # pages per read from the input when only zero pages are looked for
 
 
 @dataclass
@@ -89,6 +91,7 @@ class FilterStats:
     outputs: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    reused_pages: int = 0  # pages stored with the compressed bytes of an equal page met before
 
     @property
     def remaining(self) -> int:
@@ -281,56 +284,16 @@ class FilterJob:
             with contextlib.suppress(OSError, ValueError):
                 mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
 
-    def _read_run(self, pfn: int, n: int) -> tuple[bytes, np.ndarray]:
-        """n pages from pfn; pages that cannot be read come back zeroed and marked missing."""
+    def _zero_scan(self, bm: PfnBitmap) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(pfns, all-zero) for the set bits of `bm`, batch by batch, on the worker pool."""
         assert self.phys is not None
-        ps = self.page_size
-        try:
-            data = self.phys.read(pfn * ps, n * ps)
-            self._release(pfn * ps, n * ps)
-            return data, np.zeros(n, dtype=bool)
-        except MemoryReadError:
-            pass
-        parts, missing = [], np.zeros(n, dtype=bool)
-        for i in range(n):
-            try:
-                parts.append(self.phys.read((pfn + i) * ps, ps))
-            except MemoryReadError:
-                parts.append(bytes(ps))
-                missing[i] = True
-        return b"".join(parts), missing
+        src = PageSource(self.phys, self.page_size, READ_PAGES)
 
-    def page_batches(self, bm: PfnBitmap, start: int, end: int, batch: int
-                     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """(pfns, pages as n x page_size uint8, missing) for the set bits of `bm` in
-        [start, end), in pfn order, `batch` pages at a time."""
-        ps = self.page_size
-        pfns: list[np.ndarray] = []
-        blobs: list[bytes] = []
-        miss: list[np.ndarray] = []
-        have = 0
-        for a, b in bm.runs(start, end):
-            while a < b:
-                n = min(b - a, batch - have, READ_PAGES)
-                data, m = self._read_run(a, n)
-                pfns.append(np.arange(a, a + n, dtype=np.int64))
-                blobs.append(data)
-                miss.append(m)
-                have += n
-                a += n
-                if have >= batch:
-                    yield (np.concatenate(pfns), np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(-1, ps),
-                           np.concatenate(miss))
-                    pfns, blobs, miss, have = [], [], [], 0
-        if have:
-            yield (np.concatenate(pfns), np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(-1, ps),
-                   np.concatenate(miss))
+        def work(plan: tuple[Runs, int]) -> tuple[np.ndarray, np.ndarray]:
+            pages, missing = src.read(*plan)
+            return run_pfns(plan[0]), zero_rows(pages) & ~missing
 
-    @staticmethod
-    def zero_rows(pages: np.ndarray) -> np.ndarray:
-        if pages.shape[1] % 8 == 0:
-            return ~pages.view(np.uint64).any(axis=1)
-        return ~pages.any(axis=1)
+        return self._pipeline(batch_plans(bm, 0, bm.nbits, READ_PAGES), work)
 
     def _threads(self) -> int:
         return self.options.threads or os.cpu_count() or 1
@@ -421,7 +384,6 @@ class FilterJob:
         self.prepare()
         assert self.bm1 is not None and self.bm2 is not None
         opts = self.options
-        check_codec(opts.codec)
         info = self.header_info()
         ranges = self.split_ranges()
         if len(sinks) != len(ranges):
@@ -430,27 +392,30 @@ class FilterJob:
         total_pages = self.bm2.count()
         done = zeros = missing_total = 0
         t0 = time.perf_counter()
+        packer = PageCompressor(opts.codec, self.page_size)
+        src = PageSource(self.phys, self.page_size, opts.batch_pages)
+
+        def work(plan: tuple[Runs, int]) -> tuple[Any, np.ndarray, np.ndarray]:
+            # read, zero test and compression all happen on the worker: the main thread only
+            # lays out descriptors and writes
+            pages, missing = src.read(*plan)
+            is_zero = zero_rows(pages) & ~missing
+            zero = is_zero if zero_level else np.zeros(len(pages), dtype=bool)
+            return packer.compress(pages, ~(zero | missing), is_zero), zero, missing
+
         for sink, (start, end) in zip(sinks, ranges):
             layout = plan_layout(info, self.page_size, self.bm2, self.bm2.nbits, start, end, split=len(sinks) > 1)
             w = KdumpWriter(sink, info, layout, opts.codec, self.bm1, self.bm2)
             w.begin()
-            codec = opts.codec
-
-            def work(item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[list[Any], list[bool], list[bool]]:
-                pfns, pages, missing = item
-                is_zero = self.zero_rows(pages) & ~missing
-                zero = is_zero if zero_level else np.zeros(len(pfns), dtype=bool)
-                return compress_pages(codec, pages, zero | missing, is_zero), zero.tolist(), missing.tolist()
-
-            for stored, zero, missing in self._pipeline(
-                    self.page_batches(self.bm2, start, end, opts.batch_pages), work):
-                w.add(stored, zero, missing)
-                done += len(stored)
-                zeros += sum(zero)
-                missing_total += sum(missing)
+            for stored, zero, missing in self._pipeline(batch_plans(self.bm2, start, end, opts.batch_pages), work):
+                w.add_batch(stored, zero, missing)
+                done += len(zero)
+                zeros += int(np.count_nonzero(zero))
+                missing_total += int(np.count_nonzero(missing))
                 self._progress("Copying data", done, total_pages)
             w.end()
             self.stats.written += sink.written
+        self.stats.reused_pages = packer.reused
         if missing_total:
             self.stats.warnings.append(f"{missing_total} pages could not be read from the input; their "
                                        "descriptors are empty (readers report them as missing)")
@@ -462,13 +427,8 @@ class FilterJob:
         """ELF output drops zero pages from the 2nd bitmap before its headers are laid out."""
         assert self.bm2 is not None
         total, done, zeros = self.bm2.count(), 0, 0
-
-        def work(item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-            pfns, pages, missing = item
-            return pfns, self.zero_rows(pages) & ~missing
-
         found: list[np.ndarray] = []
-        for pfns, zero in self._pipeline(self.page_batches(self.bm2, 0, self.bm2.nbits, READ_PAGES), work):
+        for pfns, zero in self._zero_scan(self.bm2):
             if zero.any():
                 found.append(pfns[zero])
             done += len(pfns)
@@ -626,13 +586,8 @@ def memory_usage(inputs: str | Sequence[str], options: FilterOptions | None = No
         present = job.present
         # zero pages among the present ones
         zero_bm = PfnBitmap(present.nbits)
-
-        def work(item: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-            pfns, pages, missing = item
-            return pfns, job.zero_rows(pages) & ~missing
-
         total, done = present.count(), 0
-        for pfns, zero in job._pipeline(job.page_batches(present, 0, present.nbits, READ_PAGES), work):
+        for pfns, zero in job._zero_scan(present):
             if zero.any():
                 z = pfns[zero]
                 a = int(z[0])

@@ -14,9 +14,12 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..dump import kdump as _kd
 from ..dump.codecs import CODEC_FLAGS
 from .bitmaps import PfnBitmap
+from .compress import StoredBatch
 from .sink import Sink
 
 
@@ -32,6 +35,9 @@ UTS_FIELDS = _kd._UTS_FIELDS
 UTS_LEN = 65
 assert SUB_HEADER.size == _kd.KDUMP_SUB_HEADER_SIZE and PAGE_DESC.size == _kd.PAGE_DESC_SIZE
 UINT_MAX = 0xFFFFFFFF
+# page_desc as a numpy record, to build a batch of descriptors at once
+DESC_DTYPE = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
+assert DESC_DTYPE.itemsize == PAGE_DESC.size
 
 
 @dataclass
@@ -97,7 +103,7 @@ def plan_layout(info: KdumpHeaderInfo, block_size: int, bm2: PfnBitmap, max_mapn
 
 
 class KdumpWriter:
-    """One kdump-compressed file. Call `begin()`, then `add(descs, data)` with the pages of
+    """One kdump-compressed file. Call `begin()`, then `add_batch()` with the pages of
     [start_pfn, end_pfn) in pfn order, then `end()`."""
 
     def __init__(self, sink: Sink, info: KdumpHeaderInfo, layout: KdumpLayout, codec: str,
@@ -159,23 +165,29 @@ class KdumpWriter:
         self._next_data += len(data)
         return off
 
-    def add(self, pages: list[tuple[int, bytes]], zero: list[bool], missing: list[bool]) -> None:
-        """Append descriptors (and data) for consecutive dumped pages: `pages` holds each
-        page's (flags, stored bytes); zero pages point at the shared zero page, missing ones
-        (unreadable in the input) get an empty descriptor, which readers report as missing."""
-        ps = self.layout.block_size
-        pack = PAGE_DESC.pack
-        desc = self._desc
-        for (flags, data), z, miss in zip(pages, zero, missing):
-            if miss:
-                desc += pack(0, 0, 0, 0)
-            elif z and self.zero_off is not None:
-                desc += pack(self.zero_off, ps, 0, 0)
-            else:
-                off = self._store(data)
-                desc += pack(off, len(data), flags, 0)
-        self.pages += len(pages)
-        if len(desc) + self._data_len >= self.flush_bytes:
+    def add_batch(self, stored: StoredBatch, zero: np.ndarray, missing: np.ndarray) -> None:
+        """Append descriptors (and data) for consecutive dumped pages, in pfn order. Rows set in
+        `zero` point at the shared zero page, rows set in `missing` (unreadable in the input)
+        get an empty descriptor, which readers report as missing; every other row is stored,
+        in order, as `stored` says (its flags, sizes and bytes)."""
+        n = len(zero)
+        desc = np.zeros(n, dtype=DESC_DTYPE)
+        shared = zero & ~missing if self.zero_off is not None else np.zeros(n, dtype=bool)
+        own = ~(shared | missing)
+        if int(np.count_nonzero(own)) != len(stored.sizes):
+            raise AssertionError(f"{len(stored.sizes)} stored pages for {int(np.count_nonzero(own))} descriptors")
+        if shared.any():
+            desc["offset"][shared] = self.zero_off
+            desc["size"][shared] = self.layout.block_size
+        if len(stored.sizes):
+            sizes = stored.sizes.astype(np.int64)
+            desc["offset"][own] = self._next_data + np.cumsum(sizes) - sizes
+            desc["size"][own] = stored.sizes
+            desc["flags"][own] = stored.flags
+            self._store(stored.data)
+        self._desc += desc.tobytes()
+        self.pages += n
+        if len(self._desc) + self._data_len >= self.flush_bytes:
             self.flush()
 
     def flush(self) -> None:
