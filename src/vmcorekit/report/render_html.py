@@ -29,7 +29,9 @@ def _e(v: Any) -> str:
 
 
 def _kv(rows: list[tuple[str, Any]]) -> str:
-    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows) + "</table>"
+    """A two-column table; rows without a value are left out (an oops-only field on a plain panic)."""
+    return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows
+                               if v is not None and v != "") + "</table>"
 
 
 def _unavailable(r: dict[str, Any], name: str) -> str | None:
@@ -91,7 +93,8 @@ def render_html(r: dict[str, Any]) -> str:
         ("signature", f"{sig.get('id')}  {' < '.join(sig.get('frames', []))}"),
         ("release", f"{k.get('release')} {k.get('version') or ''}"), ("build id", k.get("build_id")),
         ("machine", f"{k.get('machine')}, {k.get('cpus')} CPUs, {k.get('memory_bytes')} bytes, node {k.get('nodename')}"),
-        ("uptime (s)", k.get("uptime_seconds")), ("load average", k.get("load_average")),
+        ("uptime (s)", k.get("uptime_seconds")),
+        ("load average", ", ".join(f"{x:.2f}" for x in k["load_average"]) if k.get("load_average") else None),
         ("tainted", _taint_text(r.get("taint"))),
         ("dump", f"{dump.get('format')} {dump.get('codec') or ''} level {dump.get('dump_level')} "
                  f"{'INCOMPLETE' if dump.get('incomplete') else ''}"),
