@@ -69,3 +69,27 @@ class TypeLookupError(VmcorekitError, LookupError):
 
 class CorruptKernelDataError(VmcorekitError):
     """Kernel data structures are inconsistent (list cycles, wild pointers)."""
+
+
+# -- partial results -------------------------------------------------------------------------
+class PartialResultWarning(UserWarning):
+    """A command printed what the dump allows, but part of the data it needed is unreadable
+    (missing, corrupt or excluded pages, a broken kernel list). The CLI turns any of these into
+    exit status 3 (EXIT_PARTIAL) after printing each distinct message once on stderr.
+
+    `reported=False` marks a warning whose gap the caller has already printed itself: it only
+    sets the exit status."""
+
+    def __init__(self, message: str, *, reported: bool = True) -> None:
+        super().__init__(message)
+        self.reported = reported
+
+
+EXIT_PARTIAL = 3
+
+
+def partial_result(message: str, *, reported: bool = True) -> None:
+    """Record that the running command's result is partial, with the reason (one gap)."""
+    import warnings
+
+    warnings.warn(PartialResultWarning(message, reported=reported), stacklevel=2)

@@ -59,6 +59,12 @@ def command(dump: str, vmcoreinfo_file: str | None, style: str, as_json: bool, s
         log = printk.read_log(prog, levels=need_levels)
         for w in log.warnings:
             _note(w, "warning")
+        if log.gaps:  # unreadable log-buffer bytes: exit status 3 (partial), each gap said once
+            from ..errors import partial_result
+            said = "\n".join(log.warnings)
+            for g in log.gaps:
+                partial_result(f"printk: {g.what} bytes {g.address:#x}-{g.address + g.size:#x} are {g.reason}",
+                               reported=f"{g.address:#x}" not in said)
         stamp = printk.seconds_stamp
         if time_fmt == "none":
             stamp = None

@@ -1,13 +1,19 @@
 """`vmcorekit` entry point: the command group and the one place errors become messages."""
 from __future__ import annotations
 
+import os
+
+# The command line does no linear algebra: keep numpy's OpenBLAS from starting (and spinning)
+# a thread per core at import, ~0.1 s of CPU per command. Set here, not in the library, so a
+# user's own process keeps its settings; a value already in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import errno
 import sys
 
 import click
 
-from ..errors import VmcorekitError
-
+from ..errors import EXIT_PARTIAL, PartialResultWarning, VmcorekitError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -34,10 +40,34 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; bad input gives one line on stderr and a nonzero status, never a traceback."""
+    """Run the CLI; bad input gives one line on stderr and a nonzero status, never a traceback.
+    A command that printed a partial result (PartialResultWarning) exits with EXIT_PARTIAL (3)."""
+    import warnings
+
+    partial: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PartialResultWarning)  # dedup below, by message
+        shown = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+            if not issubclass(category, PartialResultWarning):
+                return shown(message, category, filename, lineno, file, line)
+            text = str(message)
+            if text not in partial:
+                partial.append(text)
+                if getattr(message, "reported", True):
+                    click.echo(f"vmcorekit: partial: {text}", err=True)
+
+        warnings.showwarning = show
+        rc = _run(argv)
+    return EXIT_PARTIAL if rc == 0 and partial else rc
+
+
+def _run(argv: list[str] | None) -> int:
     try:
-        cli.main(args=argv, prog_name="vmcorekit", standalone_mode=False)
-        return 0
+        rv = cli.main(args=argv, prog_name="vmcorekit", standalone_mode=False)
+        # click returns the status of a command that ended with ctx.exit(n) / Exit(n)
+        return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except click.exceptions.Abort:
         click.echo("vmcorekit: aborted", err=True)
         return 130

@@ -129,6 +129,10 @@ def command(dump: str, vmcoreinfo_file: str | None, select: tuple[str, ...], use
         rows = sorted(rows, key=keyf, reverse=reverse)
     for w in warns:
         click.echo(f"vmcorekit: warning: {w}", err=True)
+    if warns or any(r.problems for r in rows):  # said above / in the rows: exit status 3 (partial)
+        from ..errors import partial_result
+        partial_result("task list incomplete: " + (warns[0] if warns else "unreadable task fields"),
+                       reported=False)
     if as_json:
         emit_json({"page_size": page_size, "totalram_pages": total,
                    "tasks": [r.as_dict() for r in rows], "warnings": warns})

@@ -9,9 +9,10 @@ import gzip
 import hashlib
 import lzma
 import os
+import stat
 import tempfile
 
-from ..errors import DumpFormatError
+from ..errors import DumpFormatError, VmcorekitError
 from ..util.fileout import atomic_output
 
 MAGICS = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip"}
@@ -25,8 +26,16 @@ def wrapper_of(head: bytes) -> str | None:
 
 
 def cache_dir() -> str:
-    d = os.environ.get("VMCOREKIT_CACHE") or os.path.join(tempfile.gettempdir(), f"vmcorekit-{os.getuid()}")
+    chosen = os.environ.get("VMCOREKIT_CACHE")
+    d = chosen or os.path.join(tempfile.gettempdir(), f"vmcorekit-{os.getuid()}")
     os.makedirs(d, mode=0o700, exist_ok=True)
+    # The default name is predictable: a folder made (or a link planted) there by another user
+    # could hand us planted "decompressed copies". Only a folder of ours that no one else can
+    # write to will do (the copies themselves are mode 0600); a chosen folder may be a link.
+    st = os.stat(d) if chosen else os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid() or st.st_mode & 0o022:
+        raise VmcorekitError(f"{d}: the cache folder for decompressed dumps must be a folder of yours that "
+                             f"no one else can write to; fix it or set VMCOREKIT_CACHE")
     return d
 
 

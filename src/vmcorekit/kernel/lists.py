@@ -19,7 +19,7 @@ import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import CorruptKernelDataError, MemoryReadError
+from ..errors import CorruptKernelDataError, MemoryReadError, PartialResultWarning
 from ..program.objects import Object, ObjectError
 from ..program.types.model import Type, TypeKind
 
@@ -110,7 +110,8 @@ def _run(gen: Iterator[int], on_error: str) -> Iterator[int]:
     except CorruptKernelDataError as e:
         if on_error == "raise":
             raise
-        warnings.warn(str(e), stacklevel=3)
+        # A UserWarning subclass: the CLI reports it once and exits 3 (partial result).
+        warnings.warn(PartialResultWarning(str(e)), stacklevel=3)
 
 
 # -- container_of -----------------------------------------------------------------------------

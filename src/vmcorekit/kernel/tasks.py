@@ -440,7 +440,7 @@ def task_table(prog: "Program", *, idle: bool = True,
         if warnings is not None:
             warnings.append(str(c.message))
         else:
-            _w.warn(str(c.message), stacklevel=2)
+            _w.warn(c.message, stacklevel=2)  # the instance: its category (PartialResultWarning) kept
     for t in tasks:
         try:
             info = task_summary(t)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ...errors import MemoryReadError
+from ...errors import CorruptKernelDataError, MemoryReadError
 from ...vmcoreinfo import VmcoreInfo
 
 LEVEL_NAMES = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
@@ -131,6 +131,9 @@ class Region:
         return self.gap_at(start, end) < 0
 
 
+LARGE_REGION = 64 << 20  # above this, most of a buffer must be in the dump before it is read
+
+
 def read_region(mem: KernelMemory, address: int, size: int) -> Region:
     """Read [address, address+size) with one big read; when that fails, page by page so every
     readable page is kept and each unreadable run becomes one entry of `bad`."""
@@ -139,6 +142,20 @@ def read_region(mem: KernelMemory, address: int, size: int) -> Region:
     except MemoryReadError:
         pass
     ps = mem.page_size
+    if size > LARGE_REGION:
+        # A corrupt length can name gigabytes the dump does not hold: sample before allocating.
+        step = 64 * ps
+        probes = range(address - address % ps, address + size, step)
+        found = 0
+        for a in probes:
+            try:
+                mem.read(a, 1)
+                found += 1
+            except MemoryReadError:
+                pass
+        if found * 4 < len(probes):
+            raise CorruptKernelDataError(f"{size} bytes at {address:#x}: {len(probes) - found} of {len(probes)} "
+                                         f"sampled pages are not in the dump (corrupt size or pointer?)")
     out = bytearray(size)
     bad: list[tuple[int, int, str]] = []
     pos = 0

@@ -19,6 +19,7 @@ from .levels import BitfieldReader
 from .model import REASONS, Gap, KernelMemory, LogRecord, PrintkLog, Region, read_region
 
 MAX_LOG_BUF = 1 << 31
+RESYNC_PROBES = 1 << 20  # header offsets tried when resynchronising after damage, per log
 
 
 class _Keys:
@@ -87,6 +88,7 @@ def read_structured(mem: KernelMemory, bits: BitfieldReader | None = None) -> Pr
     clear_pos: int | None = None
     # Per unreadable run of log_buf: records whose text it holds, and stretches skipped over it.
     memos: dict[bool, dict[int, bool]] = {True: {}, False: {}}  # resync results, shared by all gaps
+    probes = [RESYNC_PROBES]  # offsets all resyncs together may try: corrupt buffers cost bounded time
     text_lost: dict[int, int] = {}
     skipped: dict[int, list[str]] = {}
     while idx != nxt and budget > 0:
@@ -98,7 +100,7 @@ def read_structured(mem: KernelMemory, bits: BitfieldReader | None = None) -> Pr
             h = None  # a record that jumps over log_next_idx is not one
         if h is None:
             pending = first > nxt and not wrapped
-            resume = _resync(header, region, idx, nxt, buf_len, k.hdr, pending, memos[pending])
+            resume = _resync(header, region, idx, nxt, buf_len, k.hdr, pending, memos[pending], probes)
             gap = region.gap_at(idx, min(buf_len, idx + k.hdr))
             what = (f"log_buf+{idx:#x}..+{resume:#x}" if resume is not None
                     else f"log_buf+{idx:#x} to log_next_idx")
@@ -161,7 +163,8 @@ def read_structured(mem: KernelMemory, bits: BitfieldReader | None = None) -> Pr
 
 
 def _resync(header: "Callable[[int], tuple[int, int, int] | None]", region: Region, idx: int, nxt: int,
-            buf_len: int, hdr: int, wrap_pending: bool, memo: dict[int, bool]) -> int | None:
+            buf_len: int, hdr: int, wrap_pending: bool, memo: dict[int, bool],
+            probes: list[int] | None = None) -> int | None:
     """The first offset after the unreadable or malformed spot at idx from which well-formed
     headers lead to log_next_idx. When a wrap is still pending (idx lies in the older part,
     after log_next_idx) the chain may pass one end-of-buffer marker; otherwise it must reach
@@ -205,10 +208,25 @@ def _resync(header: "Callable[[int], tuple[int, int, int] | None]", region: Regi
         candidates = [range(start, buf_len - hdr + 1, align), range(0, nxt + 1, align)]
     else:
         candidates = [range(start, nxt + 1, align)]
+    budget = probes if probes is not None else [RESYNC_PROBES]
     for r in candidates:
-        for p in r:
+        p = r.start
+        while p < r.stop:
+            g = region.gap_at(p, min(buf_len, p + hdr))
+            if g >= 0:
+                # No header starts where its bytes are missing: jump past the unreadable run
+                # (one step, not one per offset; log_next_idx itself may lie inside it).
+                after = max(p + align, (region.bad[g][1] + align - 1) // align * align)
+                if p <= nxt < after and nxt in r:
+                    return nxt
+                p = after
+                continue
+            budget[0] -= 1
+            if budget[0] < 0:
+                return None
             if reaches(p):
                 return p
+            p += align
     return None
 
 
