@@ -6,6 +6,7 @@
 #
 #   fuzz/run.sh [SECONDS] [HARNESS...]          e.g. fuzz/run.sh 10, fuzz/run.sh 300 kdump elf
 #
+# A fixed libFuzzer seed ($FUZZ_SEED, default 1) keeps CI runs reproducible.
 # $FUZZ_WORK (default: a fresh temporary folder) keeps the grown corpora between runs.
 set -uo pipefail
 cd "$(dirname "$0")"
@@ -32,7 +33,7 @@ printf '%-11s %10s %9s %8s  %s\n' harness executions exec/s corpus result
 for h in "${HARNESSES[@]}"; do
   log="$LOGS/$h.log"
   # libFuzzer's -max_total_time counts fuzzing only; timeout(1) bounds start-up too.
-  timeout -k 5 $((SECONDS_EACH + 60)) python3 "fuzz_$h.py" -max_total_time="$SECONDS_EACH" >"$log" 2>&1
+  timeout -k 5 $((SECONDS_EACH + 60)) python3 "fuzz_$h.py" -max_total_time="$SECONDS_EACH" -seed="${FUZZ_SEED:-1}" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)

@@ -120,6 +120,10 @@ class AArch64(AddressSpace):
         self.va_bits = va_bits if va_bits is not None else 64 - t1sz  # type: ignore[operator]
         # A 52-bit kernel on hardware without LVA/LPA2 runs with 48 bits (TCR_EL1.T1SZ says).
         self.vabits_actual = 64 - t1sz if t1sz else self.va_bits
+        for what, bits in (("VA_BITS", self.va_bits), ("TCR_EL1_T1SZ", self.vabits_actual)):
+            # Checked before any 1 << bits: a hostile note must not size a huge integer.
+            if not 32 <= bits <= 52:
+                raise VmcoreinfoError(f"VMCOREINFO {what} gives a {bits}-bit arm64 VA space; expected 32 to 52")
         pa_bits = nums.get("MAX_PHYSMEM_BITS")
         self.lpa2 = self.page_size != 65536 and self.vabits_actual == 52
         # 64K tables: Linux keeps swapper_pg_dir sized for VA_BITS and offsets TTBR1 when the
