@@ -1,6 +1,10 @@
 """In-memory stand-ins for dumps, for unit tests that build their own memory images."""
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
+
 from vmcorekit.dump.base import DumpInfo, MemRange, Note, PageState, PhysicalMemory
 from vmcorekit.errors import PageNotInDumpError
 
@@ -39,3 +43,22 @@ class DictMemory(PhysicalMemory):
 
     def page_state(self, pfn: int) -> PageState:
         return PageState.PRESENT if pfn in self.pages else PageState.HOLE
+
+
+class Hang(BaseException):
+    """Raised by time_limit. A BaseException, so no `except Exception` in the code under test
+    can swallow it and turn a hang into a pass."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    """Fail the block (Hang) if it runs longer than `seconds`: a hang is a bug, not a slow test."""
+    def fire(*_: object) -> None:
+        raise Hang(f"no result after {seconds} s (hang?)")
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fakes import time_limit
+
 from vmcorekit.cli.main import main
 from vmcorekit.dump import open_dump
 from vmcorekit.dump.verify import DESC_DTYPE, verify
@@ -91,21 +93,6 @@ def flip_compressed_pages(src: Path, dst: Path, every: int) -> list[int]:
 
 
 # -- running commands --------------------------------------------------------------------------------
-class _Timeout(BaseException):
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds: int) -> Iterator[None]:
-    def fire(*_: object) -> None:
-        raise _Timeout(f"no result after {seconds} s (hang?)")
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def run(args: list[str], record: set[int] | None = None) -> tuple[int, bytes, str]:

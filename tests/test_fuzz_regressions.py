@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from fakes import time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -36,17 +38,6 @@ def harness(name: str):  # type: ignore[no-untyped-def]
     return importlib.import_module(f"fuzz_{name}").test_one_input
 
 
-@contextlib.contextmanager
-def time_limit(seconds: int) -> Iterator[None]:
-    def fire(*_: object) -> None:
-        raise TimeoutError(f"one input took more than {seconds} s (hang?)")
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def inputs(kind: str) -> list[tuple[str, Path]]:
