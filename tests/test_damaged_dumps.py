@@ -18,8 +18,6 @@ import contextlib
 import io
 import os
 import shutil
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np

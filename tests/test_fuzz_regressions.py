@@ -10,13 +10,10 @@
 """
 from __future__ import annotations
 
-import contextlib
 import importlib
-import signal
 import struct
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
