@@ -32,17 +32,19 @@ total=0
 printf '%-11s %10s %9s %8s  %s\n' harness executions exec/s corpus result
 for h in "${HARNESSES[@]}"; do
   log="$LOGS/$h.log"
+  mark="$LOGS/$h.start"
+  touch "$mark"  # findings of this run only ($FUZZ_WORK may hold older ones)
   # libFuzzer's -max_total_time counts fuzzing only; timeout(1) bounds start-up too.
   timeout -k 5 $((SECONDS_EACH + 60)) python3 "fuzz_$h.py" -max_total_time="$SECONDS_EACH" -seed="${FUZZ_SEED:-1}" >"$log" 2>&1
   rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   corpus=$(ls "$FUZZ_WORK/$h" 2>/dev/null | wc -l)
-  crashes=$(ls "$FUZZ_WORK/crashes/$h" 2>/dev/null | wc -l)
-  if [ "$rc" -eq 0 ] && [ "$crashes" -eq 0 ]; then
+  found=$(find "$FUZZ_WORK/crashes/$h" -type f -newer "$mark" 2>/dev/null | sort)
+  if [ "$rc" -eq 0 ] && [ -z "$found" ]; then
     result=ok
   else
-    result="FOUND (exit $rc): $(ls "$FUZZ_WORK/crashes/$h" 2>/dev/null | tr '\n' ' ')"
+    result="FOUND (exit $rc): $(echo $found)"
     status=1
     grep -m1 -E "Uncaught Python exception|ERROR: libFuzzer|==ERROR" "$log" || true
     grep -A12 -m1 "Traceback" "$log" | sed 's/^/    /' || true
