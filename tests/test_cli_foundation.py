@@ -90,3 +90,14 @@ def test_vtop_rd_cli(corpus_case, corpus_elf, capsys) -> None:
     assert rc == rc2 == 0
     strip = lambda s: [l.split(":", 1)[1] for l in s.splitlines()]  # noqa: E731
     assert strip(phys_out) == strip(virt_out)
+
+
+def test_closed_pipe_is_not_an_error(sample_dump) -> None:
+    # `vmcorekit dmesg | head -1`: the reader leaves early; exit 0, nothing on stderr.
+    p = subprocess.Popen([sys.executable, "-m", "vmcorekit", "dmesg", str(sample_dump)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    p.stdout.readline()
+    p.stdout.close()
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0 and b"Traceback" not in err, err

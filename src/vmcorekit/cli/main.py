@@ -77,16 +77,22 @@ def _run(argv: list[str] | None) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except SystemExit as e:
+        ctx = e.__context__
+        if isinstance(ctx, OSError) and ctx.errno == errno.EPIPE:
+            # click turns a closed pipe (`vmcorekit dmesg | head`) into exit 1; it is not an error.
+            _drop_stdout()
+            return 0
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except VmcorekitError as e:
         click.echo(f"vmcorekit: error: {e}", err=True)
         return 1
     except BrokenPipeError:
         # `vmcorekit dmesg | head`: the reader went away; that is not an error.
-        sys.stderr.close()
+        _drop_stdout()
         return 0
     except OSError as e:
         if e.errno == errno.EPIPE:
+            _drop_stdout()
             return 0
         where = f"{e.filename}: " if e.filename else ""
         click.echo(f"vmcorekit: error: {where}{e.strerror or e}", err=True)
@@ -94,6 +100,16 @@ def _run(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         click.echo("vmcorekit: interrupted", err=True)
         return 130
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail on the closed pipe
+    (which would turn a clean `| head` into exit status 1)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":
