@@ -7,6 +7,7 @@ output are compared byte for byte.
 """
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import struct
 import subprocess
@@ -31,41 +32,15 @@ needs_mdf = pytest.mark.skipif(MDF is None, reason="makedumpfile is not installe
 
 def normalize_elf(src: Path, dst: Path) -> None:
     """QEMU 7.2 puts section headers before its program headers, which makedumpfile 1.7.2
-    cannot read: copy the dump with the program headers right after the ELF header, no
-    section headers, and every segment's data unchanged (page aligned)."""
-    with open(src, "rb") as f:
-        eh = bytearray(f.read(64))
-        phoff, = struct.unpack_from("<Q", eh, 32)
-        phentsize, phnum = struct.unpack_from("<HH", eh, 54)
-        assert phentsize == 56 and 0 < phnum < 0xFFFF
-        f.seek(phoff)
-        phdrs = [list(struct.unpack("<IIQQQQQQ", f.read(56))) for _ in range(phnum)]
-        off = 64 + 56 * phnum
-        plan = []
-        for ph in phdrs:
-            align = 4096 if ph[0] == 1 else 8
-            off = -(-off // align) * align
-            plan.append((ph[2], off, ph[5]))
-            ph[2] = off
-            off += ph[5]
-        struct.pack_into("<Q", eh, 32, 64)
-        struct.pack_into("<Q", eh, 40, 0)
-        struct.pack_into("<HHH", eh, 58, 0, 0, 0)
-        tmp = dst.with_suffix(".part")
-        with open(tmp, "wb") as g:
-            g.write(eh)
-            for ph in phdrs:
-                g.write(struct.pack("<IIQQQQQQ", *ph))
-            for old, new, size in plan:
-                g.seek(new)
-                f.seek(old)
-                while size:
-                    chunk = f.read(min(size, 1 << 22))
-                    assert chunk, "short read"
-                    g.write(chunk)
-                    size -= len(chunk)
-            g.truncate(off)
-        tmp.rename(dst)
+    cannot read: the dump generator's own `normalize-elf` makes the copy it can (one
+    implementation for tools and tests), written under a temporary name first."""
+    spec = importlib.util.spec_from_file_location("dumpgen", Path(__file__).resolve().parent.parent / "tools" / "dumpgen.py")
+    assert spec is not None and spec.loader is not None
+    dumpgen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(dumpgen)
+    tmp = dst.with_suffix(".part")
+    dumpgen.cmd_normalize_elf([str(src), str(tmp)])
+    tmp.rename(dst)
 
 
 @pytest.fixture(scope="session")
