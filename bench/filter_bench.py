@@ -6,7 +6,9 @@ DUMP defaults to the largest corpus ELF. Each command runs as its own process (w
 the parent; CPU time = user + sys and peak RSS from wait4), with 1 worker and with all cores;
 the runs of both tools alternate and the MEDIAN of --repeat runs is shown. Ratios are
 makedumpfile / vmcorekit: above 1 means vmcorekit is faster (or smaller). "same" says whether
-the two outputs are byte-identical.
+the two outputs are byte-identical. zlib runs once per --zlib-engines entry: z-isal (vmcorekit's
+default where the isal package is installed: ISA-L streams, other bytes, ~1% larger) and z-libz
+(the system libz at makedumpfile's settings: its exact bytes).
 
 Both rows compare against makedumpfile's single-threaded run, its fastest: makedumpfile 1.7's
 --num-threads busy-waits (on 2 cores -c -d 31 takes ~20 s with --num-threads 2 instead of
@@ -101,6 +103,8 @@ def main() -> None:
     ap.add_argument("--levels", default="31,0")
     ap.add_argument("--codecs", default="zlib,lzo,zstd,snappy")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--zlib-engines", default="isal,zlib",
+                    help="vmcorekit zlib engines to time (isal: ISA-L, zlib: makedumpfile's libz bytes)")
     ap.add_argument("--mdf-threads", action="store_true", help="also time makedumpfile --num-threads N")
     ap.add_argument("--no-bytecode-cache", action="store_true", help="run vmcorekit with the environment as is")
     args = ap.parse_args()
@@ -127,12 +131,15 @@ def main() -> None:
         print(f"{'level':>5} {'codec':>6} {'wk':>2} | {'vmk s':>6} {'mdf s':>6} {'speed':>6} | {'vmk cpu':>7} "
               f"{'mdf cpu':>7} {'cpu':>6} | {'vmk MiB':>7} {'mdf MiB':>7} {'size':>5} {'same':>4} | "
               f"{'vmk RSS':>7} {'mdf RSS':>7}")
+        rows = [(c, e) for c in args.codecs.split(",")
+                for e in (args.zlib_engines.split(",") if c == "zlib" else ["auto"])]
         for level in [int(x) for x in args.levels.split(",")]:
-            for codec in args.codecs.split(","):
+            for codec, engine in rows:
                 theirs_1: Run | None = None
+                label = {"isal": "z-isal", "zlib": "z-libz"}.get(engine, codec) if codec == "zlib" else codec
                 for workers in sorted({1, cores}):
-                    vcmd = [*vmk, "filter", "-d", str(level), "--codec", codec, "--threads", str(workers),
-                            "--no-progress", src, str(tmp / "vmk")]
+                    vcmd = [*vmk, "filter", "-d", str(level), "--codec", codec, "--zlib-engine", engine,
+                            "--threads", str(workers), "--no-progress", src, str(tmp / "vmk")]
                     use_mdf = mdf is not None and codec in have
                     mthreads = ["--num-threads", str(workers)] if workers > 1 and args.mdf_threads else []
                     mcmd = [mdf or "", FLAG[codec], "-d", str(level), *mthreads, src, str(tmp / "mdf")]
@@ -145,7 +152,7 @@ def main() -> None:
                     t = median(theirs) if theirs else theirs_1
                     if workers == 1 and theirs:
                         theirs_1 = t
-                    line = f"{level:>5} {codec:>6} {workers:>2} | {o.wall:>6.2f} "
+                    line = f"{level:>5} {label:>6} {workers:>2} | {o.wall:>6.2f} "
                     if t is not None:
                         same = "yes" if (tmp / "mdf").exists() and same_bytes(tmp / "vmk", tmp / "mdf") else "no"
                         line += (f"{t.wall:>6.2f} {t.wall / o.wall:>5.2f}x | {o.cpu:>7.2f} {t.cpu:>7.2f} "

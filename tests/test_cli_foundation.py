@@ -101,3 +101,23 @@ def test_closed_pipe_is_not_an_error(sample_dump) -> None:
     p.stdout.close()
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0 and b"Traceback" not in err, err
+
+
+def test_commands_load_lazily_and_by_their_own_names() -> None:
+    """Each command module is imported only when its command runs; every listed name resolves
+    to a command of that name; running one command does not import numpy-heavy others."""
+    code = (
+        "import sys\n"
+        "from vmcorekit.cli.main import cli\n"
+        "assert 'numpy' not in sys.modules, 'numpy loaded by the CLI group'\n"
+        "assert not any(m.startswith('vmcorekit.cli.') and m not in ('vmcorekit.cli.main',) "
+        "for m in sys.modules if m.count('.') == 2), sorted(sys.modules)\n"
+        "names = cli.list_commands(None)\n"
+        "for n in names:\n"
+        "    assert cli.get_command(None, n).name == n, n\n"
+        "assert cli.get_command(None, 'no-such') is None\n"
+        "print(' '.join(names))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    for expected in ("bt", "dmesg", "filter", "info", "ps", "triage", "vmcoreinfo", "vtop"):
+        assert expected in out
+    assert not {"common", "main", "render"} & set(out)

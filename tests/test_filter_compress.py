@@ -35,9 +35,9 @@ def _decompress(codec: str, flags: int, data: bytes) -> bytes:
     return bytes(cramjam.snappy.decompress_raw(data))
 
 
-def _one_by_one(codec: str, pages: np.ndarray, rows: np.ndarray) -> list[tuple[int, bytes]]:
+def _one_by_one(codec: str, pages: np.ndarray, rows: np.ndarray, engine: str = "zlib") -> list[tuple[int, bytes]]:
     """What compressing each stored page on its own gives."""
-    fn = cz.compressor(codec)
+    fn = cz.compressor(codec, PS, engine)
     out = []
     for i in rows.tolist():
         c = fn(pages[i], pages[i].ctypes.data)
@@ -66,30 +66,32 @@ def _tricky_pages(rng: np.random.Generator) -> np.ndarray:
     return np.stack(rows * 3)
 
 
-@pytest.mark.parametrize("codec", ["zlib", "lzo", "snappy", "zstd"])
-def test_batch_equals_page_by_page(codec: str) -> None:
+@pytest.mark.parametrize("codec,engine", [("zlib", "zlib"), ("zlib", "isal"), ("lzo", "auto"), ("snappy", "auto"),
+                                          ("zstd", "auto")])
+def test_batch_equals_page_by_page(codec: str, engine: str) -> None:
     pages = _tricky_pages(np.random.default_rng(5))
     zero = zero_rows(pages)
     store = np.ones(len(pages), dtype=bool)
     store[::7] = False  # rows another descriptor covers (shared zero page, missing)
-    slow = codec == "zlib" or (codec == "lzo" and cz.lzo_backend() == "lzallright")
-    assert cz.PageCompressor(codec, PS).dedupe == slow  # lookups cost more than fast codecs save
-    pc = cz.PageCompressor(codec, PS, dedupe=True)
+    slow = (codec == "zlib" and engine == "zlib") or (codec == "lzo" and cz.lzo_backend() == "lzallright")
+    # lookups cost more than fast codecs save
+    assert cz.PageCompressor(codec, PS, zlib_engine_name=engine).dedupe == slow
+    pc = cz.PageCompressor(codec, PS, dedupe=True, zlib_engine_name=engine)
     got = _split(pc.compress(pages[:20], store[:20], zero[:20])) + \
         _split(pc.compress(pages[20:], store[20:], zero[20:]))
-    assert got == _one_by_one(codec, pages, np.flatnonzero(store))
+    assert got == _one_by_one(codec, pages, np.flatnonzero(store), pc.engine)
     assert pc.reused > 0  # the repeats were not compressed again
     for (flags, data), i in zip(got, np.flatnonzero(store).tolist()):
         assert _decompress(codec, flags, data) == pages[i].tobytes()
     assert any(f == 0 and len(d) == PS for f, d in got)  # random pages stay raw
-    plain = cz.PageCompressor(codec, PS, dedupe=False)
+    plain = cz.PageCompressor(codec, PS, dedupe=False, zlib_engine_name=engine)
     assert _split(plain.compress(pages, store, zero)) == got and plain.reused == 0
 
 
 def test_dedupe_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cz, "CACHE_PAGES", 4)
     pages = np.stack([np.full(PS, v, np.uint8) for v in range(1, 11)] * 4)
-    pc = cz.PageCompressor("zlib", PS)
+    pc = cz.PageCompressor("zlib", PS, zlib_engine_name="zlib")
     rows = np.ones(len(pages), dtype=bool)
     assert _split(pc.compress(pages, rows, ~rows)) == _one_by_one("zlib", pages, np.flatnonzero(rows))
     assert len(pc._cache) <= 4
@@ -101,7 +103,7 @@ def test_none_and_zero_pages() -> None:
     assert zero.tolist() == [True, False, True]
     raw = cz.PageCompressor("none", PS).compress(pages, np.array([True, True, False]), zero)
     assert raw.flags.tolist() == [0, 0] and raw.sizes.tolist() == [PS, PS] and raw.data == pages[:2].tobytes()
-    z = cz.PageCompressor("zlib", PS).compress(pages, np.ones(3, dtype=bool), zero)
+    z = cz.PageCompressor("zlib", PS, zlib_engine_name="zlib").compress(pages, np.ones(3, dtype=bool), zero)
     assert _split(z)[0] == _split(z)[2] == (1, zlib.compress(bytes(PS), 1))
 
 
@@ -111,7 +113,9 @@ def test_lzo_fallback_to_lzallright(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = np.ones(len(pages), dtype=bool)
     monkeypatch.setattr(cz, "_lzo_lib", False)
     monkeypatch.setattr(cz._local, "fns", {}, raising=False)
+    monkeypatch.setattr(cz._local, "many", {}, raising=False)
     assert cz.lzo_backend() == "lzallright"
+    assert cz.many_compressor("lzo", PS) is None
     for flags, data in _split(cz.PageCompressor("lzo", PS).compress(pages, rows, zero_rows(pages))):
         assert flags in (0, CODEC_FLAGS["lzo"])
     got = _split(cz.PageCompressor("lzo", PS).compress(pages, rows, zero_rows(pages)))
@@ -197,3 +201,32 @@ def test_threads_do_not_change_bytes(tmp_path: Path) -> None:
     with open_dump(str(tmp_path / "t2")) as dst:
         for pfn in range(8):
             assert dst.read(pfn * PS, PS) == data[pfn * PS:(pfn + 1) * PS]
+
+
+def test_zlib_engine_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto prefers ISA-L; without the isal package it is libz, and asking for isal is a clear
+    error before any output; an unknown name is refused."""
+    assert cz.zlib_engine("zlib") == "zlib"
+    assert cz.zlib_engine("auto") == cz.zlib_engine("isal") == "isal"
+    import builtins
+    real_import = builtins.__import__
+
+    def no_isal(name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name.startswith("isal"):
+            raise ImportError("No module named 'isal'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_isal)
+    assert cz.zlib_engine("auto") == "zlib"
+    with pytest.raises(cz.CodecUnavailableError, match="isal"):
+        cz.zlib_engine("isal")
+    with pytest.raises(ValueError, match="zlib engine"):
+        cz.zlib_engine("fast")
+
+
+def test_isal_pages_inflate_with_zlib() -> None:
+    pages = _tricky_pages(np.random.default_rng(3))
+    got = _split(cz.PageCompressor("zlib", PS, zlib_engine_name="isal").compress(
+        pages, np.ones(len(pages), dtype=bool), zero_rows(pages)))
+    assert [_decompress("zlib", f, d) for f, d in got] == [p.tobytes() for p in pages]
+    assert any(f == CODEC_FLAGS["zlib"] for f, _ in got) and any(f == 0 for f, _ in got)

@@ -4,7 +4,7 @@
 #   WORK, KDIR  scratch directory, unpacked kernel + downloaded debs
 #   DEB_ARCH    Debian architecture of the guest kernel (amd64, arm64)
 #   QEMU        qemu-system-* binary of that architecture
-#   KPKG, DBG, SMP, KASLR, HOLD_MB, QMP_FORMATS, BOOT_TIMEOUT, DRGN   as in the script's usage text
+#   KPKG, DBG, SMP, KASLR, HOLD_MB, FILL_MB, QMP_FORMATS, BOOT_TIMEOUT, DRGN   as in the script's usage text
 # and defines stage_<name> for every stage it offers.
 # shellcheck shell=bash
 # shellcheck disable=SC2034  # globals set here (DRGN_ORACLE, VMLINUZ, PANIC_S, ...) are read by the caller
@@ -171,6 +171,20 @@ sh -c 'data=$(cat /tmp/text); touch /tmp/ready.data; while :; do sleep 1000; don
 sh -c "big=\$(head -c $((HOLD_MB * 1048576)) /dev/zero | tr '\\0' Z); touch /tmp/ready.big; while :; do sleep 1000; done" &
 losetup /dev/loop0 /tmp/big 2>/dev/null
 echo vmcorekit-brd-data > /dev/ram0
+# FILL_MB: bulk data for benchmarks, like a loaded machine's: a tmpfs file (shmem pages, which
+# every dump level keeps) of text, machine code and random bytes, each copy shifted by a few
+# bytes so no two pages repeat; and ~100k inodes + dentries in the slab caches.
+if [ "${FILL_MB:-0}" -gt 0 ]; then
+    mkdir -p /fill && mount -t tmpfs -o size=$((FILL_MB + 64))m tmpfs /fill
+    { cat /proc/kallsyms; find /lib/modules -name '*.ko' | xargs cat; cat /bin/busybox; head -c 1048576 /dev/urandom; } > /tmp/seed
+    i=1
+    while [ $(( $(stat -c %s /fill/data 2>/dev/null || echo 0) / 1048576 )) -lt "$FILL_MB" ]; do
+        tail -c +$((i * 97 % 4093 + 2)) /tmp/seed >> /fill/data || break; i=$((i + 1))
+    done
+    rm /tmp/seed
+    mkdir /fill/files && (cd /fill/files && seq 1 100000 | xargs touch)
+    echo "gen-init: fill ${FILL_MB} MiB in $i copies, 100000 files"
+fi
 EOF
 }
 
@@ -206,7 +220,7 @@ kernel_append() {  # kernel_append CONSOLE: the guest kernel's command line
 describe_case() {  # describe_case CASEDIR KIND MEM NAME VALUE: the case's configuration -> case.env
     {
         kv KIND "$2"; kv MEM "$3"; kv SMP "$SMP"; kv KASLR "$KASLR"; kv "$4" "$5"
-        kv HOLD_MB "$HOLD_MB"; kv QEMU_VERSION "$("$QEMU" --version | head -1)"
+        kv HOLD_MB "$HOLD_MB"; kv FILL_MB "${FILL_MB:-0}"; kv QEMU_VERSION "$("$QEMU" --version | head -1)"
         cat "$KDIR/kernel.env"
     } > "$1/case.env"
 }

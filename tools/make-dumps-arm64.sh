@@ -39,6 +39,8 @@
 #                 PAC algorithm is much faster to emulate than QARMA
 #   QMP_FORMATS   elf kdump-zlib kdump-lzo kdump-snappy paging-elf [elf kdump-zlib]
 #   HOLD_MB       MiB of tmpfs file and of shell-held user memory [4]
+#   FILL_MB       MiB of varied bulk data (tmpfs, kept at every dump level) plus
+#                 100k files' slab, for benchmarks; needs MEM > FILL_MB + HOLD_MB [0]
 #   DUMP_LEVEL    makedumpfile -d level [31]
 #   BOOT_TIMEOUT  seconds to wait for the panic [1500] (a TCG boot takes minutes)
 #   DRGN          drgn executable [drgn on PATH]
@@ -61,6 +63,7 @@ KASLR=${KASLR:-1}
 CPU=${CPU:-max,pauth-impdef=on}
 QMP_FORMATS=${QMP_FORMATS:-elf kdump-zlib}
 HOLD_MB=${HOLD_MB:-4}
+FILL_MB=${FILL_MB:-0}
 DUMP_LEVEL=${DUMP_LEVEL:-31}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-1500}
 DRGN=${DRGN:-$(command -v drgn || true)}
@@ -103,7 +106,7 @@ stage_initramfs() {
     # The arm64 busybox cannot run on the host, so it installs its applet links at boot.
     rootfs_skeleton "$d" "$KDIR/busybox/bin/busybox"
     rootfs_modules "$d" qemu_fw_cfg dummy loop brd
-    echo "HOLD_MB=$HOLD_MB" > "$d/etc/workload.env"
+    printf "HOLD_MB=%s\nFILL_MB=%s\n" "$HOLD_MB" "$FILL_MB" > "$d/etc/workload.env"
     {
         cat <<'EOF'
 #!/bin/busybox sh

@@ -43,6 +43,8 @@
 #   KDUMP_MEM     RAM of the kdump guest [768M]
 #   CRASHKERNEL   crashkernel= reservation [192M]
 #   HOLD_MB       MiB of tmpfs file and of shell-held user memory in the workload [8]
+#   FILL_MB       MiB of varied bulk data (tmpfs, kept at every dump level) plus
+#                 100k files' slab, for benchmarks; needs MEM > FILL_MB + HOLD_MB [0]
 #   DUMP_LEVEL    makedumpfile -d level [31]
 #   SAMPLE_CASE   qmp or kdump [qmp]
 #   BOOT_TIMEOUT  seconds to wait for the guest [900]
@@ -70,6 +72,7 @@ QMP_FORMATS=${QMP_FORMATS:-elf kdump-zlib paging-elf}
 KDUMP_MEM=${KDUMP_MEM:-768M}
 CRASHKERNEL=${CRASHKERNEL:-192M}
 HOLD_MB=${HOLD_MB:-8}
+FILL_MB=${FILL_MB:-0}
 DUMP_LEVEL=${DUMP_LEVEL:-31}
 SAMPLE_CASE=${SAMPLE_CASE:-qmp}
 BOOT_TIMEOUT=${BOOT_TIMEOUT:-900}
@@ -108,7 +111,7 @@ make_rootfs() {  # make_rootfs DIR MODULE...: busybox + its applet links + modul
 
 write_workload_init() {  # write_workload_init DIR qmp|kdump
     local dir=$1 mode=$2
-    echo "HOLD_MB=$HOLD_MB" > "$dir/etc/workload.env"
+    printf "HOLD_MB=%s\nFILL_MB=%s\n" "$HOLD_MB" "$FILL_MB" > "$dir/etc/workload.env"
     {
         cat <<'EOF'
 #!/bin/sh

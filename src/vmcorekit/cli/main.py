@@ -16,27 +16,44 @@ import click
 from ..errors import EXIT_PARTIAL, PartialResultWarning, VmcorekitError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+# Modules of this package that are not commands.
+_HELPERS = frozenset({"common", "main", "render"})
+
+
+class _LazyGroup(click.Group):
+    """Every module of this package that defines `command` is a subcommand: adding a command
+    is adding a file. A command's module is imported only when that command runs (or for the
+    command list in --help): `vmcorekit filter` does not pay for `triage`'s imports. A module
+    named after its command, or with `_cmd` added where the name would shadow another module."""
+
+    def _modules(self) -> dict[str, str]:
+        import pkgutil
+
+        from . import __path__ as pkg_path
+        names = (m.name for m in pkgutil.iter_modules(pkg_path))
+        return {n.removesuffix("_cmd"): n for n in names if n not in _HELPERS and not n.startswith("_")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(self._modules()))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        cmd = self.commands.get(name)
+        if cmd is None:
+            module = self._modules().get(name)
+            if module is None:
+                return None
+            import importlib
+            cmd = getattr(importlib.import_module(f"vmcorekit.cli.{module}"), "command", None)
+            if not isinstance(cmd, click.Command):
+                return None
+            self.add_command(cmd, name)
+        return cmd
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="vmcorekit")
 def cli() -> None:
     """Linux kernel crash dumps, from the dump alone."""
-
-
-def _register() -> None:
-    """Every module of this package that defines `command` is a subcommand: adding a command
-    is adding a file. Heavy imports stay inside the command functions."""
-    import importlib
-    import pkgutil
-
-    from . import __path__ as pkg_path
-    for m in sorted(pkgutil.iter_modules(pkg_path), key=lambda m: m.name):
-        mod = importlib.import_module(f"vmcorekit.cli.{m.name}")
-        cmd = getattr(mod, "command", None)
-        if isinstance(cmd, click.Command):
-            cli.add_command(cmd)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> int:

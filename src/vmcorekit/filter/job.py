@@ -34,7 +34,7 @@ from ..vmcoreinfo import VmcoreInfo
 from .bitmaps import PfnBitmap, input_bitmaps
 from .classify import (CACHE, CACHE_PRIVATE, CLASS_KEYS, CLASS_NAMES, DL_EXCLUDE_FREE, DL_EXCLUDE_ZERO, FREE,
                        HWPOISON, KEEP, MAX_DUMP_LEVEL, OFFLINE, USER, ZERO, PageClassifier)
-from .compress import CODECS, PageCompressor
+from .compress import CODECS, ZLIB_ENGINES, PageCompressor
 from .elf_writer import ElfWriter, InputSegment, OutputLoad, plan_loads
 from .flat_writer import FlatSink
 from .kdump_writer import KdumpHeaderInfo, KdumpWriter, plan_layout
@@ -50,6 +50,7 @@ READ_PAGES = 1024  # pages per read from the input when only zero pages are look
 class FilterOptions:
     level: int = 31
     codec: str = "zlib"  # kdump page codec; "none" stores pages raw
+    zlib_engine: str = "auto"  # compress.zlib_engine(): "isal" (fast) or "zlib" (makedumpfile's bytes)
     elf: bool = False
     split: int = 1
     threads: int | None = None  # None: all cores
@@ -64,6 +65,8 @@ class FilterOptions:
             raise FilterError(f"dump level {self.level}: expected 0 to {MAX_DUMP_LEVEL}")
         if self.codec not in CODECS:
             raise FilterError(f"codec {self.codec!r}: expected one of {', '.join(CODECS)}")
+        if self.zlib_engine not in ZLIB_ENGINES:
+            raise FilterError(f"zlib engine {self.zlib_engine!r}: expected one of {', '.join(ZLIB_ENGINES)}")
         if self.split < 1:
             raise FilterError(f"--split {self.split}: expected at least 1 file")
         if self.elf and self.split > 1:
@@ -92,6 +95,7 @@ class FilterStats:
     warnings: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     reused_pages: int = 0  # pages stored with the compressed bytes of an equal page met before
+    engine: str | None = None  # the zlib implementation used, for zlib output
 
     @property
     def remaining(self) -> int:
@@ -123,6 +127,7 @@ class FilterStats:
                 "dumped_pages": self.dumped, "remaining_pages": self.remaining,
                 "memory_model": self.memory_model, "free_page_method": self.free_method,
                 "written_bytes": self.written, "outputs": self.outputs, "warnings": self.warnings,
+                "zlib_engine": self.engine, "reused_pages": self.reused_pages,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
 
 
@@ -392,7 +397,9 @@ class FilterJob:
         total_pages = self.bm2.count()
         done = zeros = missing_total = 0
         t0 = time.perf_counter()
-        packer = PageCompressor(opts.codec, self.page_size)
+        packer = PageCompressor(opts.codec, self.page_size, zlib_engine_name=opts.zlib_engine)
+        if opts.codec == "zlib":
+            self.stats.engine = packer.engine
         src = PageSource(self.phys, self.page_size, opts.batch_pages)
 
         def work(plan: tuple[Runs, int]) -> tuple[Any, np.ndarray, np.ndarray]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -19,7 +18,7 @@ def atomic_output(path: str | os.PathLike[str], mode: int = 0o600) -> Iterator[B
     final = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(final))
     # The temporary name keeps within NAME_MAX however long the final name is.
-    tmp = os.path.join(folder, f".{os.path.basename(final)[:200]}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(folder, f".{os.path.basename(final)[:200]}.{os.urandom(6).hex()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
                  mode)
     try:
