@@ -9,6 +9,8 @@ ORC tables in either bit layout, and stacks laid out word by word.
     s = k.stack("task", 0xffffc90000004000, 0x4000)
     k.put(sp + 0x10, ret)
     uw = k.unwinder([s])
+    tr = k.unwind(f + 4, sp)                 # k.unwinder().run(State(...)) from a CPU's registers
+    functions(tr)                            # each frame's function, innermost first
 """
 from __future__ import annotations
 
@@ -19,12 +21,18 @@ import numpy as np
 from vmcorekit.errors import PageNotInDumpError
 from vmcorekit.kernel.stacks import orc as O
 from vmcorekit.kernel.stacks.kinfo import StackRange
-from vmcorekit.kernel.stacks.unwind import StackMemory, Unwinder
+from vmcorekit.kernel.stacks.model import Trace
+from vmcorekit.kernel.stacks.unwind import StackMemory, State, Unwinder
 from vmcorekit.program.symbols.table import SymbolTable
 
 TEXT = 0xFFFFFFFF81000000
 _OLD_CODE = {O.CALL: 0, O.REGS: 1, O.REGS_PARTIAL: 2}
 _NEW_CODE = {O.UNDEFINED: 0, O.END: 1, O.CALL: 2, O.REGS: 3, O.REGS_PARTIAL: 4}
+
+
+def functions(tr: Trace) -> list[str | None]:
+    """The function of each frame of a trace, innermost first."""
+    return [f.function for f in tr.frames]
 
 
 def encode_bits(layout: O.OrcLayout, sp_reg: int, bp_reg: int, kind: str, signal: bool = False) -> int:
@@ -131,3 +139,7 @@ class SynthKernel:
     def unwinder(self, stacks: list[StackRange] | None = None, *, orc: bool = True, **kw) -> Unwinder:
         mem = StackMemory(self.read, stacks if stacks is not None else self.stacks)
         return Unwinder(mem, self.symbols(), self.orc_index() if orc else None, **kw)
+
+    def unwind(self, ip: int, sp: int, bp: int | None = None, **kw) -> Trace:
+        """The trace from an interrupted CPU's registers (ip, sp, bp), by unwinder(**kw)."""
+        return self.unwinder(**kw).run(State(ip=ip, sp=sp, bp=bp, signal=True, method="regs"))

@@ -4,19 +4,21 @@ bound."""
 from __future__ import annotations
 
 import struct
+import sys
 import tracemalloc
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from test_btf import kernelish
 from test_objects import FakeProgram
-from vmcorekit.errors import VmcorekitError
-from vmcorekit.program.types import Btf, BtfKind, TypeKind, registry_from_btf
-from vmcorekit.program.objects import Object
-from vmcorekit.program.types.btf_source import BtfTypeSource
 
-COMPOUND = (TypeKind.STRUCT, TypeKind.UNION, TypeKind.ARRAY)
+# The fuzz harness's exercise, so the fuzzer and these tests use BTF the same way.
+FUZZ = str(Path(__file__).resolve().parent.parent / "fuzz")
+if FUZZ not in sys.path:
+    sys.path.insert(0, FUZZ)
+from fuzz_btf import exercise_btf  # noqa: E402
 
 BASE, _IDS = kernelish()
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -27,47 +29,9 @@ MEMORY_BOUND = 64 << 20
 
 
 def exercise(data: bytes) -> None:
-    """Parse and use everything in `data`; only VmcorekitError may escape."""
-    try:
-        btf = Btf(data)
-    except VmcorekitError:
-        return
-    reg = registry_from_btf(btf)
-    src: BtfTypeSource = reg.sources[0]
-    fake = FakeProgram(reg)
-    for tid in list(btf.ids())[:400]:
-        try:
-            bt = btf.type(tid)
-            if bt.kind in (BtfKind.VAR, BtfKind.DATASEC, BtfKind.DECL_TAG):
-                continue
-            t = src.type(tid)
-            t.type_name()
-            t.size
-            t.is_complete()
-            if t.strip_typedefs().kind in (TypeKind.STRUCT, TypeKind.UNION):
-                for m in t.strip_typedefs().members or []:
-                    m.type.type_name()
-                    m.type.size
-                t.member_names()
-            size = t.size
-            if size is not None and size <= 4096 and bt.kind != BtfKind.FUNC:
-                str(Object(fake, t, bytes(size) if t.strip_typedefs().kind in COMPOUND else 0))
-            if bt.name:
-                btf.find(bt.name)
-                reg.has_type(f"struct {bt.name}")
-                reg.has_type(bt.name)
-            t == t
-        except VmcorekitError:
-            pass
-    for name in ("task_struct", "runqueues", "NR_ITEMS"):
-        try:
-            reg.global_info(name)
-        except VmcorekitError:
-            pass
-        try:
-            reg.constant(name)
-        except VmcorekitError:
-            pass
+    """Parse and use everything in `data` (objects of each type printed too); only
+    VmcorekitError may escape."""
+    exercise_btf(data, max_types=400, program=FakeProgram)
 
 
 def bounded(data: bytes) -> None:

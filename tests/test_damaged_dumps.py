@@ -18,6 +18,7 @@ import contextlib
 import io
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,21 +73,24 @@ def kdump_layout(path: Path) -> dict[str, int]:
                 "ndesc": k.dumpable_pages}
 
 
-def flip_compressed_pages(src: Path, dst: Path, every: int) -> list[int]:
-    """Copy src and flip 4 bytes in the middle of every `every`-th compressed page; the pfns."""
+def flip_pages(src: Path, dst: Path, pick: Callable[[np.ndarray], np.ndarray] | None = None,
+               every: int = 1, xor: int = 0xA5) -> list[int]:
+    """Copy src and flip (^ xor) 4 bytes in the middle of every `every`-th compressed page among
+    those whose pfn `pick(pfns)` selects (a mask; all without it); the pfns flipped."""
     shutil.copyfile(src, dst)
     with open_dump(str(src)) as k:
         n = k.dumpable_pages
         desc = np.frombuffer(k._src.read(k._pdesc_off, n * DESC_DTYPE.itemsize), dtype=DESC_DTYPE)
         pfns = k.dumped_pfns()
-    idx = np.flatnonzero(desc["flags"] & 0x27)[::every]
+    compressed = (desc["flags"] & 0x27).astype(bool)
+    idx = np.flatnonzero(compressed & pick(pfns) if pick is not None else compressed)[::every]
     with open(dst, "r+b") as f:
         for i in idx:
             pos = int(desc["offset"][i]) + int(desc["size"][i]) // 2
             f.seek(pos)
             b = f.read(4)
             f.seek(pos)
-            f.write(bytes(x ^ 0x5A for x in b))
+            f.write(bytes(x ^ xor for x in b))
     return [int(pfns[i]) for i in idx]
 
 
@@ -125,7 +129,7 @@ def run(args: list[str], record: set[int] | None = None) -> tuple[int, bytes, st
 
 def have_command(name: str) -> bool:
     from vmcorekit.cli.main import cli
-    return name in cli.commands
+    return cli.get_command(None, name) is not None  # type: ignore[arg-type]
 
 
 # -- the intact references ---------------------------------------------------------------------------
@@ -280,7 +284,7 @@ def test_flipped_compressed_pages(corpus_case: Path, tmp_path: Path, references:
     the commands print everything else."""
     intact = corpus_case / "vmcore.c-d31.kdump"
     dst = tmp_path / "flipped"
-    flipped = flip_compressed_pages(intact, dst, 40)
+    flipped = flip_pages(intact, dst, every=40, xor=0x5A)
     bad, rep = damaged_pfns(dst)
     assert rep.pages["missing"] == 0
     # zlib's checksum catches any flip: every damaged page, and only those, is corrupt.
@@ -298,24 +302,6 @@ def test_intact_dump_verifies(corpus_case: Path, corpus_elf: Path, form: str) ->
     d = json.loads(out)
     assert rc == 0 and d["ok"], (d["problems"], d["checks"])
     assert d["pages"]["missing"] == d["pages"]["corrupt"] == 0 and not d["bad_ranges"]
-
-
-def flip_pages(src: Path, dst: Path, pick) -> list[int]:  # type: ignore[no-untyped-def]
-    """Copy src, flipping bytes in the compressed pages whose pfn `pick(pfns)` selects (a mask)."""
-    shutil.copyfile(src, dst)
-    with open_dump(str(src)) as k:
-        n = k.dumpable_pages
-        desc = np.frombuffer(k._src.read(k._pdesc_off, n * DESC_DTYPE.itemsize), dtype=DESC_DTYPE)
-        pfns = k.dumped_pfns()
-    idx = np.flatnonzero((desc["flags"] & 0x27).astype(bool) & pick(pfns))
-    with open(dst, "r+b") as f:
-        for i in idx:
-            pos = int(desc["offset"][i]) + int(desc["size"][i]) // 2
-            f.seek(pos)
-            b = f.read(4)
-            f.seek(pos)
-            f.write(bytes(x ^ 0xA5 for x in b))
-    return [int(pfns[i]) for i in idx]
 
 
 @pytest.mark.parametrize("cmd", ["dmesg", "ps"])

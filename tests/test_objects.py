@@ -7,8 +7,9 @@ import warnings
 import pytest
 
 from btfgen import BtfBuilder
+from fakes import PagedBytes
 from test_btf import kernelish
-from vmcorekit.errors import CorruptKernelDataError, MemoryReadError, PageNotInDumpError
+from vmcorekit.errors import CorruptKernelDataError, MemoryReadError
 from vmcorekit.kernel.lists import (container_of, hlist_for_each_entry, list_count, list_empty,
                                     list_for_each, list_for_each_entry, llist_for_each_entry,
                                     rbtree_inorder_for_each_entry)
@@ -51,7 +52,7 @@ class _Symbols:
         return best
 
 
-class FakeProgram:
+class FakeProgram(PagedBytes):
     """What objects need of a Program: types, memory reads, symbols, VMCOREINFO."""
 
     arch = "x86_64"
@@ -59,30 +60,13 @@ class FakeProgram:
 
     def __init__(self, types, symbols: dict[str, int] | None = None) -> None:
         self.types = types
-        self.pages: dict[int, bytearray] = {}
+        self.pages = {}
         self.symbols = _Symbols(symbols or {})
         self.vmcoreinfo = _Vmcoreinfo()
         self.cpus: list = []
 
-    def write(self, addr: int, data: bytes) -> None:
-        for i, b in enumerate(data):
-            a = addr + i
-            self.pages.setdefault(a >> 12, bytearray(4096))[a & 4095] = b
-
-    def write_u64(self, addr: int, v: int) -> None:
-        self.write(addr, struct.pack("<Q", v & (2**64 - 1)))
-
     def read(self, addr: int, size: int, physical: bool = False) -> bytes:
-        out = bytearray()
-        while size:
-            n = min(size, 4096 - (addr & 4095))
-            pg = self.pages.get(addr >> 12)
-            if pg is None:
-                raise PageNotInDumpError(addr, "not in test memory")
-            out += pg[addr & 4095:(addr & 4095) + n]
-            addr += n
-            size -= n
-        return bytes(out)
+        return self.read_pages(addr, size)
 
     def read_u64(self, addr: int) -> int:
         return struct.unpack("<Q", self.read(addr, 8))[0]

@@ -1,11 +1,15 @@
 """Corrupt stacks end a trace with a reason; they never hang or raise."""
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fakes import PagedBytes
 from orcgen import SynthKernel
+from vmcorekit.errors import CorruptKernelDataError, PartialResultWarning, SymbolError
 from vmcorekit.kernel.stacks import orc as O
+from vmcorekit.kernel.stacks.kinfo import KernelInfo
 from vmcorekit.kernel.stacks.unwind import State
 
 STACK = 0xFFFFC90000030000
@@ -124,3 +128,75 @@ def test_random_stacks_terminate(words, choices, start):
                                              signal=True, method="regs"))
     assert 1 <= len(tr.frames) <= 64
     assert tr.end_reason
+
+
+# -- the task walk `bt` uses (raw offsets, no BTF) ----------------------------------------------
+INIT = 0xFFFF888000010000
+SIG1, SIG2 = INIT + 0x1000, INIT + 0x2000
+L1, T1, L2 = INIT + 0x3000, INIT + 0x4000, INIT + 0x5000
+WILD = 0xFFFF888077770000  # in no page of the test memory
+# KernelInfo._task_offsets as BTF would give them: tasks at 0, signal at 16, thread_node at 24,
+# signal_struct.thread_head at 0; the fields the walk does not read unknown.
+TASK_OFFSETS: dict[str, int | None] = {
+    **dict.fromkeys(["pid", "tgid", "comm", "state", "flags", "stack", "thread_sp", "mm",
+                     "on_cpu", "cpu", "thread_group"]),
+    "tasks": 0, "signal": 16, "thread_node": 24, "thread_head": 0}
+
+
+class _TaskProg(PagedBytes):
+    """What KernelInfo's task walk reads of a Program: a symbol, memory, the pointer size."""
+
+    space = type("Space", (), {"pointer_size": 8})()
+    types = None  # no types: list_head has its ABI layout
+
+    def __init__(self) -> None:
+        self.pages = {}
+
+    def symbol_address(self, name: str) -> int:
+        if name != "init_task":
+            raise SymbolError(name)
+        return INIT
+
+    def read(self, addr: int, n: int, physical: bool = False) -> bytes:
+        return self.read_pages(addr, n)
+
+    def read_u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+
+def _task_walk() -> tuple[KernelInfo, _TaskProg]:
+    """init_task -> L1 -> L2 on .tasks; L1's threads L1, T1 and L2's thread L2 on their
+    signal->thread_head lists."""
+    p = _TaskProg()
+    for task, nxt, sig in ((INIT, L1, 0), (L1, L2, SIG1), (L2, INIT, SIG2), (T1, 0, SIG1)):
+        p.write_u64(task, nxt)       # tasks.next
+        p.write_u64(task + 16, sig)  # signal
+    for head, nodes in ((SIG1, [L1 + 24, T1 + 24]), (SIG2, [L2 + 24])):
+        for a, b in zip([head, *nodes], [*nodes, head]):
+            p.write_u64(a, b)
+    ki = KernelInfo(p)  # type: ignore[arg-type]
+    ki.__dict__["_task_offsets"] = dict(TASK_OFFSETS)
+    return ki, p
+
+
+def test_task_walk_by_raw_offsets():
+    ki, _ = _task_walk()
+    assert list(ki.for_each_task()) == [INIT, L1, T1, L2]
+
+
+@pytest.mark.parametrize("broken", ["cycle", "unreadable"])
+def test_a_broken_thread_list_costs_only_its_group(broken):
+    """L1's thread list loops, or points nowhere, after T1: L1's group ends there (said as a
+    partial result) and the walk goes on to L2."""
+    ki, p = _task_walk()
+    p.write_u64(T1 + 24, T1 + 24 if broken == "cycle" else WILD)
+    with pytest.warns(PartialResultWarning, match=f"threads of task {L1:#x}: signal.thread_head"):
+        got = list(ki.for_each_task())
+    assert got == [INIT, L1, T1, L2]
+
+
+def test_a_broken_task_list_raises():
+    ki, p = _task_walk()
+    p.write_u64(L2, L1)  # L2's tasks.next back to L1: a cycle that misses init_task
+    with pytest.raises(CorruptKernelDataError, match="init_task.tasks: cycle"):
+        list(ki.for_each_task())

@@ -4,9 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from orcgen import TEXT, SynthKernel, encode_bits
+from orcgen import TEXT, SynthKernel, encode_bits, functions
 from vmcorekit.kernel.stacks import orc as O
-from vmcorekit.kernel.stacks.unwind import State
 from vmcorekit.program.types.model import Member, Type, TypeKind
 
 STACK = 0xFFFFC90000010000
@@ -115,9 +114,8 @@ def _chain(layout=None):
 @pytest.mark.parametrize("layout", [O.LAYOUT_6_1, O.LAYOUT_6_4])
 def test_unwind_call_chain_to_user_regs(layout):
     k, s, (leaf, mid, top, entry), sp, rets, regs_at = _chain(layout)
-    uw = k.unwinder()
-    tr = uw.run(State(ip=leaf + 0x20, sp=sp, bp=None, signal=True, method="regs"))
-    assert [f.function for f in tr.frames] == ["leaf", "mid", "top", "entry_SYSCALL_64"]
+    tr = k.unwind(leaf + 0x20, sp)
+    assert functions(tr) == ["leaf", "mid", "top", "entry_SYSCALL_64"]
     assert [f.pc for f in tr.frames[1:]] == list(rets)
     assert [f.slot for f in tr.frames[1:]] == [sp + 16, sp + 24 + 32, sp + 24 + 40 + 8]
     assert all(f.method == "orc" and f.reliable for f in tr.frames[1:])
@@ -145,8 +143,8 @@ def test_return_address_uses_ip_minus_one():
     sp = STACK + 0x3F00
     k.put(sp, ret)
     k.put(sp + 8, r2)
-    tr = k.unwinder().run(State(ip=callee + 4, sp=sp, bp=None, signal=True, method="regs"))
-    assert [f.function for f in tr.frames] == ["panic", "sysrq_handle_crash", "entry"]
+    tr = k.unwind(callee + 4, sp)
+    assert functions(tr) == ["panic", "sysrq_handle_crash", "entry"]
     assert tr.complete and tr.end_reason.startswith("end of stack")
 
 
@@ -170,8 +168,8 @@ def test_kernel_mode_pt_regs_frame_becomes_an_exception_frame():
     victim_sp = STACK + 0x2800
     k.put_regs(regs_at, rip=victim + 0x18, rsp=victim_sp, rbp=0x1234, cs=0x10, ss=0x18, eflags=0x46)
     k.put(victim_sp + 8, r_caller)
-    tr = k.unwinder().run(State(ip=handler + 4, sp=sp, bp=None, signal=True, method="regs"))
-    assert [f.function for f in tr.frames] == ["exc_page_fault", "asm_exc_page_fault", "copy_user", "caller"]
+    tr = k.unwind(handler + 4, sp)
+    assert functions(tr) == ["exc_page_fault", "asm_exc_page_fault", "copy_user", "caller"]
     exc = tr.frames[2].exception
     assert exc is not None and exc.address == regs_at and not exc.user_mode
     assert tr.frames[2].method == "regs" and tr.frames[2].pc == victim + 0x18
@@ -193,8 +191,8 @@ def test_regs_partial_reads_the_iret_frame():
     for i, v in enumerate((f + 0x20, 0x10, 0x246, f_sp, 0x18)):
         k.put(iret_at + 8 * i, v)
     k.put(f_sp, r_caller)
-    tr = k.unwinder().run(State(ip=stub + 4, sp=sp, bp=None, signal=True, method="regs"))
-    assert [x.function for x in tr.frames] == ["asm_sysvec_apic_timer_interrupt", "idle_loop", "do_idle"]
+    tr = k.unwind(stub + 4, sp)
+    assert functions(tr) == ["asm_sysvec_apic_timer_interrupt", "idle_loop", "do_idle"]
     assert tr.frames[1].exception.source == "iret"
 
 
@@ -219,8 +217,8 @@ def test_bp_based_frame_and_saved_bp():
     k.put(sp + 8, r_f)
     k.put(f_bp, 0xDEAD)               # do_syscall_64's caller's rbp
     k.put(f_bp + 8, r_top)
-    tr = k.unwinder().run(State(ip=leaf + 8, sp=sp, bp=None, signal=True, method="regs"))
-    assert [x.function for x in tr.frames] == ["leaf", "do_syscall_64", "entry"]
+    tr = k.unwind(leaf + 8, sp)
+    assert functions(tr) == ["leaf", "do_syscall_64", "entry"]
     assert tr.frames[2].slot == f_bp + 8
 
 
@@ -241,8 +239,8 @@ def test_irq_stack_to_task_stack_through_sp_indirect():
     task_sp = STACK + 0x3000
     k.put(sp + 8, task_sp)        # saved task-stack pointer
     k.put(task_sp, r_sys)
-    tr = k.unwinder().run(State(ip=handler + 2, sp=sp, bp=None, signal=True, method="regs"))
-    assert [x.function for x in tr.frames] == ["handler", "call_on_irqstack", "sysvec_x"]
+    tr = k.unwind(handler + 2, sp)
+    assert functions(tr) == ["handler", "call_on_irqstack", "sysvec_x"]
     assert [x.stack for x in tr.frames] == ["IRQ", "IRQ", "task"]
 
 
@@ -266,8 +264,8 @@ def test_undefined_entry_falls_back_to_a_validated_scan():
     k.put(sp + 8, stale)
     k.put(sp + 24, r_panic)
     k.put(sp + 24 + 8 + 24, r_entry)
-    tr = k.unwinder().run(State(ip=crashk + 0x40, sp=sp, bp=None, signal=True, method="regs"))
-    assert [x.function for x in tr.frames] == ["__crash_kexec", "panic", "entry"]
+    tr = k.unwind(crashk + 0x40, sp)
+    assert functions(tr) == ["__crash_kexec", "panic", "entry"]
     assert tr.frames[1].method == "scan" and not tr.frames[1].reliable
     assert tr.frames[2].method == "orc"
     assert any("next frame found by scan" in n for n in tr.notes)
@@ -278,7 +276,7 @@ def test_orc_only_mode_stops_with_the_reason():
     f = k.func("nofc", 0x40)
     k.orc(f, 8, kind=O.UNDEFINED, sp_reg=O.ORC_REG_UNDEFINED)
     k.stack("task", STACK, 0x4000)
-    tr = k.unwinder(use_scan=False).run(State(ip=f + 4, sp=STACK + 0x100, bp=None, signal=True, method="regs"))
+    tr = k.unwind(f + 4, STACK + 0x100, use_scan=False)
     assert len(tr.frames) == 1 and "undefined" in tr.end_reason and not tr.complete
 
 

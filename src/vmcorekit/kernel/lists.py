@@ -16,7 +16,7 @@ addresses work too when `prog=` is given.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from ..errors import CorruptKernelDataError, MemoryReadError, PartialResultWarning
@@ -114,6 +114,17 @@ def _run(gen: Iterator[int], on_error: str) -> Iterator[int]:
         warnings.warn(PartialResultWarning(str(e)), stacklevel=3)
 
 
+def _entries(p: "Program", type: "str | Type", member: str,
+             walk: Callable[[str], Iterator[int]], on_error: str) -> Iterator[Object]:
+    """`type *` of each node address `walk(name)` yields, the nodes being `member` of `type`;
+    `name` ("struct foo.member") is for the walk's error messages."""
+    t = _entry_type(p, type)
+    off = p.types.offsetof(t, member)
+    pt = p.types.pointer(t)
+    for node in _run(walk(f"{t.type_name()}.{member}"), on_error):
+        yield Object(p, pt, (node - off) & 0xFFFFFFFFFFFFFFFF)
+
+
 # -- container_of -----------------------------------------------------------------------------
 def container_of(ptr: "Object | int", type: "str | Type", member: str, *,
                  prog: "Program | None" = None) -> Object:
@@ -179,13 +190,9 @@ def list_for_each_entry(type: "str | Type", head: "Object | int", member: str, *
     list_for_each_entry("struct task_struct", prog["init_task"].tasks.address_of_(), "tasks")."""
     p = _prog_of(head, prog)
     h = _address_of_struct(head, "list_head")
-    t = _entry_type(p, type)
-    off = p.types.offsetof(t, member)
-    pt = p.types.pointer(t)
-    what = f"list {t.type_name()}.{member} (head {h:#x})"
-    for node in _run(list_nodes(p, h, what=what, limit=limit, reverse=reverse,
-                                validate=validate), on_error):
-        yield Object(p, pt, (node - off) & 0xFFFFFFFFFFFFFFFF)
+    yield from _entries(p, type, member, lambda name: list_nodes(
+        p, h, what=f"list {name} (head {h:#x})", limit=limit, reverse=reverse,
+        validate=validate), on_error)
 
 
 def list_empty(head: "Object | int", *, prog: "Program | None" = None) -> bool:
@@ -231,12 +238,8 @@ def hlist_for_each_entry(type: "str | Type", head: "Object | int", member: str, 
                          on_error: str = "raise") -> Iterator[Object]:
     p = _prog_of(head, prog)
     h = _address_of_struct(head, "hlist_head")
-    t = _entry_type(p, type)
-    off = p.types.offsetof(t, member)
-    pt = p.types.pointer(t)
-    what = f"hlist {t.type_name()}.{member} (head {h:#x})"
-    for node in _run(hlist_nodes(p, h, what=what, limit=limit), on_error):
-        yield Object(p, pt, (node - off) & 0xFFFFFFFFFFFFFFFF)
+    yield from _entries(p, type, member, lambda name: hlist_nodes(
+        p, h, what=f"hlist {name} (head {h:#x})", limit=limit), on_error)
 
 
 # -- llist (lock-less, NULL-terminated singly linked) -----------------------------------------
@@ -246,12 +249,9 @@ def llist_for_each_entry(type: "str | Type", first: "Object | int", member: str,
     """Entries from an `llist_node *` (e.g. `llist_head.first`)."""
     p = _prog_of(first, prog)
     node0 = int(first) if isinstance(first, Object) else first
-    t = _entry_type(p, type)
-    off = p.types.offsetof(t, member)
-    pt = p.types.pointer(t)
-    what = f"llist {t.type_name()}.{member} (first {node0:#x})"
 
-    def nodes() -> Iterator[int]:
+    def nodes(name: str) -> Iterator[int]:
+        what = f"llist {name} (first {node0:#x})"
         guard = _CycleGuard(what, limit)
         node = node0
         while node:
@@ -259,8 +259,7 @@ def llist_for_each_entry(type: "str | Type", first: "Object | int", member: str,
             nxt = _read_ptr(p, node, what, f"next pointer of entry {node:#x}")
             yield node
             node = nxt
-    for node in _run(nodes(), on_error):
-        yield Object(p, pt, (node - off) & 0xFFFFFFFFFFFFFFFF)
+    yield from _entries(p, type, member, nodes, on_error)
 
 
 # -- rbtree -----------------------------------------------------------------------------------
@@ -289,17 +288,12 @@ def rbtree_nodes(prog: "Program", root: int, *, what: str | None = None,
 
 
 def _rb_root_address(root: "Object | int") -> int:
-    if isinstance(root, int):
-        return root
-    t = root.type_.strip_typedefs()
-    if t.kind == TypeKind.POINTER:
-        return int(root)
-    if t.kind == TypeKind.STRUCT and root.address_ is not None:
-        if t.tag == "rb_root_cached":
+    """Like _address_of_struct; a struct rb_root_cached gives the rb_root inside it."""
+    if not isinstance(root, int):
+        t = root.type_.strip_typedefs()
+        if t.kind == TypeKind.STRUCT and t.tag == "rb_root_cached" and root.address_ is not None:
             return root.address_ + root.prog_.types.offsetof(t, "rb_root")
-        return root.address_
-    raise ObjectError(f"expected a struct rb_root (or rb_root_cached) or a pointer to one, "
-                      f"got {root.type_.type_name()!r}")
+    return _address_of_struct(root, "rb_root (or rb_root_cached)")
 
 
 def rbtree_inorder_for_each(root: "Object | int", *, prog: "Program | None" = None,
@@ -318,12 +312,8 @@ def rbtree_inorder_for_each_entry(type: "str | Type", root: "Object | int", memb
     """`type *` of each entry of an rbtree whose nodes are `member` of `type`, in order."""
     p = _prog_of(root, prog)
     r = _rb_root_address(root)
-    t = _entry_type(p, type)
-    off = p.types.offsetof(t, member)
-    pt = p.types.pointer(t)
-    what = f"rbtree {t.type_name()}.{member} (root {r:#x})"
-    for node in _run(rbtree_nodes(p, r, what=what, limit=limit), on_error):
-        yield Object(p, pt, (node - off) & 0xFFFFFFFFFFFFFFFF)
+    yield from _entries(p, type, member, lambda name: rbtree_nodes(
+        p, r, what=f"rbtree {name} (root {r:#x})", limit=limit), on_error)
 
 
 def rb_parent(node: Object) -> Object:

@@ -27,7 +27,7 @@ from ...errors import MemoryReadError, VmcorekitError
 from . import orc as O
 from .kinfo import StackRange, TaskInfo
 from .model import ExceptionFrame, Frame, Trace
-from .x86 import PT_REGS_SIZE, insn_length, parse_pt_regs, stack_effect
+from .x86 import PT_REGS_SIZE, insn_length, kernel_words, parse_pt_regs, stack_effect
 
 if TYPE_CHECKING:
     from . import Stacks
@@ -268,22 +268,19 @@ class CrashTracer:
                 blk = self.ki.read(s.lo, s.hi - s.lo)
             except (MemoryReadError, VmcorekitError):
                 continue
-            for off in range(0, len(blk) - 7, 8):
-                w = struct.unpack_from("<Q", blk, off)[0]
-                if w < 0xFFFF800000000000:
-                    continue
+            for addr, w in kernel_words(blk, s.lo):
                 name = self.name(w)
                 if name is None:
                     continue
-                at = (w, s.lo + off)
+                at = (w, addr)
                 if name in KEXEC_NAMES:
                     if name == "crash_kexec":
                         if self.called_by(w) == "machine_kexec":
-                            return w, s.lo + off, "crash_kexec"
+                            return w, addr, "crash_kexec"
                         if crash_kexec is None:
                             crash_kexec = at
                             continue
-                    return w, s.lo + off, name
+                    return w, addr, name
                 if name == "panic":
                     panic = at
                     continue
@@ -292,7 +289,7 @@ class CrashTracer:
                 if not panic_task and stage > 0 and name in ("smp_call_function_interrupt", "stop_this_cpu"):
                     call_function = at
                 if not panic_task and name == "crash_nmi_callback":
-                    return w, s.lo + off, name
+                    return w, addr, name
             if stage == 0:
                 if panic is not None:
                     return panic[0], panic[1], "panic"

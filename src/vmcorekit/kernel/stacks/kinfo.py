@@ -2,8 +2,9 @@
 extents. Offsets come from the dump's types (BTF); the few constants that are ABI (pt_regs,
 struct inactive_task_frame on kernels without BTF) are spelled out where they are used.
 
-Task iteration here is the minimum `bt` needs (init_task.tasks, then each leader's threads);
-it is private to this package until kernel/tasks.py provides the shared helper.
+Task iteration here is the minimum `bt` needs (init_task.tasks, then each leader's threads),
+by raw offsets so that it works without BTF, unlike kernel/tasks.py; both walk lists with
+kernel/lists.py's bounded, cycle-checked list_nodes.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Iterator
 
 from ...errors import (CorruptKernelDataError, MemoryReadError, SymbolError, TypeLookupError,
-                       VmcorekitError)
+                       VmcorekitError, partial_result)
+from ..lists import list_nodes
 
 if TYPE_CHECKING:
     from ...program import Program
@@ -373,16 +375,10 @@ class KernelInfo:
         return a
 
     def _list(self, head: int, what: str) -> Iterator[int]:
-        """Entries (list_head addresses) of a circular list, bounded and cycle-checked."""
-        seen: set[int] = set()
-        node = self.u64(head)
-        while node != head:
-            if node in seen or len(seen) >= MAX_TASKS:
-                raise CorruptKernelDataError(f"{what}: list at {head:#x} loops or is too long "
-                                             f"(after {len(seen)} entries)")
-            seen.add(node)
-            yield node
-            node = self.u64(node)
+        """Entries (list_head addresses) of a circular list: the walk of kernel/lists.py (the
+        one kernel/tasks.py uses), by raw address so it needs no types; bounded at MAX_TASKS
+        and cycle-checked. A break (cycle, NULL, unreadable pointer) is CorruptKernelDataError."""
+        return list_nodes(self.prog, head, what=what, limit=MAX_TASKS)
 
     def for_each_task(self) -> Iterator[int]:
         """Every task: init_task, the thread-group leaders on init_task.tasks, and each
@@ -406,6 +402,8 @@ class KernelInfo:
                     yield t
 
     def _threads(self, leader: int) -> Iterator[int]:
+        """The other threads of `leader`. One group's broken thread list costs that group's
+        remaining threads (reported as a partial result), not the rest of the task walk."""
         o = self._task_offsets
         try:
             if o["signal"] is not None and o["thread_head"] is not None and o["thread_node"] is not None:
@@ -418,6 +416,8 @@ class KernelInfo:
                     yield node - o["thread_group"]
         except MemoryReadError:
             return
+        except CorruptKernelDataError as e:
+            partial_result(f"threads of task {leader:#x}: {e}")
 
     def idle_task(self, cpu: int) -> int | None:
         """The idle task of `cpu` (runqueues.idle), init_task for CPU 0 as a fallback."""

@@ -15,7 +15,7 @@ from ...errors import MemoryReadError, VmcorekitError
 from .kinfo import KernelInfo, TaskInfo
 from .model import ExceptionFrame
 from .unwind import State
-from .x86 import INACTIVE_FRAME_FIELDS
+from .x86 import INACTIVE_FRAME_FIELDS, kernel_words
 
 # Functions a CPU is parked in when a crash stops it, newest first; used to find where the
 # kernel-side stack of a stopped CPU starts when its note holds the interrupted user registers.
@@ -108,14 +108,11 @@ def find_stop_frame(ki: KernelInfo, stacks: list[Any], symbols: Any) -> State | 
             blk = ki.read(s.lo, s.hi - s.lo)
         except (MemoryReadError, VmcorekitError):
             continue
-        for off in range(0, len(blk) - 7, 8):
-            w = struct.unpack_from("<Q", blk, off)[0]
-            if w < 0xFFFF800000000000:
-                continue
+        for addr, w in kernel_words(blk, s.lo):
             sym = symbols.lookup(w)
             if sym is None or sym.name not in names or w == sym.address:
                 continue
-            best = (s.lo + off, w)
+            best = (addr, w)
             break
         if best is not None:
             break

@@ -17,7 +17,8 @@ from ...errors import MemoryReadError, VmcorekitError
 from . import orc as O
 from .kinfo import StackRange
 from .model import ExceptionFrame, Frame, Trace
-from .x86 import (IRET_FRAME_OFFSET, PT_REGS_SIZE, call_before, parse_iret, parse_pt_regs)
+from .x86 import (IRET_FRAME_OFFSET, PT_REGS_SIZE, call_before, kernel_words, parse_iret,
+                  parse_pt_regs)
 
 Reader = Callable[[int, int], bytes]
 MAX_FRAMES = 256
@@ -191,17 +192,7 @@ class Unwinder:
             new.slot = cfa - 8
             self._check_sp(st, cfa, switching=False)
         elif entry.type == O.REGS:
-            try:
-                regs = parse_pt_regs(self.mem.read(cfa, PT_REGS_SIZE))
-            except MemoryReadError as e:
-                raise StepFail(f"pt_regs at {cfa:#x} unreadable: {e}") from None
-            exc = ExceptionFrame(regs, cfa, "pt_regs")
-            if exc.user_mode:
-                raise StepEnd("user mode", True, exc)
-            new = State(ip=regs["rip"], sp=regs["rsp"], bp=regs["rbp"], signal=True, method="regs",
-                        regs=regs, full_regs=True, exception=exc)
-            self._check_sp(st, new.sp, switching=True)
-            return new  # the bp of an interrupted frame is the saved one
+            return self._pt_regs_frame(st, cfa)  # the bp of an interrupted frame is the saved one
         elif entry.type == O.REGS_PARTIAL:
             base = cfa - IRET_FRAME_OFFSET
             try:
@@ -236,6 +227,21 @@ class Unwinder:
                 new.bp = st.regs.get("rbp", new.bp)
         return new
 
+    def _pt_regs_frame(self, st: State, regs_at: int) -> State:
+        """The interrupted frame whose full pt_regs the entry code saved at `regs_at`; StepEnd
+        when it interrupted user mode."""
+        try:
+            regs = parse_pt_regs(self.mem.read(regs_at, PT_REGS_SIZE))
+        except MemoryReadError as e:
+            raise StepFail(f"pt_regs at {regs_at:#x} unreadable: {e}") from None
+        exc = ExceptionFrame(regs, regs_at, "pt_regs")
+        if exc.user_mode:
+            raise StepEnd("user mode", True, exc)
+        new = State(ip=regs["rip"], sp=regs["rsp"], bp=regs["rbp"], signal=True, method="regs",
+                    regs=regs, full_regs=True, exception=exc)
+        self._check_sp(st, new.sp, switching=True)
+        return new
+
     # -- frame pointers -----------------------------------------------------------------------
     def fp_step(self, st: State) -> State:
         """CONFIG_FRAME_POINTER: [rbp] = caller's rbp, [rbp+8] = return address. The entry code
@@ -244,18 +250,7 @@ class Unwinder:
         if bp is None or bp == 0:
             raise StepFail("no frame pointer")
         if bp & 1:
-            regs_at = bp & ~1
-            try:
-                regs = parse_pt_regs(self.mem.read(regs_at, PT_REGS_SIZE))
-            except MemoryReadError as e:
-                raise StepFail(f"pt_regs at {regs_at:#x} unreadable: {e}") from None
-            exc = ExceptionFrame(regs, regs_at, "pt_regs")
-            if exc.user_mode:
-                raise StepEnd("user mode", True, exc)
-            new = State(ip=regs["rip"], sp=regs["rsp"], bp=regs["rbp"], signal=True, method="regs",
-                        regs=regs, full_regs=True, exception=exc)
-            self._check_sp(st, new.sp, switching=True)
-            return new
+            return self._pt_regs_frame(st, bp & ~1)
         if bp < st.sp:
             raise StepFail(f"frame pointer {bp:#x} below the stack pointer {st.sp:#x}")
         try:
@@ -298,22 +293,18 @@ class Unwinder:
         sym = self.symbols.lookup(st.ip)
         callee = sym.address if sym is not None else None
         start = (st.sp - lo + 7) & ~7
-        end = min(len(blk), start + 8 * SCAN_WINDOW)
         loose: tuple[int, int] | None = None
-        for off in range(start, end - 7, 8):
-            w = struct.unpack_from("<Q", blk, off)[0]
-            if w < 0xFFFF800000000000:
-                continue
+        for addr, w in kernel_words(blk, lo, start, start + 8 * SCAN_WINDOW):
             ok, exact = self.looks_like_return(w, callee)
             if exact:
-                return State(ip=w, sp=lo + off + 8, bp=st.bp, signal=False, method="scan",
-                             slot=lo + off, reliable=False)
+                return State(ip=w, sp=addr + 8, bp=st.bp, signal=False, method="scan",
+                             slot=addr, reliable=False)
             if ok and loose is None:
-                loose = (off, w)
+                loose = (addr, w)
         if loose is not None:
-            off, w = loose
-            return State(ip=w, sp=lo + off + 8, bp=st.bp, signal=False, method="scan",
-                         slot=lo + off, reliable=False)
+            addr, w = loose
+            return State(ip=w, sp=addr + 8, bp=st.bp, signal=False, method="scan",
+                         slot=addr, reliable=False)
         # Nothing left but the registers the entry code saved at the top of a task stack?
         if s.kind == "task" and st.sp <= s.hi - PT_REGS_SIZE:
             regs = parse_pt_regs(blk[len(blk) - PT_REGS_SIZE:])

@@ -5,7 +5,10 @@ address a call (and to where), and pt_regs as laid out by the entry code (an ABI
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterator
 
+# The lowest address of x86_64's kernel half: a stack word below it points at no kernel text.
+KERNEL_MIN = 0xFFFF800000000000
 # struct pt_regs, in memory order; ORC's REGS frames and the entry code use this layout.
 PT_REGS_FIELDS = ("r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
                   "rcx", "rdx", "rsi", "rdi", "orig_rax", "rip", "cs", "eflags", "rsp", "ss")
@@ -22,6 +25,17 @@ def parse_pt_regs(raw: bytes) -> dict[str, int]:
 
 def parse_iret(raw: bytes) -> dict[str, int]:
     return dict(zip(IRET_FIELDS, struct.unpack("<5Q", raw[:40])))
+
+
+def kernel_words(blk: bytes, base: int, start: int = 0,
+                 end: int | None = None) -> Iterator[tuple[int, int]]:
+    """(address, value) of each 8-byte word of `blk` (the memory at `base`), from offset `start`
+    up to `end`, whose value is a kernel-half address: what a stack scan considers."""
+    stop = len(blk) if end is None else min(end, len(blk))
+    for off in range(start, stop - 7, 8):
+        w = struct.unpack_from("<Q", blk, off)[0]
+        if w >= KERNEL_MIN:
+            yield base + off, w
 
 
 def _modrm_length(code: bytes, pos: int) -> int | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from enum import Enum, IntFlag
-from typing import Union
+from typing import Any, Union
 
 from ...errors import TypeLookupError
 
@@ -45,38 +45,9 @@ _COMPOUND = (TypeKind.STRUCT, TypeKind.UNION)
 _TAGGED = (TypeKind.STRUCT, TypeKind.UNION, TypeKind.ENUM)
 
 
-class Member:
-    """A struct/union member: `bit_offset` from the start of the containing type;
-    `bit_field_size` is None unless it is a bit field."""
+class _NamedType:
+    """A name (None when anonymous) and a type resolved from its thunk on first use."""
 
-    __slots__ = ("name", "_type", "bit_offset", "bit_field_size")
-
-    def __init__(self, name: str | None, type: TypeRef, bit_offset: int,
-                 bit_field_size: int | None = None) -> None:
-        self.name = name or None
-        self._type = type
-        self.bit_offset = bit_offset
-        self.bit_field_size = bit_field_size or None
-
-    @property
-    def type(self) -> "Type":
-        t = self._type
-        if not isinstance(t, Type):
-            t = t()
-            self._type = t
-        return t
-
-    @property
-    def offset(self) -> int:
-        """Byte offset (bit fields: of the byte holding their first bit)."""
-        return self.bit_offset // 8
-
-    def __repr__(self) -> str:
-        bf = f", bit_field_size={self.bit_field_size}" if self.bit_field_size else ""
-        return f"Member({self.name!r}, {self.type.type_name()!r}, bit_offset={self.bit_offset}{bf})"
-
-
-class Parameter:
     __slots__ = ("name", "_type")
 
     def __init__(self, name: str | None, type: TypeRef) -> None:
@@ -90,6 +61,37 @@ class Parameter:
             t = t()
             self._type = t
         return t
+
+
+class Member(_NamedType):
+    """A struct/union member: `bit_offset` from the start of the containing type;
+    `bit_field_size` is None unless it is a bit field."""
+
+    __slots__ = ("bit_offset", "bit_field_size")
+
+    def __init__(self, name: str | None, type: TypeRef, bit_offset: int,
+                 bit_field_size: int | None = None) -> None:
+        # _NamedType's fields set here, not by super().__init__: BTF decoding makes members by
+        # the hundred thousand, and the extra call costs a third more per member.
+        self.name = name or None
+        self._type = type
+        self.bit_offset = bit_offset
+        self.bit_field_size = bit_field_size or None
+
+    @property
+    def offset(self) -> int:
+        """Byte offset (bit fields: of the byte holding their first bit)."""
+        return self.bit_offset // 8
+
+    def __repr__(self) -> str:
+        bf = f", bit_field_size={self.bit_field_size}" if self.bit_field_size else ""
+        return f"Member({self.name!r}, {self.type.type_name()!r}, bit_offset={self.bit_offset}{bf})"
+
+
+class Parameter(_NamedType):
+    """A function parameter."""
+
+    __slots__ = ()
 
 
 class Type:
@@ -143,13 +145,17 @@ class Type:
             self._type = t
         return t
 
+    def _forced_list(self, slot: str) -> list[Any] | None:
+        """The list in `slot`, made by its thunk on first use and kept."""
+        v = getattr(self, slot)
+        if v is not None and not isinstance(v, list):
+            v = v()
+            setattr(self, slot, v)
+        return v
+
     @property
     def members(self) -> list[Member] | None:
-        m = self._members
-        if m is not None and not isinstance(m, list):
-            m = m()
-            self._members = m
-        return m
+        return self._forced_list("_members")
 
     @property
     def enumerators(self) -> list[tuple[str, int]] | None:
@@ -157,11 +163,7 @@ class Type:
 
     @property
     def parameters(self) -> list[Parameter] | None:
-        p = self._parameters
-        if p is not None and not isinstance(p, list):
-            p = p()
-            self._parameters = p
-        return p
+        return self._forced_list("_parameters")
 
     @property
     def size(self) -> int | None:
@@ -237,15 +239,19 @@ class Type:
             raise TypeLookupError(f"{self.type_name()} is incomplete (only forward-declared)")
         return t
 
+    def _members_by_name(self) -> dict[str, Member]:
+        """{name: member} of a compound type, anonymous members' members included (offsets
+        from the start of this type), in declaration order; built once."""
+        if self._member_index is None:
+            index: dict[str, Member] = {}
+            _index_members(self, 0, index, 0)
+            self._member_index = index
+        return self._member_index
+
     def member(self, name: str) -> Member:
         """The member `name`, looking through anonymous structs/unions (the returned Member's
         bit_offset is from the start of this type)."""
-        t = self._compound()
-        if t._member_index is None:
-            index: dict[str, Member] = {}
-            _index_members(t, 0, index, 0)
-            t._member_index = index
-        m = t._member_index.get(name)
+        m = self._compound()._members_by_name().get(name)
         if m is None:
             raise TypeLookupError(f"{self.type_name()} has no member {name!r}")
         return m
@@ -259,18 +265,7 @@ class Type:
 
     def member_names(self) -> list[str]:
         """Names usable with member(): anonymous members' members included."""
-        return list(self._compound()._names(0))
-
-    def _names(self, depth: int) -> Iterator[str]:
-        if depth > MAX_TYPE_DEPTH:
-            raise TypeLookupError(f"{self.type_name()}: anonymous members nest too deep (cycle?)")
-        for m in self.members or []:
-            if m.name is None:
-                mt = m.type.strip_typedefs()
-                if mt.kind in _COMPOUND and mt.members is not None:
-                    yield from mt._names(depth + 1)
-            else:
-                yield m.name
+        return list(self._compound()._members_by_name())
 
     # -- names --------------------------------------------------------------------------------
     def type_name(self) -> str:
