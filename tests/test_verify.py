@@ -363,13 +363,13 @@ def test_atomic_output_symlink_at_temp_name_is_refused(tmp_path: Path, monkeypat
 
     victim = tmp_path / "victim"
     victim.write_bytes(b"keep")
-    monkeypatch.setattr(fileout.secrets, "token_hex", lambda n: "guessed")
-    (tmp_path / ".out.guessed.tmp").symlink_to(victim)
+    monkeypatch.setattr(fileout.os, "urandom", lambda n: b"guessd"[:n])
+    (tmp_path / f".out.{b'guessd'.hex()}.tmp").symlink_to(victim)
     with pytest.raises(FileExistsError):
         with atomic_output(tmp_path / "out") as f:
             f.write(b"dump")
     assert victim.read_bytes() == b"keep" and not (tmp_path / "out").exists()
-    assert (tmp_path / ".out.guessed.tmp").is_symlink()  # not ours: left alone
+    assert (tmp_path / f".out.{b'guessd'.hex()}.tmp").is_symlink()  # not ours: left alone
 
 
 def test_atomic_output_long_name(tmp_path: Path) -> None:

@@ -38,6 +38,9 @@ class _Segment:
         self.paddr, self.vaddr, self.offset, self.filesz, self.memsz = paddr, vaddr, offset, filesz, memsz
 
 
+BULK_READ = 64 << 10  # reads this large go through pread (see ElfDump.read)
+
+
 class ElfDump(PhysicalMemory):
     """An ELF64 core file as physical memory."""
 
@@ -186,7 +189,14 @@ class ElfDump(PhysicalMemory):
             s = self._segs[i]
             rel = paddr - s.paddr
             if rel + size <= s.filesz and s.offset + rel + size <= self.file_size:
-                return self._map[s.offset + rel:s.offset + rel + size]
+                off = s.offset + rel
+                if size >= BULK_READ and isinstance(self._map, mmap.mmap):
+                    # Bulk reads (a filter's struct pages: 1.6% of RAM) by pread, not through
+                    # the mapping, whose touched pages would stay in this process's RSS.
+                    data = os.pread(self._fd, size, off)
+                    if len(data) == size:
+                        return data
+                return self._map[off:off + size]
         return super().read(paddr, size)
 
     def page_state(self, pfn: int) -> PageState:
