@@ -252,6 +252,8 @@ class FilterJob:
                     counts += np.bincount(cls[hit], minlength=8)
                     bm2.put(a, cur & ~hit)
                 done += 1
+                if done % 8 == 0:
+                    self._release_all()
                 self._progress("Excluding unnecessary pages", min(done, total), total)
             if opts.level & DL_EXCLUDE_FREE and classifier.layout.buddy_method == "freelist":
                 free = classifier.free_list_pfns()
@@ -268,6 +270,7 @@ class FilterJob:
             st.excluded[CLASS_KEYS[c]] = int(counts[c])
         self.bm1, self.bm2, self.present = bm1, bm2, present
         st.dumped = bm2.count()
+        self._release_all()
         st.seconds["classify"] = time.perf_counter() - t0
         return st
 
@@ -288,6 +291,14 @@ class FilterJob:
         if hi > lo:
             with contextlib.suppress(OSError, ValueError):
                 mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+    def _release_all(self) -> None:
+        """Drop every page of the input's mapping from this process: the small reads of
+        classification (page tables, struct page tails) fault in 64 KiB around each byte read."""
+        mm = getattr(self.phys, "_map", None)
+        if isinstance(mm, mmap.mmap) and hasattr(mm, "madvise") and len(mm):
+            with contextlib.suppress(OSError, ValueError):
+                mm.madvise(mmap.MADV_DONTNEED, 0, len(mm))
 
     def _zero_scan(self, bm: PfnBitmap) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """(pfns, all-zero) for the set bits of `bm`, batch by batch, on the worker pool."""
