@@ -147,6 +147,43 @@ def serialize_notes(notes: Sequence[Note]) -> tuple[bytes, tuple[int, int] | Non
     return bytes(out), vmci
 
 
+# -- forked workers -----------------------------------------------------------------------------
+
+_FORKED_WORK: Callable[[Any], Any] | None = None  # set in the parent just before its workers fork
+
+
+@dataclass
+class _WorkerFailure:
+    """An exception of a forked worker, as text (not every exception pickles)."""
+
+    kind: str
+    message: str
+
+
+def _run_forked(item: Any) -> Any:
+    assert _FORKED_WORK is not None, "worker was not forked from a filter job"
+    try:
+        return _FORKED_WORK(item)
+    except Exception as e:  # noqa: BLE001 - reported in the parent by _result
+        return _WorkerFailure(type(e).__name__, str(e))
+
+
+def _can_fork() -> bool:
+    import multiprocessing
+    return "fork" in multiprocessing.get_all_start_methods()
+
+
+def _result(f: Future[Any]) -> Any:
+    from concurrent.futures.process import BrokenProcessPool
+    try:
+        r = f.result()
+    except BrokenProcessPool as e:
+        raise FilterError(f"a compression worker process died ({e})") from None
+    if isinstance(r, _WorkerFailure):
+        raise FilterError(f"compression worker: {r.kind}: {r.message}")
+    return r
+
+
 # -- the job ------------------------------------------------------------------------------------
 
 class FilterJob:
@@ -314,22 +351,36 @@ class FilterJob:
     def _threads(self) -> int:
         return self.options.threads or os.cpu_count() or 1
 
-    def _pipeline(self, work: Iterator[Any], fn: Callable[[Any], Any]) -> Iterator[Any]:
-        """fn over work items on the worker pool, results in order, a bounded window in flight."""
+    def _pipeline(self, work: Iterator[Any], fn: Callable[[Any], Any], *, processes: bool = False) -> Iterator[Any]:
+        """fn over work items on the worker pool, results in order, a bounded window in flight.
+        processes=True: forked worker processes instead of threads, for work that holds the
+        GIL (ISA-L's compress does not release it; LZO's few-microsecond ctypes calls hand it
+        over so often that threads mostly wait). Every input reader reads by offset (pread,
+        mmap), so forked children share its descriptors safely."""
         threads = self._threads()
         if threads == 1:
             for w in work:
                 yield fn(w)
             return
         window: deque[Future[Any]] = deque()
-        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vmk-filter") as pool:
+        if processes and _can_fork():
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+            global _FORKED_WORK
+            _FORKED_WORK = fn  # the children are forked at the first submit and inherit it
+            pool: Any = ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("fork"))
+            submit: Callable[[Any], Future[Any]] = lambda w: pool.submit(_run_forked, w)
+        else:
+            pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="vmk-filter")
+            submit = lambda w: pool.submit(fn, w)
+        with pool:
             try:
                 for w in work:
-                    window.append(pool.submit(fn, w))
+                    window.append(submit(w))
                     while len(window) > 2 * threads:
-                        yield window.popleft().result()
+                        yield _result(window.popleft())
                 while window:
-                    yield window.popleft().result()
+                    yield _result(window.popleft())
             finally:
                 for f in window:
                     f.cancel()
@@ -413,19 +464,24 @@ class FilterJob:
             self.stats.engine = packer.engine
         src = PageSource(self.phys, self.page_size, opts.batch_pages)
 
-        def work(plan: tuple[Runs, int]) -> tuple[Any, np.ndarray, np.ndarray]:
+        def work(plan: tuple[Runs, int]) -> tuple[Any, np.ndarray, np.ndarray, int]:
             # read, zero test and compression all happen on the worker: the main thread only
-            # lays out descriptors and writes
+            # lays out descriptors and writes. The reuse count travels back from forked workers.
             pages, missing = src.read(*plan)
             is_zero = zero_rows(pages) & ~missing
             zero = is_zero if zero_level else np.zeros(len(pages), dtype=bool)
-            return packer.compress(pages, ~(zero | missing), is_zero), zero, missing
+            before = packer.reused
+            stored = packer.compress(pages, ~(zero | missing), is_zero)
+            return stored, zero, missing, packer.reused - before
 
+        reused = 0
         for sink, (start, end) in zip(sinks, ranges):
             layout = plan_layout(info, self.page_size, self.bm2, self.bm2.nbits, start, end, split=len(sinks) > 1)
             w = KdumpWriter(sink, info, layout, opts.codec, self.bm1, self.bm2)
             w.begin()
-            for stored, zero, missing in self._pipeline(batch_plans(self.bm2, start, end, opts.batch_pages), work):
+            plans = batch_plans(self.bm2, start, end, opts.batch_pages)
+            for stored, zero, missing, again in self._pipeline(plans, work, processes=packer.holds_gil):
+                reused += again
                 w.add_batch(stored, zero, missing)
                 done += len(zero)
                 zeros += int(np.count_nonzero(zero))
@@ -433,7 +489,7 @@ class FilterJob:
                 self._progress("Copying data", done, total_pages)
             w.end()
             self.stats.written += sink.written
-        self.stats.reused_pages = packer.reused
+        self.stats.reused_pages = reused
         if missing_total:
             self.stats.warnings.append(f"{missing_total} pages could not be read from the input; their "
                                        "descriptors are empty (readers report them as missing)")
