@@ -8,6 +8,8 @@ segment's p_filesz, a kdump file's 2nd bitmap), which is where a filter run star
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 
 from ..dump.base import PhysicalMemory
@@ -136,6 +138,15 @@ class PfnBitmap:
         """The bitmap padded with zeros to `nbytes` (a whole number of blocks in a file)."""
         raw = self.data.tobytes()
         return raw[:nbytes] + bytes(max(0, nbytes - len(raw)))
+
+    def chunks(self, nbytes: int, step: int) -> Iterator[bytes | memoryview]:
+        """tobytes(nbytes) in pieces of at most `step` bytes, without a whole copy of the
+        bitmap (32 MiB a TiB of RAM)."""
+        view = memoryview(self.data).cast("B")
+        for i in range(0, nbytes, step):
+            piece = view[i:min(nbytes, i + step)]
+            want = min(step, nbytes - i)
+            yield piece if len(piece) == want else bytes(piece) + bytes(want - len(piece))
 
 
 # -- what an input dump holds -----------------------------------------------------------------

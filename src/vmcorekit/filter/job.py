@@ -255,6 +255,8 @@ class FilterJob:
         t0 = time.perf_counter()
         opts, st = self.options, self.stats
         bm1, present = input_bitmaps(self.phys, self.page_size)
+        if present is not bm1 and np.array_equal(present.data, bm1.data):
+            present = bm1  # the usual ELF input: one bitmap serves both (32 MiB a TiB of RAM)
         needs_pages = bool(opts.level & ~DL_EXCLUDE_ZERO)
         counts = np.zeros(8, dtype=np.int64)
         classifier = None
@@ -272,7 +274,9 @@ class FilterJob:
             # makedumpfile's max_mapnr ends with the last mem_map (QEMU's VGA and BIOS ROM ranges
             # beyond RAM are not dumped).
             mm = classifier.max_mapnr
-            bm1, present = PfnBitmap(mm, bm1.data), PfnBitmap(mm, present.data)
+            same = present is bm1
+            bm1 = PfnBitmap(mm, bm1.data)
+            present = bm1 if same else PfnBitmap(mm, present.data)
         bm2 = present.copy()
         st.max_mapnr, st.page_size = bm1.nbits, self.page_size
         st.existing, st.present = bm1.count(), present.count()

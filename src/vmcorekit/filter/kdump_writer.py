@@ -154,9 +154,8 @@ class KdumpWriter:
 
     def _write_bitmap(self, off: int, bm: PfnBitmap, nbytes: int) -> None:
         step = 1 << 22
-        raw = bm.tobytes(nbytes)
-        for i in range(0, nbytes, step):
-            self.sink.write_at(off + i, raw[i:i + step])
+        for i, piece in enumerate(bm.chunks(nbytes, step)):
+            self.sink.write_at(off + i * step, piece)
 
     def _store(self, data: bytes) -> int:
         off = self._next_data
