@@ -306,12 +306,13 @@ class PageCompressor:
             compressor(codec, page_size, self.engine)  # a missing package fails here, before any output
 
     @property
-    def holds_gil(self) -> bool:
-        """Whether compressing holds Python's lock, so that worker threads cannot run in
-        parallel: ISA-L keeps it for the whole call (libz, liblzo2 through ctypes, zstd and
-        snappy let it go). Measured on the 4 GiB bench dump: LZO in forked processes spent
-        half again the CPU of threads (results cross a pipe) for no shorter wall time."""
-        return self.codec == "zlib" and self.engine == "isal"
+    def prefers_processes(self) -> bool:
+        """Whether parallel compression wants forked worker processes rather than threads:
+        ISA-L holds the GIL for the whole call; LZO (a ~3 us ctypes call a page) and snappy
+        spend the time between calls in Python, so their threads mostly wait for the GIL.
+        libz and zstd release it for long enough that threads scale (and cost less). On the
+        4 GiB bench dump at -d 0, 2 LZO workers: threads 7.8 s, processes 5.7 s."""
+        return (self.codec == "zlib" and self.engine == "isal") or self.codec in ("lzo", "snappy")
 
     def _one(self, fn: PageFn, page: np.ndarray, addr: int) -> tuple[int, bytes]:
         c = fn(page, addr)
