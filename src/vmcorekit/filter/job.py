@@ -404,11 +404,11 @@ class FilterJob:
             for w in work:
                 yield fn(w)
             return
+        global _FORKED_WORK
         window: deque[Future[Any]] = deque()
         if processes and _can_fork():
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
-            global _FORKED_WORK
             _FORKED_WORK = fn  # the children are forked at the first submit and inherit it
             pool: Any = ProcessPoolExecutor(max_workers=threads, mp_context=multiprocessing.get_context("fork"))
             submit: Callable[[Any], Future[Any]] = lambda w: pool.submit(_run_forked, w)
@@ -426,6 +426,7 @@ class FilterJob:
             finally:
                 for f in window:
                     f.cancel()
+                _FORKED_WORK = None  # the job's reader and compressor need not outlive it here
 
     # -- headers -----------------------------------------------------------------------------
     def header_info(self) -> KdumpHeaderInfo:
