@@ -507,8 +507,11 @@ class FilterJob:
             self.stats.engine = packer.engine
         forked = packer.prefers_processes and self._threads() > 1 and _can_fork()
         # Forked workers get 4x larger batches: each task crosses two pipes and the parent's
-        # result thread (~0.3 ms), which at 1 MiB batches kept 2 LZO workers a third idle.
-        batch = opts.batch_pages * (FORK_BATCH_FACTOR if forked else 1)
+        # result thread (~0.3 ms), which at 1 MiB batches kept 2 LZO workers a third idle. The
+        # result slots (2 per worker) then take 8 MiB a worker: beyond 8 workers, where the
+        # fixed cost is shared more ways anyway, batches stay 1 MiB.
+        factor = FORK_BATCH_FACTOR if forked and self._threads() <= 8 else 1
+        batch = opts.batch_pages * factor
         src = PageSource(self.phys, self.page_size, batch)
 
         def work(plan: tuple[Runs, int]) -> tuple[Any, np.ndarray, np.ndarray, int]:
