@@ -136,8 +136,7 @@ class PfnBitmap:
 
     def tobytes(self, nbytes: int) -> bytes:
         """The bitmap padded with zeros to `nbytes` (a whole number of blocks in a file)."""
-        raw = self.data.tobytes()
-        return raw[:nbytes] + bytes(max(0, nbytes - len(raw)))
+        return b"".join(self.chunks(nbytes, max(nbytes, 1)))
 
     def chunks(self, nbytes: int, step: int) -> Iterator[bytes | memoryview]:
         """tobytes(nbytes) in pieces of at most `step` bytes, without a whole copy of the

@@ -108,25 +108,12 @@ def _load_liblzo2() -> Any | None:
 
 
 def _lzo_fn(page_size: int) -> PageFn:
-    lib = liblzo2()
-    if lib is None:
+    many = _lzo_many_fn(page_size)
+    if many is None:
         lzo = _need("lzallright", "lzallright", "LZO").LZOCompressor().compress
         return lambda page, addr: lzo(page)
-    fn = lib.lzo1x_1_compress
-    # LZO1X_1_MEM_COMPRESS is 16384 dictionary entries of at most a pointer each; the output
-    # bound is LZO's documented worst case for incompressible input.
-    wrkmem = ctypes.create_string_buffer(16384 * ctypes.sizeof(ctypes.c_void_p))
-    out = ctypes.create_string_buffer(page_size + page_size // 16 + 64 + 3)
-    out_len = ctypes.c_size_t()
-    out_len_p = ctypes.byref(out_len)
-    string_at = ctypes.string_at
-
-    def compress(page: np.ndarray, addr: int) -> bytes:
-        if fn(addr, page.nbytes, out, out_len_p, wrkmem) != 0:
-            return page.tobytes()  # LZO_E_* (cannot happen for lzo1x_1): store the page raw
-        return string_at(out, out_len.value)
-
-    return compress
+    # One page is a batch of one (a page that does not shrink comes back as itself).
+    return lambda page, addr: many([addr])[1]
 
 
 def _lzo_many_fn(page_size: int) -> ManyFn | None:
@@ -136,6 +123,8 @@ def _lzo_many_fn(page_size: int) -> ManyFn | None:
     if lib is None:
         return None
     fn = lib.lzo1x_1_compress
+    # LZO1X_1_MEM_COMPRESS is 16384 dictionary entries of at most a pointer each; `bound` is
+    # LZO's documented worst case for an incompressible page.
     wrkmem = ctypes.create_string_buffer(16384 * ctypes.sizeof(ctypes.c_void_p))
     bound = page_size + page_size // 16 + 64 + 3
     out_len = ctypes.c_size_t()
@@ -170,8 +159,6 @@ def lzo_backend() -> str:
     return "liblzo2" if liblzo2() is not None else "lzallright"
 
 
-# -- one page -----------------------------------------------------------------------------------
-
 # -- which zlib ---------------------------------------------------------------------------------
 
 ZLIB_ENGINES = ("auto", "isal", "zlib")
@@ -194,6 +181,8 @@ def zlib_engine(requested: str = "auto") -> str:
         return "zlib"
     return "isal"
 
+
+# -- one page -----------------------------------------------------------------------------------
 
 def compressor(codec: str, page_size: int = 4096, engine: str = "zlib") -> PageFn | None:
     """A function compressing one page with `codec` for the calling thread (None for "none"):
@@ -247,11 +236,6 @@ def many_compressor(codec: str, page_size: int = 4096) -> ManyFn | None:
     if key not in cache:
         cache[key] = _lzo_many_fn(page_size) if codec == "lzo" else None
     return cache[key]
-
-
-def check_codec(codec: str, engine: str = "auto") -> None:
-    """Fail early (before any output) if the codec's package is missing."""
-    compressor(codec, engine=zlib_engine(engine) if codec == "zlib" else "zlib")
 
 
 # -- a batch of pages ---------------------------------------------------------------------------
@@ -378,19 +362,19 @@ class PageCompressor:
                 nz_sizes = np.array(sizes, dtype=np.uint32)
                 flags[nz] = np.where(nz_sizes < self.page_size, self.flag, 0)
                 if len(nz) == n:
-                    return StoredBatch(flags, nz_sizes, blob)
+                    return StoredBatch(flags, nz_sizes, blob)  # no zero rows to interleave
                 view, off = memoryview(blob), 0
                 for k, size in zip(nz.tolist(), sizes):
                     parts[k] = view[off:off + size]
                     off += size
-                return StoredBatch(flags, np.fromiter(map(len, parts), dtype=np.uint32, count=n), b"".join(parts))
-            cand = self._candidates(pages, nz_rows) if self.dedupe else np.zeros(len(nz), dtype=bool)
-            one, lookup = self._one, self._lookup
-            base, ps = pages.ctypes.data, self.page_size
-            nz_flags: list[int] = []
-            for k, i, c in zip(nz.tolist(), nz_rows.tolist(), cand.tolist()):
-                f, d = (lookup if c else one)(fn, pages[i], base + i * ps)
-                nz_flags.append(f)
-                parts[k] = d
-            flags[nz] = nz_flags
+            else:
+                cand = self._candidates(pages, nz_rows) if self.dedupe else np.zeros(len(nz), dtype=bool)
+                one, lookup = self._one, self._lookup
+                base, ps = pages.ctypes.data, self.page_size
+                nz_flags: list[int] = []
+                for k, i, c in zip(nz.tolist(), nz_rows.tolist(), cand.tolist()):
+                    f, d = (lookup if c else one)(fn, pages[i], base + i * ps)
+                    nz_flags.append(f)
+                    parts[k] = d
+                flags[nz] = nz_flags
         return StoredBatch(flags, np.fromiter(map(len, parts), dtype=np.uint32, count=n), b"".join(parts))
