@@ -179,30 +179,30 @@ def current_task(prog: "Program", cpu: int) -> Object | None:
     return _task_ptr(prog, t)
 
 
+def _rq_task(prog: "Program", cpu: int, field: str) -> Object | None:
+    """runqueues.`field` (a task pointer) of `cpu`, when it is readable and not NULL."""
+    rq = _runqueue(prog, cpu)
+    if rq is None:
+        return None
+    try:
+        t = getattr(rq, field).read_()
+    except (VmcorekitError, LookupError):
+        return None
+    return t if int(t) else None
+
+
 def cpu_curr(prog: "Program", cpu: int) -> Object | None:
     """The task the scheduler had running on `cpu` (runqueues.curr; x86's per-CPU current
     task without BTF for struct rq)."""
-    rq = _runqueue(prog, cpu)
-    if rq is not None:
-        try:
-            t = rq.curr.read_()
-            if int(t):
-                return t
-        except (VmcorekitError, LookupError):
-            pass
-    return current_task(prog, cpu)
+    t = _rq_task(prog, cpu, "curr")
+    return t if t is not None else current_task(prog, cpu)
 
 
 def idle_task(prog: "Program", cpu: int) -> Object | None:
     """The idle task (swapper/N) of `cpu`: runqueues.idle; init_task is CPU 0's."""
-    rq = _runqueue(prog, cpu)
-    if rq is not None:
-        try:
-            t = rq.idle.read_()
-            if int(t):
-                return t
-        except (VmcorekitError, LookupError):
-            pass
+    t = _rq_task(prog, cpu, "idle")
+    if t is not None:
+        return t
     if cpu == 0:
         addr = _sym(prog, "init_task")
         if addr is not None:
