@@ -2,6 +2,9 @@
 so the CLI can print one line and exit nonzero without a traceback."""
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class VmcorekitError(Exception):
     """Base of all vmcorekit errors."""
@@ -71,6 +74,38 @@ class CorruptKernelDataError(VmcorekitError):
     """Kernel data structures are inconsistent (list cycles, wild pointers)."""
 
 
+class CodecUnavailableError(VmcorekitError, ImportError):
+    """The dump uses a codec whose Python package is not installed."""
+
+
+class BtfFormatError(VmcorekitError):
+    """A BTF blob is malformed (bad magic, out-of-range offsets, unknown kinds, bad ids)."""
+
+
+class ObjectError(VmcorekitError, ValueError):
+    """An operation makes no sense for this object (dereferencing a non-pointer, a value of
+    void, a per-CPU access on something that is not per-CPU)."""
+
+
+class MemberNotFoundError(TypeLookupError, AttributeError):
+    """`obj.name` where the type has no member `name` (an AttributeError, so hasattr works)."""
+
+
+class ObjectNotFoundError(VmcorekitError, KeyError):
+    """`prog[name]` where no symbol of that name exists."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FilterError(VmcorekitError):
+    """A filter run cannot go on (bad options, input it cannot filter)."""
+
+
+class OutputError(FilterError):
+    """The output cannot be written: disk full, size limit reached, broken pipe."""
+
+
 # -- partial results -------------------------------------------------------------------------
 class PartialResultWarning(UserWarning):
     """A command printed what the dump allows, but part of the data it needed is unreadable
@@ -93,3 +128,47 @@ def partial_result(message: str, *, reported: bool = True) -> None:
     import warnings
 
     warnings.warn(PartialResultWarning(message, reported=reported), stacklevel=2)
+
+
+# -- notes: non-fatal problems ---------------------------------------------------------------
+class Notes:
+    """The non-fatal problems of one command run (a fact unknown, a fallback taken), each
+    kept once in the order first said. The CLI opens one per command, prints them as
+    `vmcorekit: note: ...` on stderr and returns them as `notes` in --json output."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, None] = {}
+
+    def add(self, message: str) -> None:
+        self._items.setdefault(message)
+
+    def __iter__(self) -> "Iterator[str]":
+        return iter(list(self._items))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+_COLLECTORS: list[Notes] = []  # innermost last; shared by threads of one command on purpose
+
+
+def note(message: str) -> None:
+    """Say a non-fatal problem to the running command (dropped when nobody collects)."""
+    if _COLLECTORS:
+        _COLLECTORS[-1].add(message)
+
+
+def current_notes() -> list[str]:
+    """The notes said so far to the innermost collector (for --json output)."""
+    return list(_COLLECTORS[-1]) if _COLLECTORS else []
+
+
+@contextmanager
+def collecting_notes() -> "Iterator[Notes]":
+    """Collect the notes said inside the block."""
+    notes = Notes()
+    _COLLECTORS.append(notes)
+    try:
+        yield notes
+    finally:
+        _COLLECTORS.remove(notes)

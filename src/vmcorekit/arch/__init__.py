@@ -5,8 +5,10 @@ from ..dump.base import PhysicalMemory
 from ..errors import UnsupportedDumpError, VmcoreinfoError
 from ..vmcoreinfo import VmcoreInfo
 from .base import AddressSpace, CpuRegisters, Region, Translation, WalkStep
+from .platform import Platform, platform
 
-__all__ = ["AddressSpace", "CpuRegisters", "Region", "Translation", "WalkStep", "address_space"]
+__all__ = ["AddressSpace", "CpuRegisters", "Region", "Translation", "WalkStep", "address_space",
+           "Platform", "platform"]
 
 
 def address_space(phys: PhysicalMemory, vmcoreinfo: VmcoreInfo) -> AddressSpace:
@@ -15,15 +17,9 @@ def address_space(phys: PhysicalMemory, vmcoreinfo: VmcoreInfo) -> AddressSpace:
     arch = phys.machine or vmcoreinfo.guess_arch()
     if arch is None or arch.lower() == "unknown":  # QEMU's kdump header says "Unknown"
         arch = vmcoreinfo.guess_arch()
-    if arch == "x86_64":
-        from .x86_64 import X86_64
-        return X86_64(phys, vmcoreinfo)
-    if arch == "aarch64":
-        try:
-            from .aarch64 import AArch64  # type: ignore[import-not-found]
-        except ImportError:
-            raise UnsupportedDumpError(phys.path, None, "arm64 address translation is not available") from None
-        return AArch64(phys, vmcoreinfo)
+    plat = platform(arch) if arch else None
+    if plat is not None:
+        return plat.new_address_space(phys, vmcoreinfo)
     if arch is None:
         raise VmcoreinfoError(f"{phys.path}: cannot tell the architecture (no ELF machine, no arch keys)")
     raise UnsupportedDumpError(phys.path, None, f"architecture {arch} is not supported")

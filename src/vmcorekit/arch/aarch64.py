@@ -20,7 +20,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterator
 
-from ..dump.base import NT_PRSTATUS, PhysicalMemory
+from ..dump.base import PhysicalMemory
 from ..errors import MemoryReadError, VmcoreinfoError
 from ..vmcoreinfo import VmcoreInfo
 from .base import AddressSpace, CpuRegisters, Region, Translation, WalkStep
@@ -40,8 +40,6 @@ FLAG_NAMES = [(1 << 0, "VALID"), (1 << 1, "PAGE"), (1 << 5, "NS"), (1 << 6, "USE
 SH_NAMES = {1: "SH_RESERVED", 2: "OUTER", 3: "SHARED"}
 
 # struct user_pt_regs (arch/arm64/include/uapi/asm/ptrace.h), at offset 112 of elf_prstatus.
-PRSTATUS_REG_OFFSET = 112
-PRSTATUS_REGS = [f"x{i}" for i in range(31)] + ["sp", "pc", "pstate"]
 
 
 def flag_names(entry: int) -> list[str]:
@@ -377,16 +375,9 @@ class AArch64(AddressSpace):
 
     # -- registers ---------------------------------------------------------------------------
     def cpu_registers(self) -> list[CpuRegisters]:
-        out: list[CpuRegisters] = []
-        need = PRSTATUS_REG_OFFSET + len(PRSTATUS_REGS) * 8
-        for n in self.phys.notes_named("CORE", NT_PRSTATUS):
-            if len(n.desc) < need:
-                continue
-            pid = struct.unpack_from("<I", n.desc, 32)[0]
-            regs = dict(zip(PRSTATUS_REGS, struct.unpack_from(f"<{len(PRSTATUS_REGS)}Q", n.desc,
-                                                               PRSTATUS_REG_OFFSET)))
-            regs["fp"], regs["lr"] = regs["x29"], regs["x30"]
-            out.append(CpuRegisters(len(out), pid, regs, "prstatus"))
+        out = self.prstatus_registers()
+        for c in out:
+            c.regs["fp"], c.regs["lr"] = c.regs["x29"], c.regs["x30"]
         # QEMU follows each CPU's PRSTATUS with its NT_PRFPREG (struct user_fpsimd_state).
         for i, n in enumerate(self.phys.notes_named("CORE", NT_PRFPREG)):
             if i >= len(out) or len(n.desc) < 32 * 16 + 8:

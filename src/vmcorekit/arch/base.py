@@ -10,9 +10,12 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from ..dump.base import PhysicalMemory
+import struct
+
+from ..dump.base import NT_PRSTATUS, PhysicalMemory
 from ..errors import MemoryReadError, TranslationError
 from ..vmcoreinfo import VmcoreInfo
+from .platform import Platform, platform
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,12 @@ class AddressSpace(ABC):
     byteorder: str = "little"
     _TLB_MAX = 1 << 16
 
+    @property
+    def platform(self) -> Platform:
+        p = platform(self.arch)
+        assert p is not None, f"no platform record for {self.arch}"
+        return p
+
     def __init__(self, phys: PhysicalMemory, vmcoreinfo: VmcoreInfo) -> None:
         self.phys = phys
         self.vmcoreinfo = vmcoreinfo
@@ -86,6 +95,20 @@ class AddressSpace(ABC):
     @abstractmethod
     def cpu_registers(self) -> list[CpuRegisters]:
         """Registers of each CPU from the dump's notes."""
+
+    def prstatus_registers(self) -> list[CpuRegisters]:
+        """Each CORE/NT_PRSTATUS note's pid and general registers, in the platform's layout."""
+        plat = self.platform
+        lay = plat.prstatus
+        fmt = plat.unpack(f"{len(lay.names)}Q")
+        out: list[CpuRegisters] = []
+        for n in self.phys.notes_named("CORE", NT_PRSTATUS):
+            if len(n.desc) < lay.size:
+                continue
+            pid = struct.unpack_from(plat.unpack("I"), n.desc, 32)[0]  # elf_prstatus.pr_pid
+            regs = dict(zip(lay.names, struct.unpack_from(fmt, n.desc, lay.offset)))
+            out.append(CpuRegisters(len(out), pid, regs, "prstatus"))
+        return out
 
     def describe(self) -> dict[str, object]:
         """Architecture facts for `info`."""

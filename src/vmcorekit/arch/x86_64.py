@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 
-from ..dump.base import NT_PRSTATUS, PhysicalMemory
+from ..dump.base import PhysicalMemory
 from ..errors import MemoryReadError, VmcoreinfoError
 from ..vmcoreinfo import VmcoreInfo
 from .base import AddressSpace, CpuRegisters, Region, Translation, WalkStep
@@ -28,8 +28,6 @@ LAYOUT = {
     5: {"direct": 0xFF11000000000000, "direct_end": 0xFF91000000000000, "vmalloc": 0xFFA0000000000000,
         "vmemmap": 0xFFD4000000000000, "modules": 0xFFFFFFFFA0000000},
 }
-PRSTATUS_REGS = ("r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi orig_rax rip cs "
-                 "eflags rsp ss fs_base gs_base ds es fs gs").split()
 QEMU_REGS = "rax rbx rcx rdx rsi rdi rsp rbp r8 r9 r10 r11 r12 r13 r14 r15 rip rflags".split()
 QEMU_SEGS = "cs ds es fs gs ss ldt tr gdt idt".split()
 
@@ -191,13 +189,7 @@ class X86_64(AddressSpace):
 
     # -- registers ---------------------------------------------------------------------------
     def cpu_registers(self) -> list[CpuRegisters]:
-        out: list[CpuRegisters] = []
-        for i, n in enumerate(self.phys.notes_named("CORE", NT_PRSTATUS)):
-            if len(n.desc) < 112 + 27 * 8:
-                continue
-            pid = struct.unpack_from("<I", n.desc, 32)[0]
-            regs = dict(zip(PRSTATUS_REGS, struct.unpack_from("<27Q", n.desc, 112)))
-            out.append(CpuRegisters(i, pid, regs, "prstatus"))
+        out = self.prstatus_registers()
         qemu = [n for n in self.phys.notes_named("QEMU") if len(n.desc) >= 8 + 18 * 8]
         for i, n in enumerate(qemu):
             vals = struct.unpack_from("<18Q", n.desc, 8)

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from ..errors import EXIT_PARTIAL, PartialResultWarning, VmcorekitError
+from ..errors import EXIT_PARTIAL, PartialResultWarning, VmcorekitError, collecting_notes
 
 
 # Modules of this package that are not commands.
@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                     click.echo(f"vmcorekit: partial: {text}", err=True)
 
         warnings.showwarning = show
-        rc = _run(argv)
+        with collecting_notes() as notes:
+            rc = _run(argv)
+    for n in notes:  # errors.note(): non-fatal problems, once each, after the answer
+        click.echo(f"vmcorekit: note: {n}", err=True)
     return EXIT_PARTIAL if rc == 0 and partial else rc
 
 

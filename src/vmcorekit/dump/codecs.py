@@ -11,7 +11,7 @@ import zlib
 from types import ModuleType
 from typing import Any, Callable
 
-from ..errors import CorruptPageError, VmcorekitError
+from ..errors import CodecUnavailableError, CorruptPageError, VmcorekitError
 
 DUMP_DH_COMPRESSED_ZLIB = 0x1
 DUMP_DH_COMPRESSED_LZO = 0x2
@@ -28,10 +28,6 @@ CODEC_FLAGS: dict[str, int] = {
 }
 CODEC_MASK = DUMP_DH_COMPRESSED_ZLIB | DUMP_DH_COMPRESSED_LZO | DUMP_DH_COMPRESSED_SNAPPY | DUMP_DH_COMPRESSED_ZSTD
 _FLAG_NAMES = {v: k for k, v in CODEC_FLAGS.items()}
-
-
-class CodecUnavailableError(VmcorekitError, ImportError):
-    """The dump uses a codec whose Python package is not installed."""
 
 
 def codec_name(flags: int) -> str:

@@ -5,15 +5,7 @@ from __future__ import annotations
 import errno
 from typing import BinaryIO
 
-from ..errors import VmcorekitError
-
-
-class FilterError(VmcorekitError):
-    """A filter run cannot go on (bad options, input it cannot filter)."""
-
-
-class OutputError(FilterError):
-    """The output cannot be written: disk full, size limit reached, broken pipe."""
+from ..errors import FilterError, OutputError, VmcorekitError
 
 
 class Sink:

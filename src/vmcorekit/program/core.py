@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING
 
 from ..arch import AddressSpace, CpuRegisters, address_space
 from ..dump import PhysicalMemory, open_dump
-from ..errors import SymbolError, VmcoreinfoError
+from ..errors import SymbolError, VmcoreinfoError, VmcorekitError
 from ..vmcoreinfo import VmcoreInfo
 
 if TYPE_CHECKING:
+    from ..arch import Platform
     from .objects import Object
     from .symbols import SymbolTable
     from .types import Type, TypeRegistry
@@ -58,6 +59,11 @@ class Program:
         return self.space.arch
 
     @property
+    def platform(self) -> "Platform":
+        """The architecture's facts as data (arch/platform.py): ask it, never test `arch`."""
+        return self.space.platform
+
+    @property
     def page_size(self) -> int:
         return self.space.page_size
 
@@ -86,6 +92,11 @@ class Program:
     def read_s64(self, address: int) -> int:
         return struct.unpack("<q", self.read(address, 8))[0]
 
+    def read_pointer(self, address: int) -> int:
+        """One kernel pointer (the platform's size and byte order) at virtual `address`."""
+        ps = self.space.pointer_size
+        return int.from_bytes(self.read(address, ps), self.space.byteorder)  # type: ignore[arg-type]
+
     def read_cstring(self, address: int, max_len: int = 4096) -> bytes:
         """NUL-terminated bytes at `address`, at most `max_len`, stopping at unreadable pages."""
         out = bytearray()
@@ -113,6 +124,19 @@ class Program:
         """Kernel types: BTF from memory (or a vmlinux), else VMCOREINFO's SIZE/OFFSET facts."""
         from .types import kernel_types
         return kernel_types(self)
+
+    @cached_property
+    def has_btf(self) -> bool:
+        """Whether the dump's own types (BTF) are available, not only VMCOREINFO's few facts."""
+        try:
+            return self.types.kind != "vmcoreinfo"
+        except (VmcorekitError, ImportError):
+            return False
+
+    def offsetof(self, type: "str | Type", member: str) -> int:
+        """Byte offset of `member` (a designator such as "thread.sp") in `type`; raises
+        TypeLookupError when the dump's types do not describe it."""
+        return self.types.offsetof(type, member)
 
     def __getitem__(self, name: str) -> "Object":
         """A global variable (or function) as a typed object: `prog["init_task"].comm`."""

@@ -24,7 +24,8 @@ import unicodedata
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MemoryReadError, TypeLookupError, VmcorekitError
+from ..errors import (MemberNotFoundError, MemoryReadError, ObjectError, ObjectNotFoundError,
+                      TypeLookupError, VmcorekitError)
 from .types.model import Member, Qualifiers, Type, TypeKind
 
 if TYPE_CHECKING:
@@ -46,22 +47,6 @@ _MAX_FORMAT_DEPTH = 48
 VALUE_BUDGET = 100_000
 # gdb's `print max-depth` default: structs and unions nested deeper print as {...}.
 PRINT_MAX_DEPTH = 20
-
-
-class ObjectError(VmcorekitError, ValueError):
-    """An operation makes no sense for this object (dereferencing a non-pointer, a value of
-    void, a per-CPU access on something that is not per-CPU)."""
-
-
-class MemberNotFoundError(TypeLookupError, AttributeError):
-    """`obj.name` where the type has no member `name` (an AttributeError, so hasattr works)."""
-
-
-class ObjectNotFoundError(VmcorekitError, KeyError):
-    """`prog[name]` where no symbol of that name exists."""
-
-    def __str__(self) -> str:  # KeyError would repr() the message
-        return str(self.args[0]) if self.args else ""
 
 
 def _strip(t: Type) -> Type:

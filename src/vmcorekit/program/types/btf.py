@@ -25,7 +25,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from ...errors import VmcorekitError
+from ...errors import BtfFormatError, VmcorekitError
 
 BTF_MAGIC = 0xEB9F
 BTF_MAX_TYPE = 0xFFFFF        # kernel limit on type ids
@@ -33,10 +33,6 @@ BTF_MAX_NAME_OFFSET = 0xFFFFFF
 BTF_HEADER_SIZE = 24
 # A blob bigger than this is not BTF: the largest kernels have ~10 MB.
 BTF_MAX_SIZE = 256 << 20
-
-
-class BtfFormatError(VmcorekitError):
-    """A BTF blob is malformed (bad magic, out-of-range offsets, unknown kinds, bad ids)."""
 
 
 class BtfKind(IntEnum):
