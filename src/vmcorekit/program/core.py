@@ -163,6 +163,14 @@ class Program:
         raise SymbolError(f"symbol {name!r} not found")
 
 
+    def try_symbol_address(self, name: str) -> int | None:
+        """symbol_address(), or None when no source knows the name."""
+        try:
+            return self.symbol_address(name)
+        except (SymbolError, LookupError, ImportError):
+            return None
+
+
 def open_program(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                  vmcoreinfo: str | os.PathLike[str] | None = None) -> Program:
     return Program.open(paths, vmcoreinfo)
