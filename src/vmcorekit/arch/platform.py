@@ -34,7 +34,13 @@ class RegisterLayout:
 
     @property
     def size(self) -> int:
+        """Bytes up to the end of pr_reg: a shorter note holds no usable registers."""
         return self.offset + 8 * len(self.names)
+
+    @property
+    def note_size(self) -> int:
+        """sizeof(struct elf_prstatus): pr_reg, then the int pr_fpvalid padded to 8."""
+        return self.size + 8
 
 
 @dataclass(frozen=True)
