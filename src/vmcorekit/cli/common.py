@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ..errors import current_notes
 from ..program import Program
 
 
@@ -54,6 +55,12 @@ def resolve_address(prog: Program, text: str) -> int:
 
 
 def emit_json(obj: Any) -> None:
+    """One JSON document on stdout. An object gains `notes`: the non-fatal problems said so
+    far (errors.note), the same ones printed as `vmcorekit: note:` on stderr."""
+    if isinstance(obj, dict):
+        said = current_notes()
+        if said or "notes" not in obj:
+            obj = {**obj, "notes": list(dict.fromkeys([*obj.get("notes", []), *said]))}
     json.dump(obj, sys.stdout, indent=2, default=_json_default)
     sys.stdout.write("\n")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ..dump import open_dump
+from ..errors import note
 from ..program.summary import dump_summary
 from ..vmcoreinfo import VmcoreInfo
 from .common import emit_json, split_dump_arg
@@ -61,11 +62,11 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
             rows.append((label, str(af[key]) if key == "va_bits" else hx(af[key])))
     kv_table("Dump", rows)
     for w in af.get("warnings") or []:
-        click.echo(f"note: {w}", err=True)
+        note(w)
     print_table("Memory ranges", ["start", "end", "size"],
                 [[f"{r['start']:#014x}", f"{r['end']:#014x}", f"{r['size'] >> 10} KiB"] for r in s["memory_ranges"]])
     for p in s.get("problems", []):
-        click.echo(f"note: {p}", err=True)
+        note(p)
     if "damage" in s:
         _print_damage(s["damage"])
         _damage_status(s)
@@ -89,5 +90,5 @@ def _print_damage(d: dict) -> None:  # type: ignore[type-arg]
 def _damage_status(s: dict) -> None:  # type: ignore[type-arg]
     d = s.get("damage")
     if d and (d["unreadable_ranges"] or d["problems"]):
-        from ..errors import EXIT_PARTIAL
+        from ..errors import note, EXIT_PARTIAL
         raise click.exceptions.Exit(EXIT_PARTIAL)

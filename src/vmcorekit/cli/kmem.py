@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from ..errors import note
+
 from .common import dump_arguments, emit_json, is_tty, open_program
 
 
@@ -24,7 +26,7 @@ def command(dump: str, vmcoreinfo_file: str | None, info: bool, no_shared: bool,
     with open_program(dump, vmcoreinfo_file) as prog:
         mi = memory_summary(prog, shared=not no_shared)
     for n in mi.notes:
-        click.echo(f"vmcorekit: note: {n}", err=True)
+        note(n)
     if as_json:
         emit_json(mi.as_dict())
         return

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from ..errors import note
+
 from .common import dump_arguments, emit_json, is_tty, open_program
 
 
@@ -53,7 +55,7 @@ def command(dump: str, vmcoreinfo_file: str | None, names: tuple[str, ...], as_j
     mods.sort(key=lambda m: (m.base if m.base is not None else m.address, m.address))
     notes = sorted({p for m in mods for p in m.problems})
     for w in warns + notes:
-        click.echo(f"vmcorekit: note: {w}", err=True)
+        note(w)
     if as_json:
         emit_json({"modules": [m.as_dict() for m in mods], "warnings": warns})
         return

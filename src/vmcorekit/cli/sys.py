@@ -10,6 +10,8 @@ import time
 
 import click
 
+from ..errors import note
+
 from .common import dump_arguments, emit_json, is_tty, open_program
 
 KERNEL_TEXT = "(none: symbols from kallsyms, types from BTF in the dump)"
@@ -86,7 +88,7 @@ def command(dump: str, vmcoreinfo_file: str | None, as_json: bool) -> None:
         level = prog.phys.info.dump_level
         path = prog.phys.path
     for w in si.warnings:
-        click.echo(f"vmcorekit: note: {w}", err=True)
+        note(w)
     if as_json:
         d = si.as_dict()
         d["dumpfile"] = path

@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from ..errors import EXIT_PARTIAL
+from ..errors import EXIT_PARTIAL, note
 from .common import emit_json, split_dump_arg
 from .render import kv_table, print_table
 
@@ -78,6 +78,6 @@ def command(dump: str, as_json: bool, quick: bool, threads: int | None, show_pro
         for msg in rep.problems:
             click.echo(f"problem: {msg}")
         for msg in rep.notes:
-            click.echo(f"vmcorekit: note: {msg}", err=True)
+            note(msg)
     if not rep.ok:
         raise click.exceptions.Exit(EXIT_PARTIAL)
