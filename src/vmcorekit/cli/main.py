@@ -20,6 +20,11 @@ from ..errors import EXIT_PARTIAL, PartialResultWarning, VmcorekitError, collect
 _HELPERS = frozenset({"common", "main", "render"})
 
 
+class _PipeClosed(Exception):
+    """Control flow: the reader of stdout went away (`vmcorekit dmesg | head`). Raised past
+    click, whose own handling of EPIPE (exit 1) differs between versions."""
+
+
 class _LazyGroup(click.Group):
     """Every module of this package that defines `command` is a subcommand: adding a command
     is adding a file. A command's module is imported only when that command runs (or for the
@@ -32,6 +37,16 @@ class _LazyGroup(click.Group):
         from . import __path__ as pkg_path
         names = (m.name for m in pkgutil.iter_modules(pkg_path))
         return {n.removesuffix("_cmd"): n for n in names if n not in _HELPERS and not n.startswith("_")}
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            raise _PipeClosed() from None
+        except OSError as e:
+            if e.errno == errno.EPIPE:
+                raise _PipeClosed() from None
+            raise
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self._modules()))
@@ -88,6 +103,9 @@ def _run(argv: list[str] | None) -> int:
         rv = cli.main(args=argv, prog_name="vmcorekit", standalone_mode=False)
         # click returns the status of a command that ended with ctx.exit(n) / Exit(n)
         return rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+    except _PipeClosed:
+        _drop_stdout()
+        return 0
     except click.exceptions.Abort:
         click.echo("vmcorekit: aborted", err=True)
         return 130
