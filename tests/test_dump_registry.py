@@ -105,3 +105,15 @@ def test_a_new_format_is_one_file_and_one_registry_line(tmp_path: Path, monkeypa
     assert [c.name for c in rep.checks] == ["rawmem"]
     with pytest.raises(DumpFormatError, match="'makedumpfile' or 'RAWMEM!!' signature"):
         open_dump(write(tmp_path, b"garbage!" * 4, "bad"))
+
+
+def test_probing_and_reading_an_elf_core_loads_no_numpy(tmp_path: Path) -> None:
+    """Format files load as probing reaches them, and checks only when verify runs: `dmesg` on
+    an ELF core starts without numpy, as before the registry."""
+    import subprocess
+
+    path = write(tmp_path, build_core([(0, 0, page_pattern(0))]), "core")
+    code = ("import sys\nfrom vmcorekit.dump import open_dump\n"
+            f"with open_dump({path!r}) as phys:\n    assert phys.read(8, 4)\n"
+            "assert 'numpy' not in sys.modules, 'numpy loaded'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
+from typing import TYPE_CHECKING
 
 from ..errors import DumpFormatError, PageExcludedError, PageMissingError, PageNotInDumpError, UnsupportedDumpError
-from . import elf_checks
 from .base import DumpFormat, DumpInfo, MemRange, PageState, PhysicalMemory, VirtualSegment
-from .checks import Progress, VerifyReport
 from .elf_layout import (
     EHDR64,
     ELF_MAGIC,
@@ -29,6 +28,9 @@ from .elf_layout import (
     SHDR64,
     parse_notes,
 )
+
+if TYPE_CHECKING:
+    from .checks import Progress, VerifyReport
 
 MAX_NOTES_BYTES = 64 << 20  # far above any real note area; bounds hostile p_filesz
 
@@ -245,18 +247,23 @@ class _PreadView:
 
 
 # -- the registry's entry --------------------------------------------------------------------------
+# The checks load only when used: reading an ELF core needs no numpy.
 def _open(paths: list[str]) -> PhysicalMemory:
     return ElfDump(paths[0])
 
 
 def _check(rep: VerifyReport, phys: PhysicalMemory, read_data: bool, threads: int,
            progress: Progress | None) -> None:
+    from .elf_checks import check_elf
+
     assert isinstance(phys, ElfDump)
-    elf_checks.check_elf(rep, phys, read_data, threads, progress)  # its notes included
+    check_elf(rep, phys, read_data, threads, progress)  # its notes included
 
 
 def _damage_hint(phys: PhysicalMemory) -> str | None:
-    return elf_checks.damage_hint(phys) if isinstance(phys, ElfDump) else None
+    from .elf_checks import damage_hint
+
+    return damage_hint(phys) if isinstance(phys, ElfDump) else None
 
 
 FORMAT = DumpFormat("elf", "an ELF core", is_elf, _open, readers=(ElfDump,), check=_check,
