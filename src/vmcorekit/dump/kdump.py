@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,9 +29,7 @@ from ..errors import (
     PageNotInDumpError,
     UnsupportedDumpError,
 )
-from . import kdump_checks
 from .base import DumpFormat, DumpInfo, MemRange, Note, PageState, PhysicalMemory
-from .checks import Progress, VerifyReport, count_notes
 from .codecs import (
     CODEC_FLAGS,
     CODEC_MASK,
@@ -58,6 +57,9 @@ from .kdump_layout import (
     DiskDumpHeader,
     KdumpSubHeader,
 )
+
+if TYPE_CHECKING:
+    from .checks import Progress, VerifyReport
 
 MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 1 << 18  # 256 KiB pages exist (hexagon, ppc44x); anything larger is corrupt
@@ -582,8 +584,12 @@ def open_kdump(paths: list[str] | str) -> PhysicalMemory:
 
 
 # -- the registry's entries ----------------------------------------------------------------------
+# The checks load only when used, as for the other formats.
 def _check(rep: VerifyReport, phys: PhysicalMemory, read_data: bool, threads: int,
            progress: Progress | None) -> None:
+    from . import kdump_checks
+    from .checks import count_notes
+
     if isinstance(phys, KdumpSplitSet):
         kdump_checks.check_split(rep, phys, read_data, threads, progress)
     elif isinstance(phys, KdumpFile):
@@ -595,6 +601,8 @@ def _check(rep: VerifyReport, phys: PhysicalMemory, read_data: bool, threads: in
 
 
 def _damage_hint(phys: PhysicalMemory) -> str | None:
+    from . import kdump_checks
+
     if isinstance(phys, KdumpSplitSet):
         return kdump_checks.damage_hint(phys.parts)
     return kdump_checks.damage_hint([phys]) if isinstance(phys, KdumpFile) else None
