@@ -21,7 +21,7 @@ from pathlib import Path
 from _common import REPO
 
 from vmcorekit.dump import open_dump
-from vmcorekit.dump.verify import verify
+from vmcorekit.report.verify import verify
 
 
 def default_dumps() -> list[str]:

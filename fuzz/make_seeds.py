@@ -25,8 +25,8 @@ sys.path[:0] = [str(REPO / "src"), str(REPO / "tests"), str(HERE)]
 from _harness import PAGE, SEEDS  # noqa: E402
 from vmcorekit.dump import open_dump  # noqa: E402
 from vmcorekit.dump.codecs import CODEC_FLAGS, compress_page  # noqa: E402
-from vmcorekit.dump.kdump import _HDR_TAIL_OFF, KdumpFile  # noqa: E402
-from vmcorekit.dump.verify import DESC_DTYPE  # noqa: E402
+from vmcorekit.dump.kdump import KdumpFile  # noqa: E402
+from vmcorekit.dump.kdump_layout import DESC_DTYPE, HDR_TAIL_OFF  # noqa: E402
 
 SAMPLE = REPO / "samples" / "x86_64-6.1.0-56-amd64-qmp-c-d31.kdump"
 WINDOW = 31280  # 32 pfns of the sample: compressed, zero and excluded pages side by side
@@ -58,16 +58,16 @@ def mini_kdump(k: KdumpFile, start: int, n: int, *, holes: int = 8, codec: str |
     sub_blocks = k.info.extra["sub_hdr_size"]
     head = bytearray(src.read(0, (1 + sub_blocks) * bs))
     max_mapnr = n + holes
-    struct.pack_into("<I", head, _HDR_TAIL_OFF + 12, 2)  # bitmap_blocks: one block per bitmap
-    struct.pack_into("<I", head, _HDR_TAIL_OFF + 16, max_mapnr)
+    struct.pack_into("<I", head, HDR_TAIL_OFF + 12, 2)  # bitmap_blocks: one block per bitmap
+    struct.pack_into("<I", head, HDR_TAIL_OFF + 16, max_mapnr)
     struct.pack_into("<Q", head, bs + SUB_MAX_MAPNR_64, max_mapnr)
     lo, hi = split or (0, max_mapnr)
     if split:
         struct.pack_into("<iQQ", head, bs + SUB_SPLIT, 1, lo, hi)
         struct.pack_into("<QQ", head, bs + 80, lo, hi)
     if codec:
-        status = struct.unpack_from("<I", head, _HDR_TAIL_OFF)[0] & ~0x27
-        struct.pack_into("<I", head, _HDR_TAIL_OFF, status | CODEC_FLAGS.get(codec, 0))
+        status = struct.unpack_from("<I", head, HDR_TAIL_OFF)[0] & ~0x27
+        struct.pack_into("<I", head, HDR_TAIL_OFF, status | CODEC_FLAGS.get(codec, 0))
     bm1 = np.unpackbits(np.frombuffer(k._bm1, np.uint8), bitorder="little")[start:start + n]
     bm2 = np.unpackbits(np.frombuffer(k._bm2, np.uint8), bitorder="little")[start:start + n]
     bits1 = np.zeros(bs * 8, np.uint8)

@@ -28,7 +28,8 @@ from fakes import time_limit
 
 from vmcorekit.cli.main import main
 from vmcorekit.dump import open_dump
-from vmcorekit.dump.verify import DESC_DTYPE, verify
+from vmcorekit.dump.kdump_layout import DESC_DTYPE
+from vmcorekit.report.verify import verify
 
 pytestmark = pytest.mark.corpus
 

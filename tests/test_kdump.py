@@ -11,8 +11,7 @@ import pytest
 from kdumpgen import build_kdump, flatten, page_pattern
 from vmcorekit.dump import kdump as kdump_mod
 from vmcorekit.dump.base import PageState
-from vmcorekit.dump.kdump import KdumpFile, bit_runs, flattened_head, is_kdump, open_kdump
-from vmcorekit.dump.split import KdumpSplitSet
+from vmcorekit.dump.kdump import KdumpFile, KdumpSplitSet, bit_runs, flattened_head, is_kdump, open_kdump
 from vmcorekit.errors import (
     DumpFormatError,
     PageExcludedError,

@@ -19,8 +19,11 @@ from elfgen import build_core, note
 from kdumpgen import PAGE_DESC, build_kdump, flatten, page_pattern
 from vmcorekit.cli.main import main
 from vmcorekit.dump import open_dump
-from vmcorekit.dump.verify import VerifyReport, damage_hint, runs_of, verify, walk_notes
+from vmcorekit.dump.checks import VerifyReport, runs_of
+from vmcorekit.dump.elf_layout import walk_notes
+from vmcorekit.dump.integrity import damage_hint
 from vmcorekit.errors import EXIT_PARTIAL, PartialResultWarning, partial_result
+from vmcorekit.report.verify import verify
 from vmcorekit.util.fileout import atomic_output, safe_split_names
 
 PS = 4096
@@ -495,7 +498,7 @@ def test_decompressed_copy_cache_must_be_private(tmp_path: Path, monkeypatch) ->
 def test_windows_do_not_change_the_result(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """The descriptor table is checked a window at a time (bounded memory on huge dumps): runs
     that cross windows are still one run, counts add up."""
-    import vmcorekit.dump.verify as V
+    import vmcorekit.dump.kdump_checks as V
 
     img, _ = kdump_image()
     data = bytearray(img.data)

@@ -37,7 +37,7 @@ def command(dump: str, as_json: bool, quick: bool, threads: int | None, show_pro
     parse, VMCOREINFO validates. Prints pages good / zero / excluded / missing / corrupt and the
     bad ones by physical range. Exit status 0: intact; 3: damaged but readable; 1: unreadable."""
     from ..dump import open_dump
-    from ..dump.verify import verify
+    from ..report.verify import verify
 
     paths = split_dump_arg(dump)
     if show_progress is None:

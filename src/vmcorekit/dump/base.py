@@ -9,9 +9,14 @@ from __future__ import annotations
 import bisect
 import enum
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..errors import PageNotInDumpError
+
+if TYPE_CHECKING:
+    from .checks import Progress, VerifyReport
 
 NT_PRSTATUS = 1
 NT_PRPSINFO = 3
@@ -170,25 +175,25 @@ class PhysicalMemory(ABC):
         self.close()
 
 
-def parse_notes(data: bytes, base_offset: int | None = 0, *, path: str = "<notes>") -> list[Note]:
-    """Parse a run of ELF64 notes (4-byte aligned name and descriptor). A truncated tail stops
-    the walk: what parsed before it is kept."""
-    import struct
+@dataclass(frozen=True)
+class DumpFormat:
+    """What a format file registers (dump/registry.py lists them): how to recognise the format
+    from a file's first 16 bytes, how to open it, and its own checks for `verify`.
 
-    notes: list[Note] = []
-    pos = 0
-    n = len(data)
-    while pos + 12 <= n:
-        namesz, descsz, ntype = struct.unpack_from("<III", data, pos)
-        if namesz == 0 and descsz == 0 and ntype == 0:
-            break  # zero padding after the last note
-        name_start = pos + 12
-        desc_start = name_start + ((namesz + 3) & ~3)
-        desc_end = desc_start + descsz
-        if desc_end > n:
-            break
-        owner = data[name_start:name_start + namesz].split(b"\0", 1)[0].decode("latin-1")
-        off = None if base_offset is None else base_offset + desc_start
-        notes.append(Note(owner, ntype, bytes(data[desc_start:desc_end]), off))
-        pos = desc_start + ((descsz + 3) & ~3)
-    return notes
+    A container (a dump inside gzip, say) has `unwrap` instead of `open`: the path of a plain
+    copy, which is then probed again."""
+
+    name: str  # detect_format()'s answer
+    signature: str | None  # how "unrecognised file" names this format's magic (None: not named)
+    probe: Callable[[bytes], bool]
+    # One file, or several when `split_family` is set: files whose formats share a family may
+    # be the parts of one --split set.
+    open: Callable[[list[str]], PhysicalMemory] | None = None
+    split_family: str | None = None
+    readers: tuple[type[PhysicalMemory], ...] = ()  # the classes open() returns
+    # check(report, dump, read_data, threads, progress): the format's self-checks, including
+    # its notes; they add to the report, never raise on damage.
+    check: Callable[[VerifyReport, PhysicalMemory, bool, int, Progress | None], None] | None = None
+    # A cheap look for damage that reads no page data (None: nothing seen).
+    damage_hint: Callable[[PhysicalMemory], str | None] | None = None
+    unwrap: Callable[[str], str] | None = None

@@ -10,20 +10,28 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
-import struct
+from typing import TYPE_CHECKING
 
-from ..errors import DumpFormatError, PageExcludedError, PageMissingError, UnsupportedDumpError
-from .base import DumpInfo, MemRange, PageState, PhysicalMemory, VirtualSegment, parse_notes
+from ..errors import DumpFormatError, PageExcludedError, PageMissingError, PageNotInDumpError, UnsupportedDumpError
+from .base import DumpFormat, DumpInfo, MemRange, PageState, PhysicalMemory, VirtualSegment
+from .elf_layout import (
+    EHDR64,
+    ELF_MAGIC,
+    ELFCLASS64,
+    ELFDATA2LSB,
+    ET_CORE,
+    MACHINES,
+    PHDR64,
+    PN_XNUM,
+    PT_LOAD,
+    PT_NOTE,
+    SHDR64,
+    parse_notes,
+)
 
-ELF_MAGIC = b"\x7fELF"
-ET_CORE = 4
-PT_LOAD = 1
-PT_NOTE = 4
-PN_XNUM = 0xFFFF
-EHDR64 = struct.Struct("<16sHHIQQQIHHHHHH")
-PHDR64 = struct.Struct("<IIQQQQQQ")
-SHDR64 = struct.Struct("<IIQQQQIIQQ")
-MACHINES = {62: "x86_64", 183: "aarch64", 3: "i386", 40: "arm", 21: "ppc64", 22: "s390x", 243: "riscv64"}
+if TYPE_CHECKING:
+    from .checks import Progress, VerifyReport
+
 MAX_NOTES_BYTES = 64 << 20  # far above any real note area; bounds hostile p_filesz
 
 
@@ -81,9 +89,9 @@ class ElfDump(PhysicalMemory):
         data = self._map
         if self.file_size < 16 or data[:4] != ELF_MAGIC:
             raise self._err(0, "expected ELF magic 7f 45 4c 46" if self.file_size else "file is empty")
-        if data[4] != 2:
+        if data[4] != ELFCLASS64:
             raise UnsupportedDumpError(self.path, 4, f"expected a 64-bit ELF (EI_CLASS 2), found class {data[4]}")
-        if data[5] != 1:
+        if data[5] != ELFDATA2LSB:
             raise UnsupportedDumpError(self.path, 5, "expected a little-endian ELF (EI_DATA 1)")
         if self.file_size < EHDR64.size:
             raise self._err(self.file_size, f"truncated ELF header: {self.file_size} of {EHDR64.size} bytes")
@@ -166,7 +174,6 @@ class ElfDump(PhysicalMemory):
         while pos < end:
             s = self._segment(pos)
             if s is None:
-                from ..errors import PageNotInDumpError
                 raise PageNotInDumpError(pos, "not in any PT_LOAD of the dump")
             rel = pos - s.paddr
             n = min(end, s.paddr + s.memsz) - pos
@@ -237,3 +244,27 @@ class _PreadView:
             return os.pread(self._fd, 1, key)[0]
         start, stop, _ = key.indices(self._size)
         return os.pread(self._fd, max(0, stop - start), start)
+
+
+# -- the registry's entry --------------------------------------------------------------------------
+# The checks load only when used: reading an ELF core needs no numpy.
+def _open(paths: list[str]) -> PhysicalMemory:
+    return ElfDump(paths[0])
+
+
+def _check(rep: VerifyReport, phys: PhysicalMemory, read_data: bool, threads: int,
+           progress: Progress | None) -> None:
+    from .elf_checks import check_elf
+
+    assert isinstance(phys, ElfDump)
+    check_elf(rep, phys, read_data, threads, progress)  # its notes included
+
+
+def _damage_hint(phys: PhysicalMemory) -> str | None:
+    from .elf_checks import damage_hint
+
+    return damage_hint(phys) if isinstance(phys, ElfDump) else None
+
+
+FORMAT = DumpFormat("elf", "an ELF core", is_elf, _open, readers=(ElfDump,), check=_check,
+                    damage_hint=_damage_hint)

@@ -13,19 +13,21 @@ import bisect
 import heapq
 import mmap
 import os
-import struct
 from abc import ABC, abstractmethod
 from array import array
 
 import numpy as np
 
 from ..errors import DumpFormatError, UnsupportedDumpError
-
-FLAT_SIGNATURE = b"makedumpfile"
-FLAT_HEADER_SIZE = 4096
-FLAT_TYPE = 1
-FLAT_VERSION = 1
-_REC = struct.Struct(">qq")
+from .flat_layout import (
+    FLAT_HEADER_SIZE,
+    FLAT_TYPE,
+    FLAT_TYPE_VERSION,
+    FLAT_VERSION,
+    RECORD,
+    TYPE_VERSION_OFF,
+    is_flattened,
+)
 
 
 class ByteSource(ABC):
@@ -78,11 +80,6 @@ class FileSource(ByteSource):
         self._f.close()
 
 
-def is_flattened(head: bytes) -> bool:
-    """True if `head` (the first bytes of a file, 16 or more) starts a flattened stream."""
-    return len(head) >= 16 and head[:12] == FLAT_SIGNATURE and head[12:16] == b"\0\0\0\0"
-
-
 class FlatFile(ByteSource):
     """The file a flattened stream describes, as a seekable read-only byte view.
 
@@ -115,10 +112,10 @@ class FlatFile(ByteSource):
                 f"flattened header needs {FLAT_HEADER_SIZE} bytes but file is {fsize} bytes")
         if not is_flattened(mm[:16]):
             raise DumpFormatError(self.path, 0, "expected signature 'makedumpfile' (flattened format)")
-        ftype, version = struct.unpack_from(">QQ", mm, 16)
+        ftype, version = FLAT_TYPE_VERSION.unpack_from(mm, TYPE_VERSION_OFF)
         if ftype != FLAT_TYPE or version != FLAT_VERSION:
             raise UnsupportedDumpError(
-                self.path, 16,
+                self.path, TYPE_VERSION_OFF,
                 f"flattened header type {ftype} version {version}; expected type 1 version 1")
 
         offsets: list[int] = []
@@ -126,8 +123,8 @@ class FlatFile(ByteSource):
         fpos: list[int] = []
         pos = FLAT_HEADER_SIZE
         self.truncated = True
-        unpack = _REC.unpack_from
-        while pos + 16 <= fsize:
+        unpack = RECORD.unpack_from
+        while pos + RECORD.size <= fsize:
             off, sz = unpack(mm, pos)
             if off == -1 and sz == -1:
                 self.truncated = False
@@ -137,7 +134,7 @@ class FlatFile(ByteSource):
                     self.path, pos,
                     f"flattened record claims offset {off} size {sz}; expected non-negative values"
                     " or the end marker (-1, -1)")
-            data = pos + 16
+            data = pos + RECORD.size
             avail = min(sz, fsize - data)
             if avail > 0:
                 offsets.append(off)

@@ -1,22 +1,23 @@
 """kdump-compressed dumps ("KDUMP   ", makedumpfile -c/-l/-p/-z, QEMU kdump-*), plain or
-flattened, header versions 1 to 6.
+flattened, header versions 1 to 6, one file or the files of a makedumpfile --split set; the
+format's registry entries (probe, open, checks).
 
-Layout (block = header.block_size = page size):
-  block 0             disk_dump_header (C struct, natural alignment of a 64-bit host)
-  block 1 ..          kdump_sub_header, then the ELF notes and VMCOREINFO it points at
-  next bitmap_blocks  1st bitmap (pages that exist), then 2nd bitmap (pages dumped)
-  then                page descriptors, one per set bit of the 2nd bitmap, in pfn order
-  then                page data (the shared zero page first, as makedumpfile and QEMU write it)
+Layout: dump/kdump_layout.py (block = header.block_size = page size). The page data starts with
+the shared zero page, as makedumpfile and QEMU write it.
 
 A pfn's descriptor index is its rank among the set bits of the 2nd bitmap. The rank comes from
 a prefix sum of popcounts per 512-bit block built once with numpy, so a lookup is one array
 index and one popcount of at most 512 bits.
+
+A --split set is several kdump files, each holding the dumped pages of one pfn range
+[start_pfn, end_pfn) (its sub-header says split=1), presented as one memory.
 """
 from __future__ import annotations
 
-import struct
+import bisect
 from array import array
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,7 +29,7 @@ from ..errors import (
     PageNotInDumpError,
     UnsupportedDumpError,
 )
-from .base import DumpInfo, MemRange, Note, PageState, PhysicalMemory, parse_notes
+from .base import DumpFormat, DumpInfo, MemRange, Note, PageState, PhysicalMemory
 from .codecs import (
     CODEC_FLAGS,
     CODEC_MASK,
@@ -38,33 +39,27 @@ from .codecs import (
     codec_names,
     decompress_page,
 )
-from .flat import FLAT_HEADER_SIZE, ByteSource, is_flattened, open_source
+from .elf_layout import ELF_MAGIC, parse_notes
+from .flat import ByteSource, open_source
+from .flat_layout import FLAT_HEADER_SIZE, FLAT_SIGNATURE, RECORD, is_flattened
+from .kdump_layout import (
+    BLOCK_SIZE_OFF_32BIT,
+    DISK_DUMP_HEADER_SIZE,
+    DISKDUMP_SIGNATURE,
+    HDR_TAIL_OFF,
+    HDR_VERSION_OFF,
+    KDUMP_SIGNATURE,
+    KDUMP_SUB_HEADER_SIZE,
+    MAX_KNOWN_HEADER_VERSION,
+    PAGE_DESC,
+    PAGE_DESC_HEAD,
+    PAGE_DESC_SIZE,
+    DiskDumpHeader,
+    KdumpSubHeader,
+)
 
-KDUMP_SIGNATURE = b"KDUMP   "
-DISKDUMP_SIGNATURE = b"DISKDUMP"
-MAX_KNOWN_HEADER_VERSION = 6
-
-# disk_dump_header after signature[8]: header_version, utsname (6x65), pad to 8, timeval
-# {tv_sec, tv_usec}, status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr,
-# total_ram_blocks, device_blocks, written_blocks, current_cpu, nr_cpus; tasks[] follow.
-_HDR_VERSION_OFF = 8
-_UTS_OFF = 12
-_UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
-_TIMEVAL_OFF = 408
-_HDR_TAIL_OFF = 424
-_HDR_TAIL = "<IiiIIIIIIi"
-DISK_DUMP_HEADER_SIZE = 464
-# Where block_size would sit if a 32-bit host wrote the header (4-byte timeval fields).
-_BLOCK_SIZE_OFF_32BIT = 416
-
-# kdump_sub_header: phys_base, dump_level, split, start_pfn, end_pfn (v2), offset/size of
-# VMCOREINFO (v3), of the ELF notes (v4), of eraseinfo (v5), start/end_pfn_64, max_mapnr_64 (v6).
-_SUB = "<QiiQQqQqQqQQQQ"
-KDUMP_SUB_HEADER_SIZE = 104
-
-_DESC = "<qIIQ"  # page_desc: offset, size, flags, page_flags
-_DESC_HEAD = "<qII"
-PAGE_DESC_SIZE = 24
+if TYPE_CHECKING:
+    from .checks import Progress, VerifyReport
 
 MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 1 << 18  # 256 KiB pages exist (hexagon, ppc44x); anything larger is corrupt
@@ -81,16 +76,12 @@ def is_kdump(head: bytes) -> bool:
 def flattened_head(head: bytes) -> bytes | None:
     """For the start of a flattened stream, the first bytes of the file it describes (from
     the first record, which writers place at offset 0); None if `head` does not show them."""
-    if not is_flattened(head) or len(head) < FLAT_HEADER_SIZE + 16:
+    if not is_flattened(head) or len(head) < FLAT_HEADER_SIZE + RECORD.size:
         return None
-    off, size = struct.unpack_from(">qq", head, FLAT_HEADER_SIZE)
+    off, size = RECORD.unpack_from(head, FLAT_HEADER_SIZE)
     if off != 0 or size <= 0:
         return None
-    return head[FLAT_HEADER_SIZE + 16:FLAT_HEADER_SIZE + 16 + size]
-
-
-def _cstr(b: bytes) -> str:
-    return b.split(b"\0", 1)[0].decode("utf-8", "replace")
+    return head[FLAT_HEADER_SIZE + RECORD.size:FLAT_HEADER_SIZE + RECORD.size + size]
 
 
 def _pow2(n: int) -> bool:
@@ -164,62 +155,63 @@ class KdumpFile(PhysicalMemory):
         if fsize == 0:
             raise self._err(None, f"{where} is empty; expected a kdump-compressed header")
         head = src.read(0, DISK_DUMP_HEADER_SIZE)
-        sig = head[:8]
+        sig = head[:len(KDUMP_SIGNATURE)]
         if sig == DISKDUMP_SIGNATURE:
             raise UnsupportedDumpError(self.path, 0, "old 'DISKDUMP' format (diskdump patches); only 'KDUMP   ' is read")
-        if sig[:4] == b"\x7fELF" and src.flattened:
+        if sig[:4] == ELF_MAGIC and src.flattened:
             raise UnsupportedDumpError(self.path, 0, "flattened stream holds an ELF core (makedumpfile -E -F), "
                                                      "not a kdump-compressed file; reassemble it with makedumpfile -R")
         if sig != KDUMP_SIGNATURE:
-            found = "an ELF core" if sig[:4] == b"\x7fELF" else repr(sig)
+            found = "an ELF core" if sig[:4] == ELF_MAGIC else repr(sig)
             raise self._err(0, f"expected signature 'KDUMP   ', found {found}")
         if len(head) < DISK_DUMP_HEADER_SIZE:
             raise self._err(len(head), f"truncated header: the kdump header needs {DISK_DUMP_HEADER_SIZE} bytes"
                                        f" but the {where} holds {len(head)}")
 
-        version = struct.unpack_from("<i", head, _HDR_VERSION_OFF)[0]
+        hdr = DiskDumpHeader.unpack(head)
+        version = hdr.header_version
         if not 1 <= version <= 15:
-            if 1 <= struct.unpack_from(">i", head, _HDR_VERSION_OFF)[0] <= 15:
-                raise UnsupportedDumpError(self.path, _HDR_VERSION_OFF,
+            if 1 <= int.from_bytes(head[HDR_VERSION_OFF:HDR_VERSION_OFF + 4], "big", signed=True) <= 15:
+                raise UnsupportedDumpError(self.path, HDR_VERSION_OFF,
                                            "big-endian kdump header; only little-endian dumps are read")
-            raise self._err(_HDR_VERSION_OFF, f"header_version {version}; expected 1 to {MAX_KNOWN_HEADER_VERSION}")
+            raise self._err(HDR_VERSION_OFF, f"header_version {version}; expected 1 to {MAX_KNOWN_HEADER_VERSION}")
         warnings: list[str] = []
         if version > MAX_KNOWN_HEADER_VERSION:
             warnings.append(f"header_version {version} is newer than {MAX_KNOWN_HEADER_VERSION}; read as version 6")
 
-        uts = {name: _cstr(head[_UTS_OFF + 65 * i:_UTS_OFF + 65 * (i + 1)]) for i, name in enumerate(_UTS_FIELDS)}
-        tv_sec, tv_usec = struct.unpack_from("<qq", head, _TIMEVAL_OFF)
-        (status, block_size, sub_hdr_size, bitmap_blocks, max_mapnr32, total_ram_blocks,
-         device_blocks, written_blocks, current_cpu, nr_cpus) = struct.unpack_from(_HDR_TAIL, head, _HDR_TAIL_OFF)
+        uts = hdr.utsname
+        tv_sec, tv_usec = hdr.tv_sec, hdr.tv_usec
+        status, block_size, sub_hdr_size, bitmap_blocks = hdr.status, hdr.block_size, hdr.sub_hdr_size, hdr.bitmap_blocks
+        current_cpu, nr_cpus = hdr.current_cpu, hdr.nr_cpus
 
         if not (_pow2(block_size) and MIN_BLOCK_SIZE <= block_size <= MAX_BLOCK_SIZE):
-            bs32 = struct.unpack_from("<i", head, _BLOCK_SIZE_OFF_32BIT)[0]
+            bs32 = int.from_bytes(head[BLOCK_SIZE_OFF_32BIT:BLOCK_SIZE_OFF_32BIT + 4], "little", signed=True)
             if _pow2(bs32) and MIN_BLOCK_SIZE <= bs32 <= MAX_BLOCK_SIZE:
-                raise UnsupportedDumpError(self.path, _BLOCK_SIZE_OFF_32BIT,
+                raise UnsupportedDumpError(self.path, BLOCK_SIZE_OFF_32BIT,
                                            "header written by a 32-bit host; only the 64-bit layout is read")
-            raise self._err(_HDR_TAIL_OFF + 4, f"block_size {block_size}; expected a power of two from "
-                                               f"{MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}")
+            raise self._err(HDR_TAIL_OFF + 4, f"block_size {block_size}; expected a power of two from "
+                                              f"{MIN_BLOCK_SIZE} to {MAX_BLOCK_SIZE}")
         bs = block_size
         if sub_hdr_size < 1:
-            raise self._err(_HDR_TAIL_OFF + 8, f"sub_hdr_size {sub_hdr_size}; expected at least 1 block")
+            raise self._err(HDR_TAIL_OFF + 8, f"sub_hdr_size {sub_hdr_size}; expected at least 1 block")
         if bitmap_blocks < 2 or bitmap_blocks % 2:
-            raise self._err(_HDR_TAIL_OFF + 12, f"bitmap_blocks {bitmap_blocks}; expected an even number "
-                                                "(two bitmaps of equal size), at least 2")
+            raise self._err(HDR_TAIL_OFF + 12, f"bitmap_blocks {bitmap_blocks}; expected an even number "
+                                               "(two bitmaps of equal size), at least 2")
         bitmap_off = (1 + sub_hdr_size) * bs
         if bitmap_off > fsize:
-            raise self._err(_HDR_TAIL_OFF + 8, f"header claims {sub_hdr_size} sub-header blocks of {bs} bytes "
-                                               f"but the {where} is {fsize} bytes")
+            raise self._err(HDR_TAIL_OFF + 8, f"header claims {sub_hdr_size} sub-header blocks of {bs} bytes "
+                                              f"but the {where} is {fsize} bytes")
         bitmap_len = bitmap_blocks * bs
         if bitmap_off + bitmap_len // 2 > fsize:
-            raise self._err(_HDR_TAIL_OFF + 12, f"header claims {bitmap_blocks} bitmap blocks ({bitmap_len} bytes "
-                                                f"from offset {bitmap_off:#x}) but the {where} is {fsize} bytes")
+            raise self._err(HDR_TAIL_OFF + 12, f"header claims {bitmap_blocks} bitmap blocks ({bitmap_len} bytes "
+                                               f"from offset {bitmap_off:#x}) but the {where} is {fsize} bytes")
 
         # -- sub-header: fields exist according to header_version
-        sub = src.read(bs, KDUMP_SUB_HEADER_SIZE).ljust(KDUMP_SUB_HEADER_SIZE, b"\0")
         (phys_base, dump_level, split, start_pfn, end_pfn, off_vmci, size_vmci, off_note, size_note,
-         off_erase, size_erase, start_pfn_64, end_pfn_64, max_mapnr_64) = struct.unpack_from(_SUB, sub, 0)
+         off_erase, size_erase, start_pfn_64, end_pfn_64,
+         max_mapnr_64) = KdumpSubHeader.unpack(src.read(bs, KDUMP_SUB_HEADER_SIZE))
         v = min(version, MAX_KNOWN_HEADER_VERSION)
-        max_mapnr = max_mapnr_64 if v >= 6 and max_mapnr_64 else max_mapnr32
+        max_mapnr = max_mapnr_64 if v >= 6 and max_mapnr_64 else hdr.max_mapnr
         if v < 2:
             split = 0
         if v >= 6 and split:
@@ -232,7 +224,7 @@ class KdumpFile(PhysicalMemory):
             off_erase = size_erase = 0
 
         if max_mapnr == 0:
-            raise self._err(_HDR_TAIL_OFF + 16, "max_mapnr 0; expected at least one page frame")
+            raise self._err(HDR_TAIL_OFF + 16, "max_mapnr 0; expected at least one page frame")
         bitmap_bits = bitmap_len // 2 * 8
         if max_mapnr > bitmap_bits:
             warnings.append(f"max_mapnr {max_mapnr} exceeds the {bitmap_bits} pages the bitmaps cover; "
@@ -320,9 +312,9 @@ class KdumpFile(PhysicalMemory):
             "block_size": bs,
             "sub_hdr_size": sub_hdr_size,
             "bitmap_blocks": bitmap_blocks,
-            "total_ram_blocks": total_ram_blocks,
-            "device_blocks": device_blocks,
-            "written_blocks": written_blocks,
+            "total_ram_blocks": hdr.total_ram_blocks,
+            "device_blocks": hdr.device_blocks,
+            "written_blocks": hdr.written_blocks,
             "phys_base": phys_base,
             "split": self.split,
             "start_pfn": start_pfn,
@@ -361,10 +353,10 @@ class KdumpFile(PhysicalMemory):
         step = max(1, n // CODEC_SAMPLE)
         seen: set[str] = set()
         for i in range(0, n, step):
-            raw = self._src.read(self._pdesc_off + i * PAGE_DESC_SIZE, 16)
-            if len(raw) < 16:
+            raw = self._src.read(self._pdesc_off + i * PAGE_DESC_SIZE, PAGE_DESC_HEAD.size)
+            if len(raw) < PAGE_DESC_HEAD.size:
                 break
-            off, size, flags = struct.unpack(_DESC_HEAD, raw)
+            off, size, flags = PAGE_DESC_HEAD.unpack(raw)
             if off > 0 and size:
                 seen.add(codec_name(flags))
         return seen
@@ -400,7 +392,7 @@ class KdumpFile(PhysicalMemory):
         raw = self._src.read(pos, PAGE_DESC_SIZE)
         if len(raw) < PAGE_DESC_SIZE:
             raise PageMissingError(paddr, f"page descriptor at file offset {pos:#x} is beyond the end of the file")
-        off, size, flags, _ = struct.unpack(_DESC, raw)
+        off, size, flags, _ = PAGE_DESC.unpack(raw)
         if off == 0 or size == 0:
             why = "the dump is marked incomplete" if self._incomplete else "descriptor is empty"
             raise PageMissingError(paddr, f"page data was never written ({why})")
@@ -483,6 +475,102 @@ class KdumpFile(PhysicalMemory):
         self._src.close()
 
 
+# -- --split sets ---------------------------------------------------------------------------
+class KdumpSplitSet(PhysicalMemory):
+    """The files of one split dump, given in any order; reads dispatch by pfn. Pfns that no
+    given file holds (a part was not supplied) read as missing."""
+
+    def __init__(self, paths: list[str], *, cache_pages: int = DEFAULT_CACHE_PAGES) -> None:
+        if not paths:
+            raise ValueError("no kdump file given")
+        parts: list[KdumpFile] = []
+        try:
+            for p in paths:
+                parts.append(KdumpFile(p, cache_pages=cache_pages))
+            self._check(parts)
+        except BaseException:
+            for part in parts:
+                part.close()
+            raise
+        parts.sort(key=lambda k: (k.start_pfn, k.end_pfn))
+        first = parts[0]
+        super().__init__(", ".join(paths), DumpInfo(
+            format="kdump-split",
+            codec=",".join(sorted({c for k in parts for c in (k.info.codec or "").split(",") if c})) or None,
+            machine=first.info.machine,
+            page_size=first.page_size,
+            dump_level=first.info.dump_level,
+            incomplete=any(k.info.incomplete for k in parts),
+            header_version=first.info.header_version,
+            extra={k: v for k, v in first.info.extra.items()
+                   if k in ("utsname", "timestamp", "timestamp_usec", "nr_cpus", "max_mapnr", "block_size",
+                            "phys_base")},
+        ))
+        self.info.extra["parts"] = [
+            {"path": k.path, "start_pfn": k.start_pfn, "end_pfn": k.end_pfn, "dumpable_pages": k.dumpable_pages}
+            for k in parts
+        ]
+        self.info.extra["warnings"] = [f"{k.path}: {w}" for k in parts for w in k.info.extra.get("warnings", [])]
+        self.parts = parts
+        self.notes = list(first.notes)  # every part carries the same notes
+        # Empty parts (start == end, as makedumpfile writes when there are more files than
+        # pages to share) hold nothing; dispatch only among the others.
+        self._live = [k for k in parts if k.end_pfn > k.start_pfn]
+        self._starts = [k.start_pfn for k in self._live]
+        self._set_ranges([r for k in parts for r in k.ranges()])
+
+    def _check(self, parts: list[KdumpFile]) -> None:
+        ref = parts[0]
+        for k in parts:
+            if not k.split:
+                raise DumpFormatError(k.path, None, "not part of a --split set (sub-header split=0); "
+                                                    "expected every file to be a split part")
+            for what, a, b in (("block_size", k.page_size, ref.page_size),
+                               ("max_mapnr", k.max_mapnr, ref.max_mapnr),
+                               ("utsname", k.info.extra["utsname"], ref.info.extra["utsname"]),
+                               ("timestamp", k.info.extra["timestamp"], ref.info.extra["timestamp"])):
+                if a != b:
+                    raise DumpFormatError(k.path, None, f"{what} differs from {ref.path}; expected the files "
+                                                        "of one split dump")
+        spans = sorted((k.start_pfn, k.end_pfn, k.path) for k in parts if k.end_pfn > k.start_pfn)
+        for (s0, e0, p0), (s1, e1, p1) in zip(spans, spans[1:]):
+            if s1 < e0:
+                raise DumpFormatError(p1, None, f"pfns [{s1:#x}, {e1:#x}) overlap {p0} [{s0:#x}, {e0:#x}); "
+                                                "expected disjoint split parts")
+
+    def part_for(self, pfn: int) -> KdumpFile | None:
+        """The file holding `pfn`'s range, if it was given."""
+        i = bisect.bisect_right(self._starts, pfn) - 1
+        if i >= 0 and pfn < self._live[i].end_pfn:
+            return self._live[i]
+        return None
+
+    def _read_in_range(self, paddr: int, size: int) -> bytes:
+        ps = self.page_size
+        parts = []
+        while size > 0:
+            pfn = paddr // ps
+            part = self.part_for(pfn)
+            if part is None:
+                raise PageMissingError(paddr, f"pfn {pfn:#x} is in no given file of the split set "
+                                              "(a part is missing?)")
+            n = min(size, part.end_pfn * ps - paddr)
+            parts.append(part._read_in_range(paddr, n))
+            paddr += n
+            size -= n
+        return b"".join(parts)
+
+    def page_state(self, pfn: int) -> PageState:
+        if self._find_range(pfn * self.page_size) is None:
+            return PageState.HOLE
+        part = self.part_for(pfn)
+        return PageState.MISSING if part is None else part.page_state(pfn)
+
+    def close(self) -> None:
+        for k in self.parts:
+            k.close()
+
+
 def open_kdump(paths: list[str] | str) -> PhysicalMemory:
     """Open a kdump-compressed dump: one file (plain or flattened), or the files of a
     makedumpfile --split set (in any order)."""
@@ -492,5 +580,46 @@ def open_kdump(paths: list[str] | str) -> PhysicalMemory:
         raise ValueError("no kdump file given")
     if len(paths) == 1:
         return KdumpFile(paths[0])
-    from .split import KdumpSplitSet
     return KdumpSplitSet(list(paths))
+
+
+# -- the registry's entries ----------------------------------------------------------------------
+# The checks load only when used, as for the other formats.
+def _check(rep: VerifyReport, phys: PhysicalMemory, read_data: bool, threads: int,
+           progress: Progress | None) -> None:
+    from . import kdump_checks
+    from .checks import count_notes
+
+    if isinstance(phys, KdumpSplitSet):
+        kdump_checks.check_split(rep, phys, read_data, threads, progress)
+    elif isinstance(phys, KdumpFile):
+        kdump_checks.check_kdump(rep, phys, read_data, threads, progress)
+        if phys.split:
+            rep.notes.append("this file is one part of a --split set: pfns outside "
+                             f"[{phys.start_pfn:#x}, {phys.end_pfn:#x}) are in the other parts")
+    count_notes(rep, phys)
+
+
+def _damage_hint(phys: PhysicalMemory) -> str | None:
+    from . import kdump_checks
+
+    if isinstance(phys, KdumpSplitSet):
+        return kdump_checks.damage_hint(phys.parts)
+    return kdump_checks.damage_hint([phys]) if isinstance(phys, KdumpFile) else None
+
+
+def _probe(head: bytes) -> bool:
+    # The old diskdump signature opens too, to be refused with UnsupportedDumpError.
+    return head[:8] in (KDUMP_SIGNATURE, DISKDUMP_SIGNATURE)
+
+
+def _probe_flattened(head: bytes) -> bool:
+    # The signature alone: FlatFile explains what is wrong with the rest of the header.
+    return head[:len(FLAT_SIGNATURE)] == FLAT_SIGNATURE
+
+
+KDUMP = DumpFormat("kdump", "'KDUMP   '", _probe, open_kdump, split_family="kdump",
+                   readers=(KdumpFile, KdumpSplitSet), check=_check, damage_hint=_damage_hint)
+# A kdump file written as a flattened stream (makedumpfile -F) is read in place.
+FLATTENED = DumpFormat("flattened", "'makedumpfile'", _probe_flattened, open_kdump, split_family="kdump",
+                       readers=(KdumpFile, KdumpSplitSet), check=_check, damage_hint=_damage_hint)

@@ -14,6 +14,7 @@ import tempfile
 
 from ..errors import DumpFormatError, VmcorekitError
 from ..util.fileout import atomic_output
+from .base import DumpFormat
 
 MAGICS = {b"\x28\xb5\x2f\xfd": "zstd", b"\xfd7zXZ\x00": "xz", b"\x1f\x8b": "gzip"}
 
@@ -89,3 +90,7 @@ def _unzstd(src: "object", dst: "object") -> None:
                     return
     if not dobj.eof:
         raise EOFError("the compressed stream ends in the middle of a frame (truncated file)")
+
+
+# A container, not a dump format: the registry probes the decompressed copy again.
+FORMAT = DumpFormat("wrapped", None, lambda head: wrapper_of(head) is not None, unwrap=unwrapped)

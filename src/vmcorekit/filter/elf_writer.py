@@ -8,23 +8,27 @@ pages at the end of a segment are left out of p_filesz. The page loop is done ru
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 import numpy as np
 
+from ..dump.elf_layout import (
+    DUMP_ELF_INCOMPLETE,
+    EHDR64,
+    ELF64_LE_IDENT,
+    ET_CORE,
+    EV_CURRENT,
+    MACHINE_NUMBERS,
+    PHDR64,
+    PN_XNUM,
+    PT_LOAD,
+    PT_NOTE,
+    SHDR64,
+)
 from .bitmaps import PfnBitmap
 from .sink import Sink
 
-EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-PHDR = struct.Struct("<IIQQQQQQ")
-SHDR = struct.Struct("<IIQQQQIIQQ")
-PT_LOAD, PT_NOTE = 1, 4
-ET_CORE = 4
-PN_XNUM = 0xFFFF
 PFN_EXCLUDED = 256  # makedumpfile splits a segment only at excluded runs this long
-MACHINE_NUMBERS = {"x86_64": 62, "aarch64": 183, "i386": 3, "arm": 40, "ppc64": 21, "s390x": 22, "riscv64": 243}
-DUMP_ELF_INCOMPLETE = 1
 
 
 @dataclass(frozen=True)
@@ -110,23 +114,23 @@ def elf_headers(loads: list[OutputLoad], notes: bytes, machine: str | None, *, i
     the file offset where segment data starts. Assigns each load its p_offset."""
     nphdr = len(loads) + 1
     xnum = nphdr >= PN_XNUM
-    phoff = EHDR.size
-    note_off = phoff + nphdr * PHDR.size + (SHDR.size if xnum else 0)
+    phoff = EHDR64.size
+    note_off = phoff + nphdr * PHDR64.size + (SHDR64.size if xnum else 0)
     data_off = note_off + len(notes)
     pos = data_off
     for ld in loads:
         # makedumpfile gives the last piece of an input PT_LOAD an offset even without data.
         ld.offset = pos if (ld.filesz or ld.last) else 0
         pos += ld.filesz
-    ident = b"\x7fELF" + bytes([2, 1, 1, 0]) + bytes(8)
-    ehdr = EHDR.pack(ident, ET_CORE, MACHINE_NUMBERS.get(machine or "", 0), 1, 0, phoff,
-                     (phoff + nphdr * PHDR.size) if xnum else 0, DUMP_ELF_INCOMPLETE if incomplete else 0,
-                     EHDR.size, PHDR.size, PN_XNUM if xnum else nphdr, SHDR.size if xnum else 0, 1 if xnum else 0, 0)
-    parts = [ehdr, PHDR.pack(PT_NOTE, 0, note_off, 0, 0, len(notes), len(notes), 0)]
+    ehdr = EHDR64.pack(ELF64_LE_IDENT, ET_CORE, MACHINE_NUMBERS.get(machine or "", 0), EV_CURRENT, 0, phoff,
+                       (phoff + nphdr * PHDR64.size) if xnum else 0, DUMP_ELF_INCOMPLETE if incomplete else 0,
+                       EHDR64.size, PHDR64.size, PN_XNUM if xnum else nphdr, SHDR64.size if xnum else 0,
+                       1 if xnum else 0, 0)
+    parts = [ehdr, PHDR64.pack(PT_NOTE, 0, note_off, 0, 0, len(notes), len(notes), 0)]
     for ld in loads:
-        parts.append(PHDR.pack(PT_LOAD, ld.flags, ld.offset, ld.vaddr, ld.paddr, ld.filesz, ld.memsz, 0))
+        parts.append(PHDR64.pack(PT_LOAD, ld.flags, ld.offset, ld.vaddr, ld.paddr, ld.filesz, ld.memsz, 0))
     if xnum:
-        parts.append(SHDR.pack(0, 0, 0, 0, 0, 1, 0, nphdr, 0, 0))
+        parts.append(SHDR64.pack(0, 0, 0, 0, 0, 1, 0, nphdr, 0, 0))
     parts.append(notes)
     return b"".join(parts), data_off
 

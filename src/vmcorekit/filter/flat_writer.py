@@ -3,24 +3,25 @@ put back together into a seekable file (-R).
 
 Stream: a 4096-byte header ("makedumpfile", type 1, version 1, big-endian), then records of
 (offset, size) as big-endian int64 followed by `size` bytes that belong at `offset` of the
-file described, ended by (-1, -1). The record layout is dump/flat.py's (shared constants).
+file described, ended by (-1, -1). The layout is dump/flat_layout.py's, shared with the reader.
 """
 from __future__ import annotations
 
-import struct
 from typing import BinaryIO
 
-from ..dump.flat import FLAT_HEADER_SIZE, FLAT_SIGNATURE, FLAT_TYPE, FLAT_VERSION
+from ..dump.flat_layout import (
+    END_MARK,
+    FLAT_HEADER_SIZE,
+    FLAT_SIGNATURE,
+    FLAT_TYPE,
+    FLAT_TYPE_VERSION,
+    RECORD,
+    TYPE_VERSION_OFF,
+    flat_header,
+)
 from .sink import FilterError, OutputError, Sink
 
-_REC = struct.Struct(">qq")
-END_MARK = _REC.pack(-1, -1)
 MAX_RECORD = 1 << 30  # a record larger than this is corrupt, not data
-
-
-def flat_header() -> bytes:
-    head = FLAT_SIGNATURE + bytes(16 - len(FLAT_SIGNATURE)) + struct.pack(">QQ", FLAT_TYPE, FLAT_VERSION)
-    return head + bytes(FLAT_HEADER_SIZE - len(head))
 
 
 class FlatSink(Sink):
@@ -33,12 +34,12 @@ class FlatSink(Sink):
         self._started = False
 
     def _overhead(self) -> int:
-        return _REC.size + (0 if self._started else FLAT_HEADER_SIZE)
+        return RECORD.size + (0 if self._started else FLAT_HEADER_SIZE)
 
     def _emit(self, offset: int, data: bytes | bytearray | memoryview) -> None:
         if not self._started:
             self.stream.write(flat_header())
-        self.stream.write(_REC.pack(offset, len(data)))
+        self.stream.write(RECORD.pack(offset, len(data)))
         self.stream.write(data)
 
     def write_at(self, offset: int, data: bytes | bytearray | memoryview) -> None:
@@ -72,32 +73,33 @@ def reassemble(stream: BinaryIO, out: Sink, *, copy_chunk: int = 1 << 22) -> int
     """Rebuild the file a flattened stream describes (makedumpfile -R) into `out`; returns the
     number of records. Memory stays bounded by `copy_chunk` whatever the record sizes."""
     head = _read_exact(stream, FLAT_HEADER_SIZE)
-    if len(head) < 16 or head[:12] != FLAT_SIGNATURE:
+    if len(head) < 16 or head[:len(FLAT_SIGNATURE)] != FLAT_SIGNATURE:
         raise FilterError("standard input is not a flattened dump: expected the 'makedumpfile' signature "
                           f"at offset 0, found {head[:12]!r}")
-    ftype, version = struct.unpack_from(">QQ", head, 16) if len(head) >= 32 else (None, None)
+    ftype, version = (FLAT_TYPE_VERSION.unpack_from(head, TYPE_VERSION_OFF)
+                      if len(head) >= TYPE_VERSION_OFF + FLAT_TYPE_VERSION.size else (None, None))
     if len(head) < FLAT_HEADER_SIZE or ftype != FLAT_TYPE:
         raise FilterError(f"flattened header: type {ftype} version {version}; expected type 1 "
                           f"(and a {FLAT_HEADER_SIZE}-byte header)")
     records = 0
     pos = FLAT_HEADER_SIZE
     while True:
-        rec = _read_exact(stream, _REC.size)
-        if len(rec) < _REC.size:
+        rec = _read_exact(stream, RECORD.size)
+        if len(rec) < RECORD.size:
             raise FilterError(f"flattened stream ends at byte {pos + len(rec)} without its end marker "
                               f"(after {records} records): the transfer was cut off")
-        offset, size = _REC.unpack(rec)
-        pos += _REC.size
+        offset, size = RECORD.unpack(rec)
+        pos += RECORD.size
         if offset == -1 and size == -1:
             break
         if offset < 0 or size < 0 or size > MAX_RECORD:
-            raise FilterError(f"flattened record at byte {pos - _REC.size} claims offset {offset} size {size}")
+            raise FilterError(f"flattened record at byte {pos - RECORD.size} claims offset {offset} size {size}")
         left = size
         at = offset
         while left:
             chunk = _read_exact(stream, min(left, copy_chunk))
             if not chunk:
-                raise FilterError(f"flattened stream ends inside the record at byte {pos - _REC.size} "
+                raise FilterError(f"flattened stream ends inside the record at byte {pos - RECORD.size} "
                                   f"({size - left} of {size} bytes): the transfer was cut off")
             out.write_at(at, chunk)
             at += len(chunk)

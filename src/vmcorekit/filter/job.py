@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
-import struct
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -28,6 +27,7 @@ import numpy as np
 
 from ..dump import open_dump
 from ..dump.base import NT_PRSTATUS, Note, PhysicalMemory
+from ..dump.elf_layout import serialize_notes
 from ..errors import MemoryReadError, VmcoreinfoError, VmcorekitError
 from ..util.fileout import atomic_output
 from ..vmcoreinfo import VmcoreInfo
@@ -130,22 +130,6 @@ class FilterStats:
                 "written_bytes": self.written, "outputs": self.outputs, "warnings": self.warnings,
                 "zlib_engine": self.engine, "reused_pages": self.reused_pages,
                 "seconds": {k: round(v, 3) for k, v in self.seconds.items()}}
-
-
-# -- notes --------------------------------------------------------------------------------------
-
-def serialize_notes(notes: Sequence[Note]) -> tuple[bytes, tuple[int, int] | None]:
-    """ELF64 notes as a PT_NOTE segment holds them, and where VMCOREINFO's text lies."""
-    out = bytearray()
-    vmci = None
-    for n in notes:
-        name = n.owner.encode("latin-1") + b"\0"
-        out += struct.pack("<III", len(name), len(n.desc), n.type)
-        out += name + bytes(-len(name) % 4)
-        if n.owner == "VMCOREINFO" and vmci is None:
-            vmci = (len(out), len(n.desc))
-        out += n.desc + bytes(-len(n.desc) % 4)
-    return bytes(out), vmci
 
 
 # -- forked workers -----------------------------------------------------------------------------

@@ -7,37 +7,22 @@
     next           page data: the shared zero page first (dump level with bit 1), then pages
     after data     eraseinfo carried over from a re-filtered input, if any
 
-The struct layouts are the reader's (dump/kdump.py), so what is written is what is read.
+The struct layouts are the reader's (dump/kdump_layout.py), so what is written is what is read.
 """
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..dump import kdump as _kd
 from ..dump.codecs import CODEC_FLAGS
+from ..dump.kdump_layout import DESC_DTYPE, KDUMP_SIGNATURE, PAGE_DESC, SUB_HEADER, DiskDumpHeader, KdumpSubHeader
 from .bitmaps import PfnBitmap
 from .compress import StoredBatch
 from .sink import Sink
 
-
-def _le(fmt: str) -> struct.Struct:
-    return struct.Struct("<" + fmt.lstrip("<>=!@"))
-
-
-HEADER_TAIL = _le(_kd._HDR_TAIL)
-SUB_HEADER = _le(_kd._SUB)
-PAGE_DESC = _le(_kd._DESC)
 HEADER_VERSION = 6
-UTS_FIELDS = _kd._UTS_FIELDS
-UTS_LEN = 65
-assert SUB_HEADER.size == _kd.KDUMP_SUB_HEADER_SIZE and PAGE_DESC.size == _kd.PAGE_DESC_SIZE
 UINT_MAX = 0xFFFFFFFF
-# page_desc as a numpy record, to build a batch of descriptors at once
-DESC_DTYPE = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
-assert DESC_DTYPE.itemsize == PAGE_DESC.size
 
 
 @dataclass
@@ -58,17 +43,11 @@ class KdumpHeaderInfo:
 
 def disk_dump_header(info: KdumpHeaderInfo, *, codec: str, block_size: int, sub_hdr_size: int,
                      bitmap_blocks: int, max_mapnr: int) -> bytes:
-    buf = bytearray(_kd.DISK_DUMP_HEADER_SIZE)
-    buf[0:8] = _kd.KDUMP_SIGNATURE
-    struct.pack_into("<i", buf, _kd._HDR_VERSION_OFF, HEADER_VERSION)
-    for i, name in enumerate(UTS_FIELDS):
-        v = info.utsname.get(name, "").encode("utf-8", "replace")[:UTS_LEN - 1]
-        buf[_kd._UTS_OFF + UTS_LEN * i:_kd._UTS_OFF + UTS_LEN * i + len(v)] = v
-    struct.pack_into("<qq", buf, _kd._TIMEVAL_OFF, *info.timestamp)
     status = CODEC_FLAGS.get(codec, 0) | info.extra_status
-    HEADER_TAIL.pack_into(buf, _kd._HDR_TAIL_OFF, status, block_size, sub_hdr_size, bitmap_blocks,
-                          min(max_mapnr, UINT_MAX), 0, 0, 0, info.current_cpu, info.nr_cpus)
-    return bytes(buf)
+    return DiskDumpHeader(KDUMP_SIGNATURE, HEADER_VERSION, info.utsname, *info.timestamp, status=status,
+                          block_size=block_size, sub_hdr_size=sub_hdr_size, bitmap_blocks=bitmap_blocks,
+                          max_mapnr=min(max_mapnr, UINT_MAX), total_ram_blocks=0, device_blocks=0,
+                          written_blocks=0, current_cpu=info.current_cpu, nr_cpus=info.nr_cpus).pack()
 
 
 @dataclass
@@ -133,10 +112,10 @@ class KdumpWriter:
         off_erase = self._erase_off if info.eraseinfo else 0
         start = lay.start_pfn if lay.split else 0
         end = lay.end_pfn if lay.split else 0
-        return SUB_HEADER.pack(info.phys_base & 0xFFFFFFFFFFFFFFFF, info.dump_level, int(lay.split),
-                               min(start, UINT_MAX), min(end, UINT_MAX), off_vmci, size_vmci,
-                               off_note, len(info.notes), off_erase, len(info.eraseinfo),
-                               start, end, lay.max_mapnr)
+        return KdumpSubHeader(info.phys_base & 0xFFFFFFFFFFFFFFFF, info.dump_level, int(lay.split),
+                              min(start, UINT_MAX), min(end, UINT_MAX), off_vmci, size_vmci,
+                              off_note, len(info.notes), off_erase, len(info.eraseinfo),
+                              start, end, lay.max_mapnr).pack()
 
     def begin(self) -> None:
         lay, bs = self.layout, self.layout.block_size

@@ -31,7 +31,7 @@ def dump_summary(phys: PhysicalMemory, vmcoreinfo: VmcoreInfo | None = None) -> 
         "notes": [{"owner": n.owner, "type": n.type, "size": len(n.desc)} for n in phys.notes],
     }
     out.update({k: v for k, v in info.extra.items() if isinstance(v, (int, str, bool, float, type(None)))})
-    from ..dump.verify import damage_hint
+    from ..dump.integrity import damage_hint
     hint = damage_hint(phys)
     if hint:  # a truncated file is incomplete whatever its header says
         problems.append(hint)
@@ -86,10 +86,10 @@ def page_census(phys: PhysicalMemory, limit_pages: int = 1 << 26) -> dict[str, i
 
 def damage_summary(phys: PhysicalMemory, *, read_data: bool = True) -> dict[str, Any]:
     """Pages by state and the physical ranges whose dumped pages are missing or unreadable
-    (see dump/verify.py), for `info --ranges`. With read_data, every compressed page is
+    (see dump/integrity.py), for `info --ranges`. With read_data, every compressed page is
     decompressed to find the corrupt ones."""
-    from ..dump.verify import verify
+    from ..dump.integrity import check_dump
 
-    rep = verify(phys, read_data=read_data)
+    rep = check_dump(phys, read_data=read_data)
     return {"pages": dict(rep.pages), "unreadable_ranges": [r.to_json() for r in rep.bad_ranges],
             "problems": list(rep.problems), "data_checked": rep.data_checked}
