@@ -12,6 +12,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+from ..dump.elf_layout import MACHINE_NUMBERS
 from ..errors import UnsupportedDumpError
 
 if TYPE_CHECKING:
@@ -60,7 +61,7 @@ class Platform:
 
     name: str  # the kernel's UTS machine name, as in `uname -m`
     aliases: tuple[str, ...]  # other spellings (Debian's, the kernel source tree's)
-    elf_machine: int  # e_machine of its ELF dumps
+    elf_machine: int  # e_machine of its ELF dumps (the ELF numbers live in dump/elf_layout.py)
     byteorder: Literal["little", "big"]
     pointer_size: int
     prstatus: RegisterLayout
@@ -103,7 +104,7 @@ class Platform:
 
 
 X86_64 = Platform(
-    name="x86_64", aliases=("amd64", "x86-64"), elf_machine=62, byteorder="little", pointer_size=8,
+    name="x86_64", aliases=("amd64", "x86-64"), elf_machine=MACHINE_NUMBERS["x86_64"], byteorder="little", pointer_size=8,
     prstatus=RegisterLayout(tuple(("r15 r14 r13 r12 rbp rbx r11 r10 r9 r8 rax rcx rdx rsi rdi "
                                    "orig_rax rip cs eflags rsp ss fs_base gs_base ds es fs gs").split())),
     pc="rip", sp="rsp", fp="rbp",
@@ -139,7 +140,7 @@ X86_64 = Platform(
 )
 
 AARCH64 = Platform(
-    name="aarch64", aliases=("arm64",), elf_machine=183, byteorder="little", pointer_size=8,
+    name="aarch64", aliases=("arm64",), elf_machine=MACHINE_NUMBERS["aarch64"], byteorder="little", pointer_size=8,
     prstatus=RegisterLayout(tuple([f"x{i}" for i in range(31)] + ["sp", "pc", "pstate"])),
     pc="pc", sp="sp", fp="x29",
     user_mode=("pstate", 0xF, 0),  # PSTATE.M[3:0] == EL0t

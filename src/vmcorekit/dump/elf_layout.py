@@ -29,8 +29,6 @@ NOTE_HEADER = struct.Struct("<III")  # namesz, descsz, type; name and descriptor
 MACHINES = {62: "x86_64", 183: "aarch64", 3: "i386", 40: "arm", 21: "ppc64", 22: "s390x", 243: "riscv64"}
 MACHINE_NUMBERS = {name: number for number, name in MACHINES.items()}
 
-# Descriptor size of an NT_PRSTATUS note (struct elf_prstatus), where vmcorekit knows it.
-PRSTATUS_SIZES = {"x86_64": 336, "aarch64": 392}
 
 
 def _align4(n: int) -> int:

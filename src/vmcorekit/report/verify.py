@@ -10,7 +10,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..arch.platform import platform
 from ..dump import PhysicalMemory, open_dump
+from ..dump.base import NT_PRSTATUS
 from ..dump.checks import BadRange, Check, Progress, VerifyReport
 from ..dump.integrity import check_dump
 from ..vmcoreinfo import VmcoreInfo
@@ -26,9 +28,21 @@ def verify(phys: PhysicalMemory, *, read_data: bool = True, threads: int | None 
     called as page data is processed."""
     t0 = time.perf_counter()
     rep = check_dump(phys, read_data=read_data, threads=threads, progress=progress)
+    _check_prstatus_sizes(rep, phys)
     _check_vmcoreinfo(rep, phys)
     rep.seconds = time.perf_counter() - t0
     return rep
+
+
+def _check_prstatus_sizes(rep: VerifyReport, phys: PhysicalMemory) -> None:
+    """Each CPU's NT_PRSTATUS is one struct elf_prstatus, whose size the platform knows."""
+    plat = platform(phys.machine or "")
+    if plat is None:
+        return
+    want = plat.prstatus.note_size
+    bad = [len(n.desc) for n in phys.notes_named("CORE", NT_PRSTATUS) if len(n.desc) != want]
+    if bad:
+        rep.problems.append(f"{len(bad)} NT_PRSTATUS notes of {bad[0]} bytes; expected {want} on {phys.machine}")
 
 
 def _check_vmcoreinfo(rep: VerifyReport, phys: PhysicalMemory) -> None:
