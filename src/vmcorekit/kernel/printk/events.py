@@ -577,10 +577,9 @@ def _skipped(rules: RuleSet, fam: Family, arch_res: list[re.Pattern[str]], fn: s
 
 def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
     rep, fam = b.rep, b.fam
-    arch_res = [p for a, p in rules.arch_skip_re.items() if p is not None and (rep.arch is None or a == rep.arch
-                                                                               or a in ("arm", "i386"))]
-    if rep.arch is not None and rep.arch not in rules.arch_skip_re:
-        arch_res = [p for p in rules.arch_skip_re.values() if p is not None]
+    # Entry and exception frames of every architecture: their names never collide, and the
+    # architecture a log came from is not always certain.
+    arch_res = [p for p in rules.arch_skip_re.values() if p is not None]
     # facts and variants
     body = rep.lines[:200]
     for pat in fam.facts:
