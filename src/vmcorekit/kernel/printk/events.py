@@ -72,7 +72,7 @@ def strip_prefix(line: str) -> tuple[str, str | None]:
         if not m:
             break
         tok = m.group(0)
-        if tok[0] == "[" and tok[-2:].strip("] ")[-1:].isdigit() and ("T" in tok or "C" in tok):
+        if tok[0] == "[" and ("T" in tok or "C" in tok):
             c = _CALLER.match(tok)
             if c:
                 caller = c.group(1)
@@ -227,6 +227,7 @@ class Variant:
     title: tuple[str, ...]
     cls: str | None
     within: int
+    frames: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -286,7 +287,8 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
     fams = []
     for f in data.get("family", []):
         variants = tuple(Variant(re.compile(v["match"]), tuple(_list(v.get("title"))), v.get("class"),
-                                 int(v.get("within", 40))) for v in f.get("variant", []))
+                                 int(v.get("within", 40)), tuple(_list(v.get("frames"))))
+                         for v in f.get("variant", []))
         fams.append(Family(
             id=f["id"], cls=f.get("class", "BUG"), start=tuple(re.compile(p) for p in _list(f["start"])),
             title=tuple(_list(f.get("title"))), alt=tuple(_list(f.get("alt"))),
@@ -592,7 +594,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
                 break
     for k, v in fam.fields.items():
         rep.fields.setdefault(k, v)
-    titles, cls = fam.title, fam.cls
+    titles, cls, sources = fam.title, fam.cls, fam.frames
     for var in fam.variants:
         hit = None
         for ln in rep.lines[:var.within]:
@@ -602,6 +604,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
         if hit:
             titles = var.title or titles
             cls = var.cls or cls
+            sources = var.frames or sources
             for k, v in hit.groupdict().items():
                 if v is not None:
                     rep.fields[k] = v
@@ -614,7 +617,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
         return not _skipped(rules, fam, arch_res, fn)
 
     stack = [f for f in rep.stack if fam.sections is None or fam.sections.search(f.section)]
-    for src in fam.frames:
+    for src in sources:
         got: Frame | None = None
         if src in ("header", "header-any") or src.startswith("field:"):
             raw = rep.fields.get("fn" if src.startswith("header") else src[6:])
