@@ -55,6 +55,7 @@ _PREFIX = re.compile(
     r"|[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)? \S+ kernel: ?"
     r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)? \S+ kernel: ?"
     r"|kernel: "
+    r"|\*\* \d+ printk messages dropped \*\* ?"
     r"|\[ *\d+\.\d+\] ?"
     r"|\[ *[TC]\d+\] ?"
     r")")
@@ -646,10 +647,14 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
             pat = re.compile(src[6:])
             for i, ln in enumerate(rep.lines[:400]):
                 if pat.search(ln):
-                    for nxt in rep.lines[i:i + 12]:
+                    for k, nxt in enumerate(rep.lines[i:i + 12]):
                         m = _AT_SITE.search(nxt)
-                        if m and ok(function_name(m.group(1))):
-                            got = Frame(function_name(m.group(1)), m.group(1), section="lock")
+                        name = m.group(1) if m else None
+                        if name is None and k == 1 and ln.rstrip().endswith("at:"):
+                            fr = parse_frame(nxt)
+                            name = fr.raw if fr is not None else None
+                        if name and ok(function_name(name)):
+                            got = Frame(function_name(name), name, section="lock")
                             break
                     break
         if got is not None:
