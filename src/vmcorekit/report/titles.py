@@ -94,6 +94,8 @@ def _frame_name(rep: CrashReport) -> str:
 def _report_titles(rep: CrashReport) -> tuple[str | None, list[str]]:
     fields = dict(rep.fields)
     fields["_header"] = rep.header.strip()
+    if rep.panic is not None:
+        fields.setdefault("panic", rep.panic.strip())
     frame = _frame_name(rep)
     title = None
     for t in rep.title_templates:

@@ -235,6 +235,7 @@ class Variant:
 class Family:
     id: str
     cls: str
+    kind: str                       # panic, oops, bug, warning, hung_task, soft/hard_lockup, oom, rcu_stall
     start: tuple[re.Pattern[str], ...]
     title: tuple[str, ...]          # templates; {frame}, {field}, {Field} (capitalised)
     alt: tuple[str, ...]
@@ -250,6 +251,7 @@ class Family:
     max_lines: int
     follows: tuple[str, ...] = ()   # families whose open report this header continues ("*": any)
     needs_stack: bool = False       # no call-trace label at all -> corrupted
+    nests: bool = False             # printed in the middle of another report's stack: part of it
     rename: dict[str, str] = field(default_factory=dict)
 
 
@@ -291,7 +293,7 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
                                  int(v.get("within", 40)), tuple(_list(v.get("frames"))))
                          for v in f.get("variant", []))
         fams.append(Family(
-            id=f["id"], cls=f.get("class", "BUG"), start=tuple(re.compile(p) for p in _list(f["start"])),
+            id=f["id"], cls=f.get("class", "BUG"), kind=f.get("kind", "bug"), start=tuple(re.compile(p) for p in _list(f["start"])),
             title=tuple(_list(f.get("title"))), alt=tuple(_list(f.get("alt"))),
             frames=tuple(_list(f.get("frames", ["ip", "stack"]))), skip=_alt(_list(f.get("skip"))),
             sections=_alt(_list(f.get("sections"))),
@@ -299,7 +301,7 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
             attach=bool(f.get("attach", False)), needs_frame=bool(f.get("needs_frame", True)),
             priority=int(f.get("priority", 0)), fields=dict(f.get("fields", {})),
             max_lines=int(f.get("max_lines", MAX_LINES)), follows=tuple(_list(f.get("follows"))),
-            needs_stack=bool(f.get("needs_stack", False)), rename=dict(f.get("rename", {}))))
+            needs_stack=bool(f.get("needs_stack", False)), nests=bool(f.get("nests", False)), rename=dict(f.get("rename", {}))))
     fams.sort(key=lambda f: -f.priority)
     arch = data.get("arch", {})
     arch_skip = {a: frozenset(x for x in _list(v.get("skip")) if not x.startswith("^")) for a, v in arch.items()}
@@ -339,7 +341,9 @@ class CrashReport:
     family: str
     cls: str
     header: str                         # the line that started the report (prefix stripped)
+    kind: str = "bug"                   # panic, oops, bug, warning, hung_task, soft_lockup, ...
     fields: dict[str, str] = field(default_factory=dict)
+    header_fields: dict[str, str] = field(default_factory=dict)  # what the header line itself says
     title_templates: tuple[str, ...] = ()
     alt_templates: tuple[str, ...] = ()
     guilty: Frame | None = None
@@ -369,7 +373,7 @@ class CrashReport:
         return [f.function for f in self.stack]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "family": self.family, "class": self.cls,
+        return {"start": self.start, "end": self.end, "family": self.family, "class": self.cls, "kind": self.kind,
                 "header": self.header, "guilty_frame": None if self.guilty is None else self.guilty.as_dict(),
                 "corrupted": self.corrupted, "corrupted_why": list(self.corrupted_why),
                 "cpu": self.cpu, "pid": self.pid, "comm": self.comm, "taint": self.taint,
@@ -386,8 +390,9 @@ class _Builder:
 
     def __init__(self, fam: Family, m: re.Match[str], idx: int, text: str, caller: str | None) -> None:
         self.fam = fam
-        self.rep = CrashReport(start=idx, end=idx, family=fam.id, cls=fam.cls, header=text,
-                               fields={k: v for k, v in m.groupdict().items() if v is not None}, caller=caller)
+        groups = {k: v for k, v in m.groupdict().items() if v is not None}
+        self.rep = CrashReport(start=idx, end=idx, family=fam.id, cls=fam.cls, header=text.strip(),
+                               kind=fam.kind, fields=dict(groups), header_fields=groups, caller=caller)
         self.rep.lines.append(text)
         self.section = "header"
         self.irq = False
@@ -395,10 +400,12 @@ class _Builder:
         self.in_modules = False
         self.seen_stack_end = False
         self.has_trace_label = False
+        self.last_was_frame = False
 
     def add(self, idx: int, text: str, caller: str | None) -> None:
         rep = self.rep
         rep.end = idx
+        self.last_was_frame = False
         if len(rep.lines) < MAX_LINES:
             rep.lines.append(text)
         else:
@@ -418,6 +425,7 @@ class _Builder:
             if len(rep.stack) < MAX_FRAMES:
                 rep.stack.append(Frame(fr.function, fr.raw, fr.offset, fr.size, fr.module, fr.reliable,
                                        fr.inline, self.section, self.irq, idx))
+            self.last_was_frame = True
             return
         if _IRQ_OPEN.match(s):
             self.irq = True
@@ -476,7 +484,7 @@ class _Builder:
 
 def _matches(rules: RuleSet, text: str) -> tuple[Family, re.Match[str]] | None:
     s = text.strip()
-    if not s or not rules.prefilter.search(s):
+    if not s or s.startswith("---[ end ") or not rules.prefilter.search(s):
         return None
     for fam in rules.families:
         for pat in fam.start:
@@ -509,6 +517,10 @@ def find_reports(lines: Iterable[str | bytes], rules: RuleSet | None = None) -> 
                 cur.rep.followers.append(text.strip())
                 if fam.id == "panic" and cur.rep.panic is None:
                     cur.rep.panic = m.groupdict().get("msg") or text.strip()
+                last = cur
+                continue
+            if cur is not None and fam.nests and cur.last_was_frame:
+                cur.add(idx, text, caller)
                 last = cur
                 continue
             if cur is not None and _continues(cur, fam, text):
