@@ -93,3 +93,7 @@ def partial_result(message: str, *, reported: bool = True) -> None:
     import warnings
 
     warnings.warn(PartialResultWarning(message, reported=reported), stacklevel=2)
+
+
+class LogInputError(VmcorekitError):
+    """A file given as a kernel log cannot be read as one (empty, binary, not text, unreadable)."""
