@@ -203,6 +203,7 @@ _CPU_LINE = re.compile(r"^CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm
                        r"(?:Kdump: \S+ )?(?P<taint>Not tainted|Tainted: [A-Z ]*?[A-Z])"
                        r"(?:\s+(?P<release>\S+))?")
 _TAINT_LINE = re.compile(r"^\s*(?P<taint>Not tainted|Tainted: [A-Z ]*?[A-Z])\s+(?P<release>\S+)")
+_MODULE_TOKEN = re.compile(r"^[\w\-]+(?:\([A-Z+\-]+\))?$")
 _MODULES = re.compile(r"^Modules linked in:(?P<mods>.*)$")
 _SECTION_END = re.compile(r"^(?:---\[ end |\s*-+\[ cut here \]-+|=+$)")
 _IRQ_PREFIX = re.compile(r"^<(IRQ|NMI|SOFTIRQ|EOI)>\s+")
@@ -394,6 +395,8 @@ class _Builder:
         self.rep = CrashReport(start=idx, end=idx, family=fam.id, cls=fam.cls, header=text.strip(),
                                kind=fam.kind, fields=dict(groups), header_fields=groups, caller=caller)
         self.rep.lines.append(text)
+        if "[#" in text and (e := _ERR_CODE.search(text)):
+            self.rep.error_code = e["code"]
         self.section = "header"
         self.irq = False
         self.sections = 0
@@ -444,12 +447,11 @@ class _Builder:
             return
         if s.startswith("Modules linked in:"):
             m = _MODULES.match(s)
-            mods = m["mods"].split() if m else []
+            mods = [t for t in (m["mods"].split() if m else []) if _MODULE_TOKEN.match(t)]
             rep.modules = mods[:MAX_MODULES]
             self.in_modules = True
             return
-        if self.in_modules and not _SECTION_LABEL.match(s) and not _REGISTER.match(s) and "(" not in s \
-                and ":" not in s and len(rep.modules) < MAX_MODULES:
+        if self.in_modules and len(rep.modules) < MAX_MODULES and all(_MODULE_TOKEN.match(t) for t in s.split()):
             rep.modules.extend(s.split()[:MAX_MODULES - len(rep.modules)])
             return
         self.in_modules = False
