@@ -200,9 +200,9 @@ _ARCH_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (
 
 # "CPU: 0 PID: 1 Comm: x Not tainted 6.1.0 #1" and 6.12's "CPU: 0 UID: 0 PID: 1 Comm: x ...".
 _CPU_LINE = re.compile(r"^CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.{0,64}?) "
-                       r"(?:Kdump: \S+ )?(?P<taint>Not tainted|Tainted: [A-Z ]*?[A-Z])"
+                       r"(?:Kdump: \S+ )?(?P<taint>Not tainted|Tainted: [A-Z ]*[A-Z])"
                        r"(?:\s+(?P<release>\S+))?")
-_TAINT_LINE = re.compile(r"^\s*(?P<taint>Not tainted|Tainted: [A-Z ]*?[A-Z])\s+(?P<release>\S+)")
+_TAINT_LINE = re.compile(r"^\s*(?P<taint>Not tainted|Tainted: [A-Z ]*[A-Z])\s+(?P<release>\S+)")
 _MODULE_TOKEN = re.compile(r"^[\w\-]+(?:\([A-Z+\-]+\))?$")
 _MODULES = re.compile(r"^Modules linked in:(?P<mods>.*)$")
 _SECTION_END = re.compile(r"^(?:---\[ end |\s*-+\[ cut here \]-+|=+$)")
