@@ -212,9 +212,13 @@ _IRQ_OPEN = re.compile(r"^\s*<(?:IRQ|NMI|SOFTIRQ|EOI)>\s*$")
 _IRQ_CLOSE = re.compile(r"^\s*</(?:IRQ|NMI|SOFTIRQ|EOI)>\s*$")
 _SECTION_LABEL = re.compile(r"^\s*(?:[A-Za-z#\->(\[][^\n]{0,160}:|.*\bbacktrace\b.*|-> #\d+ .*)\s*$")
 _TRACE_LABEL = re.compile(r"^(?:Call [Tt]race:?|Backtrace:|stack backtrace:|backtrace(?: \(crc [0-9a-f]+\))?:|"
-                          r"Call Trace \(from|Exception stack|\[<[0-9a-f]+>\] \(\w+\) from|"
+                          r"Call Trace \(from|"
                           r"(?:Allocated|Freed) by task|Uninit was (?:created|stored)|-> #\d)")
 _AT_SITE = re.compile(r"\bat: (?:\[<[0-9a-f]+>\])?\s*([A-Za-z_$][\w$.]*)\+0x")
+# Lines of another task's dump (fault injection, an allocation failure's report) printed into
+# the middle of a trace: the frames after them may belong to either.
+_FOREIGN = re.compile(r"^(?:FAULT_INJECTION: forcing a failure|.*\bcpuset=|.*\bmems_allowed=|"
+                      r"Mem-Info:|warn_alloc: |\S+: page allocation failure)")
 _NOISE = re.compile(r"^(?:\d{4}/\d\d/\d\d |executing program|syzkaller login|audit: |\*\* \d+ printk)")
 _REGISTER = re.compile(r"^\s*(?:[A-Z0-9]{2,4}|[a-z]{1,2}\d{0,2}|x\d{1,2}|GPR\d\d|Krnl GPRS)\s*: ?[0-9a-f]{4,}")
 
@@ -368,6 +372,7 @@ class CrashReport:
     lines: list[str] = field(default_factory=list)  # the report's lines, prefix-stripped (bounded)
     followers: list[str] = field(default_factory=list)  # headers that joined it (panic, Oops: ...)
     cut: bool = False
+    interleaved_at: int | None = None   # index in `stack` of the first frame after foreign output
 
     @property
     def functions(self) -> list[str]:
@@ -404,6 +409,8 @@ class _Builder:
         self.seen_stack_end = False
         self.has_trace_label = False
         self.last_was_frame = False
+        self.in_trace = False
+        self.noise_in_trace = False
 
     def add(self, idx: int, text: str, caller: str | None) -> None:
         rep = self.rep
@@ -425,6 +432,11 @@ class _Builder:
             text = " " + s
         fr = parse_frame(text)
         if fr is not None:
+            if self.noise_in_trace:
+                # other output between two frames of one trace: interleaved with another dump
+                if rep.interleaved_at is None and len(rep.stack) < MAX_FRAMES:
+                    rep.interleaved_at = len(rep.stack)
+                self.noise_in_trace = False
             if len(rep.stack) < MAX_FRAMES:
                 rep.stack.append(Frame(fr.function, fr.raw, fr.offset, fr.size, fr.module, fr.reliable,
                                        fr.inline, self.section, self.irq, idx))
@@ -475,13 +487,17 @@ class _Builder:
             rep.error_code = m["code"]
         if _REGISTER.match(s):
             return
+        if self.in_trace and rep.stack and rep.stack[-1].section == self.section and _FOREIGN.search(s):
+            self.noise_in_trace = True
         if _TRACE_LABEL.match(s):
             self.has_trace_label = True
+            self.in_trace = True
         if (s.endswith(":") or "-> #" in s or "backtrace" in s) and len(s) < 160 and _SECTION_LABEL.match(s) \
                 and not _NOISE.match(s):
             if self.sections < MAX_SECTIONS:
                 self.section = s[:160]
                 self.sections += 1
+                self.noise_in_trace = False
 
 
 def _matches(rules: RuleSet, text: str) -> tuple[Family, re.Match[str]] | None:
@@ -674,7 +690,14 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
         if got is not None:
             rep.guilty, rep.guilty_from = got, src
             break
-    if fam.needs_stack and not b.has_trace_label:
+    if rep.guilty is not None and rep.interleaved_at is not None and rep.guilty_from in (
+            "stack", "stack-any", "task-stack", "dispatch") and rep.guilty.line >= rep.stack[
+            min(rep.interleaved_at, len(rep.stack) - 1)].line:
+        rep.guilty = None
+        rep.corrupted = True
+        rep.corrupted_why.append("interleaved")
+    if fam.needs_stack and not b.has_trace_label and not any(
+            f.reliable and not _skipped(rules, fam, arch_res, f.function) for f in rep.stack):
         rep.guilty = None
         rep.corrupted = True
         rep.corrupted_why.append("no call trace")
