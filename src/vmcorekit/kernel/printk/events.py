@@ -274,6 +274,7 @@ class RuleSet:
     interrupt_entry: re.Pattern[str] | None = None          # the interrupt a stall is reported from
     stall_anchors: re.Pattern[str] | None = None            # waits that name a stall themselves
     stall_reporters: re.Pattern[str] | None = None          # the code that prints a stall
+    foreign_frames: re.Pattern[str] | None = None           # frames only another kind of dump has
 
     def family(self, fid: str) -> Family | None:
         return next((f for f in self.families if f.id == fid), None)
@@ -322,7 +323,8 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
                    rename=dict(data.get("rename", {})),
                    interrupt_entry=_alt(_list(data.get("stall", {}).get("interrupt_entry"))),
                    stall_anchors=_alt(_list(data.get("stall", {}).get("anchors"))),
-                   stall_reporters=_alt(_list(data.get("stall", {}).get("reporters"))))
+                   stall_reporters=_alt(_list(data.get("stall", {}).get("reporters"))),
+                   foreign_frames=_alt(_list(data.get("foreign_frames"))))
 
 
 @lru_cache(maxsize=4)
@@ -690,6 +692,12 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
         if got is not None:
             rep.guilty, rep.guilty_from = got, src
             break
+    if rules.foreign_frames is not None:
+        for i, f in enumerate(rep.stack):
+            if f.reliable and rules.foreign_frames.fullmatch(f.function) and fam.id not in ("oom",):
+                if rep.interleaved_at is None or i < rep.interleaved_at:
+                    rep.interleaved_at = i
+                break
     if rep.guilty is not None and rep.interleaved_at is not None and rep.guilty_from in (
             "stack", "stack-any", "task-stack", "dispatch") and rep.guilty.line >= rep.stack[
             min(rep.interleaved_at, len(rep.stack) - 1)].line:
