@@ -210,7 +210,7 @@ _IRQ_PREFIX = re.compile(r"^<(IRQ|NMI|SOFTIRQ|EOI)>\s+")
 _INNER_TS = re.compile(r"^\[ *\d+\.\d+\]\s*")
 _IRQ_OPEN = re.compile(r"^\s*<(?:IRQ|NMI|SOFTIRQ|EOI)>\s*$")
 _IRQ_CLOSE = re.compile(r"^\s*</(?:IRQ|NMI|SOFTIRQ|EOI)>\s*$")
-_SECTION_LABEL = re.compile(r"^\s*(?:[A-Za-z#\->(\[][^\n]{0,160}:|.*\bbacktrace\b.*|-> #\d+ .*)\s*$")
+_SECTION_LABEL = re.compile(r"^\s*(?:[A-Za-z#\->(\[.][^\n]{0,160}:|.*\bbacktrace\b.*|-> #\d+ .*)\s*$")
 _TRACE_LABEL = re.compile(r"^(?:Call [Tt]race:?|Backtrace:|stack backtrace:|backtrace(?: \(crc [0-9a-f]+\))?:|"
                           r"Call Trace \(from|"
                           r"(?:Allocated|Freed) by task|Uninit was (?:created|stored)|-> #\d)")
