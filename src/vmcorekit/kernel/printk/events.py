@@ -675,11 +675,14 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
                     break
         elif src == "dispatch":
             got = _dispatch_frame(rules, fam, arch_res, stack)
-        elif src.startswith("after:"):
-            pat = re.compile(src[6:])
+        elif src.startswith(("after:", "after1:")):
+            # the lock site ("at: func+0x..") on the line matching the regex or those after it;
+            # after1: only that line and the next
+            span = 2 if src.startswith("after1:") else 12
+            pat = re.compile(src.split(":", 1)[1])
             for i, ln in enumerate(rep.lines[:400]):
                 if pat.search(ln):
-                    for k, nxt in enumerate(rep.lines[i:i + 12]):
+                    for k, nxt in enumerate(rep.lines[i:i + span]):
                         m = _AT_SITE.search(nxt)
                         name = m.group(1) if m else None
                         if name is None and k == 1 and ln.rstrip().endswith("at:"):
