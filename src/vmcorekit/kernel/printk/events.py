@@ -660,8 +660,8 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
                 name = re.sub(r"\+0x.*$", "", name)
                 if re.fullmatch(r"[A-Za-z_$][\w$.]*", name) and (src == "header-any" or ok(function_name(name))):
                     got = fr or Frame(function_name(name), name, section="header", line=rep.start)
-        elif src == "ip":
-            if rep.ip_frame is not None and ok(rep.ip_frame.function):
+        elif src in ("ip", "ip-any"):
+            if rep.ip_frame is not None and (src == "ip-any" or ok(rep.ip_frame.function)):
                 got = rep.ip_frame
         elif src in ("stack", "stack-any"):
             for f in stack:
@@ -702,7 +702,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
                     rep.interleaved_at = i
                 break
     if rep.guilty is not None and rep.interleaved_at is not None and rep.guilty_from in (
-            "stack", "stack-any", "task-stack", "dispatch") and rep.guilty.line >= rep.stack[
+            "stack", "stack-any", "task-stack") and rep.guilty.line >= rep.stack[
             min(rep.interleaved_at, len(rep.stack) - 1)].line:
         rep.guilty = None
         rep.corrupted = True
