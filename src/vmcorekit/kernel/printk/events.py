@@ -668,6 +668,8 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
                 if (f.reliable or src == "stack-any") and ok(f.function):
                     got = f
                     break
+        elif src == "stack-raw":    # the innermost reliable frame, whatever it is
+            got = next((f for f in stack if f.reliable), None)
         elif src == "task-stack":   # frames outside interrupt context
             for f in stack:
                 if f.reliable and not f.irq and ok(f.function):
