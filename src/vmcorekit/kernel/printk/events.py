@@ -676,7 +676,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
                     got = f
                     break
         elif src == "dispatch":
-            got = _dispatch_frame(rules, fam, arch_res, stack)
+            got = _dispatch_frame(rules, fam, arch_res, stack, rep.ip_frame)
         elif src.startswith(("after:", "after1:")):
             # the lock site ("at: func+0x..") on the line matching the regex or those after it;
             # after1: only that line and the next
@@ -727,7 +727,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
 
 
 def _dispatch_frame(rules: RuleSet, fam: Family, arch_res: list[re.Pattern[str]],
-                    stack: list[Frame]) -> Frame | None:
+                    stack: list[Frame], ip: Frame | None = None) -> Frame | None:
     """A stall's guilty frame: the function a generic dispatcher (syscall entry, ioctl, sendmsg,
     a timer, a work item, the network receive path) handed control to, nearest the stall; else
     the syscall the task was in. Frames inside the interrupt that reported the stall are skipped."""
@@ -750,7 +750,7 @@ def _dispatch_frame(rules: RuleSet, fam: Family, arch_res: list[re.Pattern[str]]
     if not frames:
         return None
     if rules.stall_anchors is not None:
-        for f in frames:
+        for f in ([ip] if ip is not None else []) + frames:
             if rules.stall_anchors.fullmatch(f.function):
                 return f
     best: Frame | None = None
