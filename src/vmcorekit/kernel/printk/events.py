@@ -761,7 +761,7 @@ def _dispatch_frame(rules: RuleSet, fam: Family, arch_res: list[re.Pattern[str]]
         if syscall is None and (m := _SYSCALL.match(caller.function)) and not _SYSCALL.match(callee.function):
             syscall = Frame("sys_" + m["name"], caller.raw, section=caller.section, line=caller.line)
         if rules.dispatchers is not None and rules.dispatchers.fullmatch(caller.function) \
-                and not rules.dispatchers.fullmatch(callee.function) and not _SYSCALL.match(callee.function) \
+                and not _SYSCALL.match(callee.function) \
                 and not _skipped(rules, fam, arch_res, callee.function) \
                 and not (rules.stall_reporters is not None and rules.stall_reporters.fullmatch(callee.function)) \
                 and not (rules.stall_skip is not None and rules.stall_skip.fullmatch(callee.function)):
