@@ -327,12 +327,12 @@ def panic_message(prog: "Program", log: Any = None) -> PanicMessage | None:
         hit = next((r for r in reversed(reps) if r.kind in ("oops", "bug")), None)
         if hit is None:
             return None
-    if hit.panic is not None:
-        message = next((ln.strip() for ln in hit.lines if "Kernel panic - not syncing" in ln
-                        and not ln.lstrip().startswith("---[ end ")), hit.header)
+    if hit.panic is not None and hit.panic_line is not None:
+        at = hit.panic_line
+        message = "Kernel panic - not syncing: " + hit.panic.strip()
     else:
         message = hit.followers[-1] if hit.followers else hit.header
-    at = next((hit.start + k for k, ln in enumerate(hit.lines) if ln.strip() == message), hit.start)
+        at = next((hit.start + k for k, ln in enumerate(hit.lines) if ln.strip() == message), hit.start)
     rec = recs[rec_of[min(at, len(rec_of) - 1)]]
     pm = PanicMessage(message, seq=rec.seq, timestamp_ns=rec.ts_nsec, caller=rec.caller)
     if hit.header != message:

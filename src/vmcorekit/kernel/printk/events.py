@@ -16,8 +16,10 @@ data: a versioned rules file (`RuleSet`, compiled from the TOML the report layer
 of the shapes every report shares: printk prefixes, stack frames, the CPU/PID/Comm line,
 the instruction-pointer line of each architecture, "Modules linked in:".
 
-Everything is bounded: lines are read one at a time, a report keeps at most MAX_LINES lines
-and MAX_FRAMES frames, a line is cut at MAX_LINE_CHARS — a 2 GB log streams in constant memory.
+Everything is bounded: lines are read one at a time, a line is cut at MAX_LINE_CHARS, a report
+keeps its first KEEP_LINES lines (each cut at KEEP_CHARS) and MAX_FRAMES frames and closes as cut
+after MAX_LINES lines, at most MAX_OPEN reports are open at once — a 2 GB log streams in
+constant memory.
 """
 from __future__ import annotations
 
@@ -34,7 +36,9 @@ __all__ = ["Frame", "CrashReport", "RuleSet", "Family", "find_reports", "first_r
            "compile_rules", "arch_skip_frames", "RULES_PATH", "ARCHES"]
 
 MAX_LINE_CHARS = 4096
-MAX_LINES = 3000       # lines kept per report (a longer report is cut and marked so)
+MAX_LINES = 3000       # a report longer than this is closed and marked cut
+KEEP_LINES = 400       # lines of a report kept as text (facts, lock sites and variants are read there)
+KEEP_CHARS = 512
 MAX_FRAMES = 512       # frames kept per report
 MAX_SECTIONS = 128
 MAX_MODULES = 1024
@@ -369,7 +373,8 @@ class CrashReport:
     ip_frame: Frame | None = None
     arch: str | None = None
     error_code: str | None = None
-    panic: str | None = None            # "Kernel panic - not syncing: ..." that closed it
+    panic: str | None = None            # the panic message ("..." of "Kernel panic - not syncing: ...")
+    panic_line: int | None = None       # its line
     caller: str | None = None
     lines: list[str] = field(default_factory=list)  # the report's lines, prefix-stripped (bounded)
     followers: list[str] = field(default_factory=list)  # headers that joined it (panic, Oops: ...)
@@ -401,7 +406,7 @@ class _Builder:
         groups = {k: v for k, v in m.groupdict().items() if v is not None}
         self.rep = CrashReport(start=idx, end=idx, family=fam.id, cls=fam.cls, header=text.strip(),
                                kind=fam.kind, fields=dict(groups), header_fields=groups, caller=caller)
-        self.rep.lines.append(text)
+        self.rep.lines.append(text[:KEEP_CHARS])
         if "[#" in text and (e := _ERR_CODE.search(text)):
             self.rep.error_code = e["code"]
         self.section = "header"
@@ -418,10 +423,8 @@ class _Builder:
         rep = self.rep
         rep.end = idx
         self.last_was_frame = False
-        if len(rep.lines) < MAX_LINES:
-            rep.lines.append(text)
-        else:
-            rep.cut = True
+        if len(rep.lines) < KEEP_LINES:
+            rep.lines.append(text[:KEEP_CHARS])
         s = text.strip()
         if not s:
             self.in_modules = False
@@ -534,9 +537,10 @@ def find_reports(lines: Iterable[str | bytes], rules: RuleSet | None = None) -> 
                 cur = last      # a log whose first lines had no caller ids
             if cur is not None and fam.attach and idx - cur.rep.end <= 200:
                 cur.add(idx, text, caller)
-                cur.rep.followers.append(text.strip())
+                _follow(cur.rep, text)
                 if fam.id == "panic" and cur.rep.panic is None:
                     cur.rep.panic = m.groupdict().get("msg") or text.strip()
+                    cur.rep.panic_line = idx
                 last = cur
                 continue
             if cur is not None and fam.nests and cur.last_was_frame:
@@ -545,7 +549,7 @@ def find_reports(lines: Iterable[str | bytes], rules: RuleSet | None = None) -> 
                 continue
             if cur is not None and _continues(cur, fam, text):
                 cur.add(idx, text, caller)
-                cur.rep.followers.append(text.strip())
+                _follow(cur.rep, text)
                 last = cur
                 continue
             if cur is not None:
@@ -559,6 +563,7 @@ def find_reports(lines: Iterable[str | bytes], rules: RuleSet | None = None) -> 
             open_[caller] = cur
             if fam.id == "panic":
                 cur.rep.panic = m.groupdict().get("msg") or text.strip()
+                cur.rep.panic_line = idx
             last = cur
             continue
         if cur is None:
@@ -593,6 +598,11 @@ def _continues(cur: _Builder, fam: Family, text: str) -> bool:
     if rep.stack or cur.has_trace_label:
         return False
     return (rep.family in fam.follows or "*" in fam.follows) and rep.end - rep.start < 30
+
+
+def _follow(rep: CrashReport, text: str) -> None:
+    if len(rep.followers) < 16:
+        rep.followers.append(text.strip()[:KEEP_CHARS])
 
 
 def first_report(lines: Iterable[str | bytes], rules: RuleSet | None = None) -> CrashReport | None:
