@@ -279,6 +279,7 @@ class RuleSet:
     stall_anchors: re.Pattern[str] | None = None            # waits that name a stall themselves
     stall_reporters: re.Pattern[str] | None = None          # the code that prints a stall
     foreign_frames: re.Pattern[str] | None = None           # frames only another kind of dump has
+    triggers: re.Pattern[str] | None = None                 # literals every header line contains
 
     def family(self, fid: str) -> Family | None:
         return next((f for f in self.families if f.id == fid), None)
@@ -318,6 +319,11 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
     arch_re = {a: _alt(_list(v.get("skip")) + _list(v.get("skip_patterns"))) for a, v in arch.items()}
     skip = data.get("skip", {})
     pre = _alt(re.sub(r"\(\?P<\w+>", "(?:", p.pattern) for f in fams for p in f.start)
+    triggers = _list(data.get("triggers"))
+    for f in fams:
+        for p in f.start:
+            if triggers and not any(t in p.pattern for t in triggers):
+                raise ValueError(f"rules: family {f.id}: start pattern {p.pattern!r} contains none of the triggers")
     return RuleSet(version=int(data.get("version", 0)), families=tuple(fams),
                    skip=_alt(_list(skip.get("frames")) + _list(skip.get("patterns"))) or re.compile("(?!)"),
                    arch_skip=arch_skip, arch_skip_re=arch_re,
@@ -328,7 +334,8 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
                    interrupt_entry=_alt(_list(data.get("stall", {}).get("interrupt_entry"))),
                    stall_anchors=_alt(_list(data.get("stall", {}).get("anchors"))),
                    stall_reporters=_alt(_list(data.get("stall", {}).get("reporters"))),
-                   foreign_frames=_alt(_list(data.get("foreign_frames"))))
+                   foreign_frames=_alt(_list(data.get("foreign_frames"))),
+                   triggers=re.compile("|".join(map(re.escape, triggers))) if triggers else None)
 
 
 @lru_cache(maxsize=4)
@@ -506,6 +513,8 @@ class _Builder:
 
 
 def _matches(rules: RuleSet, text: str) -> tuple[Family, re.Match[str]] | None:
+    if rules.triggers is not None and not rules.triggers.search(text):
+        return None
     s = text.strip()
     if not s or s.startswith("---[ end ") or not rules.prefilter.search(s):
         return None
