@@ -51,8 +51,9 @@ RULES_PATH = Path(__file__).resolve().parents[2] / "report" / "rules" / "titles.
 
 # -- one line -----------------------------------------------------------------------------------
 # What precedes the message on a console/syslog/journal line: syslog "<4>", journal and syslog
-# "Jan  1 00:00:00 host kernel: " or ISO stamps, printk's "[   12.345678]" and the caller id
-# "[ T1234]"/"[ C0]" (alone or after the time; with or without a space between).
+# "Jan  1 00:00:00 host kernel: " or ISO stamps, printk's "[   12.345678]" (dmesg -T's
+# "[Mon Jan  1 00:00:00 2024]") and the caller id "[ T1234]"/"[ C0]" (alone or after the time;
+# with or without a space between).
 _PREFIX = re.compile(
     r"^(?:"
     r"<\d{1,3}>"
@@ -61,6 +62,7 @@ _PREFIX = re.compile(
     r"|kernel: "
     r"|\*\* \d+ printk messages dropped \*\* ?"
     r"|\[ *\d+\.\d+\] ?"
+    r"|\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\] ?"
     r"|\[ *[TC]\d+\] ?"
     r")")
 _CALLER = re.compile(r"\[ *([TC]\d+)\]")
@@ -209,7 +211,6 @@ _CPU_LINE = re.compile(r"^CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm
 _TAINT_LINE = re.compile(r"^\s*(?P<taint>Not tainted|Tainted: [A-Z ]*[A-Z])\s+(?P<release>\S+)")
 _MODULE_TOKEN = re.compile(r"^[\w\-]+(?:\([A-Z+\-]+\))?$")
 _MODULES = re.compile(r"^Modules linked in:(?P<mods>.*)$")
-_SECTION_END = re.compile(r"^(?:---\[ end |\s*-+\[ cut here \]-+|=+$)")
 _IRQ_PREFIX = re.compile(r"^<(IRQ|NMI|SOFTIRQ|EOI)>\s+")
 _INNER_TS = re.compile(r"^\[ *\d+\.\d+\]\s*")
 _IRQ_OPEN = re.compile(r"^\s*<(?:IRQ|NMI|SOFTIRQ|EOI)>\s*$")
@@ -246,7 +247,7 @@ class Family:
     cls: str
     kind: str                       # panic, oops, bug, warning, hung_task, soft/hard_lockup, oom, rcu_stall
     start: tuple[re.Pattern[str], ...]
-    title: tuple[str, ...]          # templates; {frame}, {field}, {Field} (capitalised)
+    title: tuple[str, ...]          # templates: {frame}, {guilty}, {header}, {field}, {field:lower|num|func|slug}
     alt: tuple[str, ...]
     frames: tuple[str, ...]         # where to look for the guilty frame, in order
     skip: re.Pattern[str] | None    # extra frames this family never names
@@ -261,7 +262,6 @@ class Family:
     follows: tuple[str, ...] = ()   # families whose open report this header continues ("*": any)
     needs_stack: bool = False       # no call-trace label at all -> corrupted
     nests: bool = False             # printed in the middle of another report's stack: part of it
-    rename: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -312,10 +312,11 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
             attach=bool(f.get("attach", False)), needs_frame=bool(f.get("needs_frame", True)),
             priority=int(f.get("priority", 0)), fields=dict(f.get("fields", {})),
             max_lines=int(f.get("max_lines", MAX_LINES)), follows=tuple(_list(f.get("follows"))),
-            needs_stack=bool(f.get("needs_stack", False)), nests=bool(f.get("nests", False)), rename=dict(f.get("rename", {}))))
+            needs_stack=bool(f.get("needs_stack", False)), nests=bool(f.get("nests", False))))
     fams.sort(key=lambda f: -f.priority)
     arch = data.get("arch", {})
-    arch_skip = {a: frozenset(x for x in _list(v.get("skip")) if not x.startswith("^")) for a, v in arch.items()}
+    arch_skip = {a: frozenset(x for x in _list(v.get("skip")) if re.fullmatch(r"[A-Za-z_]\w*", x))
+                 for a, v in arch.items()}
     arch_re = {a: _alt(_list(v.get("skip")) + _list(v.get("skip_patterns"))) for a, v in arch.items()}
     skip = data.get("skip", {})
     pre = _alt(re.sub(r"\(\?P<\w+>", "(?:", p.pattern) for f in fams for p in f.start)
@@ -346,7 +347,9 @@ def default_rules(path: str | None = None) -> RuleSet:
 
 
 def arch_skip_frames(arch: str, rules: RuleSet | None = None) -> frozenset[str]:
-    """Frames of one architecture that never name a bug (entry code, exception handlers)."""
+    """Frames of one architecture that never name a bug (entry code, exception handlers): the
+    exact names of the rules' [arch.ARCH] section (its patterns, e.g. "asm_exc_.*", are in
+    RuleSet.arch_skip_re). ARCH: x86_64, aarch64, ppc64le, riscv64, s390x, arm."""
     rules = rules or default_rules()
     return rules.arch_skip.get(arch, frozenset())
 
@@ -420,7 +423,6 @@ class _Builder:
         self.irq = False
         self.sections = 0
         self.in_modules = False
-        self.seen_stack_end = False
         self.has_trace_label = False
         self.last_was_frame = False
         self.in_trace = False
@@ -479,7 +481,7 @@ class _Builder:
             rep.modules.extend(s.split()[:MAX_MODULES - len(rep.modules)])
             return
         self.in_modules = False
-        if rep.ip is None:
+        if rep.ip is None and not s.startswith(("RIP: 0033:", "RIP: 0023:", "RIP: 002b:")):   # user mode
             for arch, label, pat in _IP_LINES:
                 if s.startswith(label) and (m := pat.match(s)):
                     rep.ip, rep.ip_label = m["where"], label
@@ -741,6 +743,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
         rep.corrupted = True
         rep.corrupted_why.append("no guilty frame" if rep.stack else "no stack")
     if rep.cut:
+        rep.corrupted = True
         rep.corrupted_why.append("cut")
     return rep
 
