@@ -42,6 +42,7 @@ KEEP_CHARS = 512
 MAX_FRAMES = 512       # frames kept per report
 MAX_SECTIONS = 128
 MAX_MODULES = 1024
+IGNORED = "(ignored) "  # section prefix of frames in a part of a report that never holds the bug
 MAX_OPEN = 8           # reports open at once (one per printk caller in interleaved output)
 ARCHES = ("x86_64", "aarch64", "ppc64le", "riscv64", "s390x", "arm")
 
@@ -262,6 +263,9 @@ class Family:
     follows: tuple[str, ...] = ()   # families whose open report this header continues ("*": any)
     needs_stack: bool = False       # no call-trace label at all -> corrupted
     nests: bool = False             # printed in the middle of another report's stack: part of it
+    # parts of the report that never hold the bug: (from, to) line regexes; frames between are
+    # kept but never named (e.g. an RCU stall's dump of the grace-period kthread)
+    ignore: tuple[tuple[re.Pattern[str], re.Pattern[str] | None], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -312,7 +316,9 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
             attach=bool(f.get("attach", False)), needs_frame=bool(f.get("needs_frame", True)),
             priority=int(f.get("priority", 0)), fields=dict(f.get("fields", {})),
             max_lines=int(f.get("max_lines", MAX_LINES)), follows=tuple(_list(f.get("follows"))),
-            needs_stack=bool(f.get("needs_stack", False)), nests=bool(f.get("nests", False))))
+            needs_stack=bool(f.get("needs_stack", False)), nests=bool(f.get("nests", False)),
+            ignore=tuple((re.compile(g["from"]), re.compile(g["to"]) if g.get("to") else None)
+                         for g in f.get("ignore", []))))
     fams.sort(key=lambda f: -f.priority)
     arch = data.get("arch", {})
     arch_skip = {a: frozenset(x for x in _list(v.get("skip")) if re.fullmatch(r"[A-Za-z_]\w*", x))
@@ -425,6 +431,7 @@ class _Builder:
         self.in_modules = False
         self.has_trace_label = False
         self.last_was_frame = False
+        self.ignoring: int | None = None
         self.in_trace = False
         self.noise_in_trace = False
 
@@ -438,6 +445,13 @@ class _Builder:
         if not s:
             self.in_modules = False
             return
+        if self.fam.ignore:
+            if self.ignoring is not None:
+                end = self.fam.ignore[self.ignoring][1]
+                if end is not None and end.search(s):
+                    self.ignoring = None
+            if self.ignoring is None:
+                self.ignoring = next((k for k, (a, _) in enumerate(self.fam.ignore) if a.search(s)), None)
         if s[0] == "<" and (m := _IRQ_PREFIX.match(s)):
             self.irq = m.group(1) != "EOI"
             text = s = _INNER_TS.sub("", s[m.end():]).strip()
@@ -453,7 +467,8 @@ class _Builder:
                 self.noise_in_trace = False
             if len(rep.stack) < MAX_FRAMES:
                 rep.stack.append(Frame(fr.function, fr.raw, fr.offset, fr.size, fr.module, fr.reliable,
-                                       fr.inline, self.section, self.irq, idx))
+                                       fr.inline, IGNORED + self.section if self.ignoring else self.section,
+                                       self.irq, idx))
             self.last_was_frame = True
             return
         if _IRQ_OPEN.match(s):
@@ -670,7 +685,8 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
     def ok(fn: str) -> bool:
         return not _skipped(rules, fam, arch_res, fn)
 
-    stack = [f for f in rep.stack if fam.sections is None or fam.sections.search(f.section)]
+    stack = [f for f in rep.stack if (fam.sections is None or fam.sections.search(f.section))
+             and not f.section.startswith(IGNORED)]
     for src in sources:
         got: Frame | None = None
         if src in ("header", "header-any") or src.startswith("field:"):
