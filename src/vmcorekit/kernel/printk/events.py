@@ -240,6 +240,7 @@ class Variant:
     cls: str | None
     within: int
     frames: tuple[str, ...] = ()
+    skip: re.Pattern[str] | None = None     # frames this variant never names, on top of the family's
 
 
 @dataclass(frozen=True)
@@ -305,7 +306,7 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
     fams = []
     for f in data.get("family", []):
         variants = tuple(Variant(re.compile(v["match"]), tuple(_list(v.get("title"))), v.get("class"),
-                                 int(v.get("within", 40)), tuple(_list(v.get("frames"))))
+                                 int(v.get("within", 40)), tuple(_list(v.get("frames"))), _alt(_list(v.get("skip"))))
                          for v in f.get("variant", []))
         fams.append(Family(
             id=f["id"], cls=f.get("class", "BUG"), kind=f.get("kind", "bug"), start=tuple(re.compile(p) for p in _list(f["start"])),
@@ -664,6 +665,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
     for k, v in fam.fields.items():
         rep.fields.setdefault(k, v)
     titles, cls, sources = fam.title, fam.cls, fam.frames
+    var_skip: re.Pattern[str] | None = None
     for var in fam.variants:
         hit = None
         for ln in rep.lines[:var.within]:
@@ -674,6 +676,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
             titles = var.title or titles
             cls = var.cls or cls
             sources = var.frames or sources
+            var_skip = var.skip
             for k, v in hit.groupdict().items():
                 if v is not None:
                     rep.fields[k] = v
@@ -683,7 +686,7 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
     rep.alt_templates = fam.alt
 
     def ok(fn: str) -> bool:
-        return not _skipped(rules, fam, arch_res, fn)
+        return not _skipped(rules, fam, arch_res, fn) and not (var_skip is not None and var_skip.fullmatch(fn))
 
     stack = [f for f in rep.stack if (fam.sections is None or fam.sections.search(f.section))
              and not f.section.startswith(IGNORED)]
