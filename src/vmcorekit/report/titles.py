@@ -96,6 +96,8 @@ def _report_titles(rep: CrashReport) -> tuple[str | None, list[str]]:
     fields["_header"] = rep.header.strip()
     if rep.panic is not None:
         fields.setdefault("panic", rep.panic.strip())
+    if not rep.stack:
+        fields["nostack"] = ""      # lets a template say nothing about a frame when none was printed
     frame = _frame_name(rep)
     title = None
     for t in rep.title_templates:
