@@ -336,3 +336,31 @@ def test_cli_triage_log(tmp_path: Path) -> None:
     for key in ("title", "alt_titles", "class", "guilty_frame", "corrupted", "signature", "reports", "cpu", "pid",
                 "comm", "taint"):
         assert key in r
+
+
+def test_rust_symbols_and_panic() -> None:
+    from vmcorekit.kernel.printk.events import rust_demangle
+    assert rust_demangle("_RNvMs3_NtCshgDM7dBCdno_11rust_binder7processNtB5_7Process10update_ref") == \
+        "<rust_binder::process::Process>::update_ref"
+    assert rust_demangle("_RNvNtCs9jEwPDbx20M_4core9panicking9panic_fmt") == "core::panicking::panic_fmt"
+    assert rust_demangle("_RNvXs5_NtCsaRLatgXjLfN_6kernel4syncINtB5_3ArcNtNtCs_11rust_binder6thread6ThreadE"
+                         "NtNtNtCsb_4core3ops4drop4Drop4drop") == \
+        "<kernel::sync::Arc<rust_binder::thread::Thread> as core::ops::drop::Drop>::drop"
+    assert rust_demangle("_Rnot_a_symbol") == "_Rnot_a_symbol"
+    log = """\
+rust_kernel: panicked at drivers/android/binder/node.rs:877:13:
+attempt to subtract with overflow
+------------[ cut here ]------------
+kernel BUG at rust/helpers/bug.c:7!
+Oops: invalid opcode: 0000 [#1] PREEMPT SMP KASAN PTI
+CPU: 0 UID: 0 PID: 298 Comm: syz-executor821 Not tainted 6.12.23 #0
+RIP: 0010:rust_helper_BUG+0x8/0x10
+Call Trace:
+ <TASK>
+ _RNvCscSpY9Juk0HT_7___rustc17rust_begin_unwind+0x15b/0x160
+ _RNvNtCs9jEwPDbx20M_4core9panicking9panic_fmt+0x84/0x90
+ _RNvMs3_NtCshgDM7dBCdno_11rust_binder7processNtB5_7Process10update_ref+0x17e5/0x1860
+ __x64_sys_ioctl+0x7f/0xa0
+ </TASK>
+"""
+    assert title(log) == "attempt to subtract with overflow in <rust_binder::process::Process>::update_ref"

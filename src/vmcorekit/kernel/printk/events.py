@@ -121,11 +121,170 @@ _SYSCALL = re.compile(r"^(?:__(?:x64|ia32|arm64|riscv|s390x?|powerpc|x32)_(?:com
 
 
 def function_name(raw: str) -> str:
-    """A printed function name without compiler suffixes (.isra.N, .constprop.N, .part.N, .cold)."""
+    """A printed function name without compiler suffixes (.isra.N, .constprop.N, .part.N, .cold);
+    Rust v0 symbols (_RNv...) demangled ("<rust_binder::process::Process>::update_ref")."""
     if "." in raw:
         raw = _SUFFIX.sub("", raw)
         raw = raw.split(".", 1)[0] if "." in raw and not raw.startswith(".") else raw
+    if raw.startswith("_R") and len(raw) > 3:
+        return rust_demangle(raw)
     return raw
+
+
+# -- Rust v0 symbols ------------------------------------------------------------------------------
+_RUST_BASIC = {"a": "i8", "b": "bool", "c": "char", "d": "f64", "e": "str", "f": "f32", "h": "u8",
+               "i": "isize", "j": "usize", "l": "i32", "m": "u32", "n": "i128", "o": "u128", "s": "i16",
+               "t": "u16", "u": "()", "v": "...", "x": "i64", "y": "u64", "z": "!", "p": "_"}
+
+
+class _RustSym:
+    """A reader of one Rust v0 mangled name (the subset kernel symbols use: crates, nested
+    namespaces, inherent and trait impls, generic arguments of plain types, back-references)."""
+
+    def __init__(self, text: str) -> None:
+        self.s = text
+        self.i = 0
+        self.depth = 0
+
+    def peek(self) -> str:
+        return self.s[self.i] if self.i < len(self.s) else ""
+
+    def take(self) -> str:
+        c = self.peek()
+        if not c:
+            raise ValueError("truncated")
+        self.i += 1
+        return c
+
+    def base62(self) -> int:
+        if self.peek() == "_":
+            self.i += 1
+            return 0
+        n = 0
+        while (c := self.take()) != "_":
+            n = n * 62 + "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".index(c)
+        return n + 1
+
+    def disambiguator(self) -> None:
+        if self.peek() == "s":
+            self.i += 1
+            self.base62()
+
+    def ident(self) -> str:
+        self.disambiguator()
+        if self.peek() == "u":
+            self.i += 1
+        start = self.i
+        while self.peek().isdigit():
+            self.i += 1
+        n = int(self.s[start:self.i])
+        if self.peek() == "_":
+            self.i += 1
+        name = self.s[self.i:self.i + n]
+        self.i += n
+        return name
+
+    def backref(self, fn: Any) -> str:
+        pos = 2 + self.base62()     # a back-reference counts from just after "_R"
+        if self.depth > 32:
+            raise ValueError("deep")
+        saved = self.i
+        self.i = pos
+        self.depth += 1
+        try:
+            return fn()
+        finally:
+            self.depth -= 1
+            self.i = saved
+
+    def path(self) -> str:
+        c = self.take()
+        if c == "C":
+            return self.ident()
+        if c == "N":
+            ns = self.take()
+            inner = self.path()
+            name = self.ident()
+            if ns.isupper():    # closures, shims: no name of their own
+                return f"{inner}::{{{ {'C': 'closure', 'S': 'shim'}.get(ns, ns)}}}" + (f"::{name}" if name else "")
+            return f"{inner}::{name}" if name else inner
+        if c == "M":
+            self.disambiguator()
+            self.path()
+            return f"<{self.type()}>"
+        if c == "X":
+            self.disambiguator()
+            self.path()
+            t = self.type()
+            return f"<{t} as {self.path()}>"
+        if c == "Y":
+            t = self.type()
+            return f"<{t} as {self.path()}>"
+        if c == "I":
+            base = self.path()
+            args = []
+            while self.peek() != "E":
+                args.append(self.generic_arg())
+            self.i += 1
+            return f"{base}<{', '.join(a for a in args if a)}>"
+        if c == "B":
+            return self.backref(self.path)
+        raise ValueError(f"path {c!r}")
+
+    def generic_arg(self) -> str:
+        if self.peek() == "L":
+            self.i += 1
+            self.base62()
+            return ""
+        if self.peek() == "K":
+            raise ValueError("const generics")
+        return self.type()
+
+    def type(self) -> str:
+        c = self.peek()
+        if c in _RUST_BASIC:
+            self.i += 1
+            return _RUST_BASIC[c]
+        if c in "RQ":
+            self.i += 1
+            if self.peek() == "L":
+                self.i += 1
+                self.base62()
+            return ("&" if c == "R" else "&mut ") + self.type()
+        if c in "PO":
+            self.i += 1
+            return ("*const " if c == "P" else "*mut ") + self.type()
+        if c == "S":
+            self.i += 1
+            return f"[{self.type()}]"
+        if c == "T":
+            self.i += 1
+            parts = []
+            while self.peek() != "E":
+                parts.append(self.type())
+            self.i += 1
+            return f"({', '.join(parts)})"
+        if c == "B":
+            self.i += 1
+            return self.backref(self.type)
+        if c in "CMXYNI":
+            return self.path()
+        raise ValueError(f"type {c!r}")
+
+
+def rust_demangle(symbol: str) -> str:
+    """A Rust v0 symbol (_R...) as Rust writes the path; the symbol itself when it is not one
+    (or uses what this reader does not know)."""
+    r = _RustSym(symbol)
+    try:
+        if symbol[:2] != "_R":
+            return symbol
+        r.i = 2
+        while r.peek().isdigit():   # encoding version
+            r.i += 1
+        return r.path()
+    except (ValueError, IndexError):
+        return symbol
 
 
 @dataclass(frozen=True, slots=True)
