@@ -69,8 +69,9 @@ def trace(rip: str = "victim", f1: str = "caller_one", f2: str = "caller_two") -
     ("BUG: scheduling while atomic: syz/4242/0x00000002", "", "BUG: scheduling while atomic in caller_one"),
     ("BUG: using smp_processor_id() in preemptible [00000000] code: syz/4242", "",
      "BUG: using smp_processor_id() in preemptible code in caller_one"),
+    # a stack overflow (runaway recursion) is named by the handler that entered it
     ("BUG: TASK stack guard page was hit at ffffc90000b80000 (stack is ffffc90000b7c000..ffffc90000b80000)", "",
-     "BUG: stack guard page was hit in victim"),
+     "BUG: stack guard page was hit in caller_two"),
     ("BUG: KMSAN: uninit-value in victim+0x1/0x2", "", "KMSAN: uninit-value in caller_one"),
     ("UBSAN: shift-out-of-bounds in net/core/dev.c:123:45", "", "UBSAN: shift-out-of-bounds in caller_one"),
     ("INFO: task syz-executor.0:4242 blocked for more than 143 seconds.", "", "INFO: task hung in caller_one"),
@@ -292,6 +293,9 @@ def test_long_stream_is_bounded() -> None:
             yield f" f{i}+0x1/0x2"
     reps = list(find_reports(lines()))
     assert len(reps[0].stack) <= 512 and len(reps[0].lines) <= 3000
+    # the first frames and the last ones are kept (a recursion's entry is at its end)
+    assert reps[0].stack[0].function == "f0" and reps[0].stack[-1].line == reps[0].end
+    assert reps[0].cut and reps[0].corrupted and reps[0].frames_dropped > 0
     assert sum(len(x) for x in reps[0].lines) < 4_000_000
 
 

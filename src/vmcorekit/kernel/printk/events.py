@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -39,7 +40,8 @@ MAX_LINE_CHARS = 4096
 MAX_LINES = 3000       # a report longer than this is closed and marked cut
 KEEP_LINES = 400       # lines of a report kept as text (facts, lock sites and variants are read there)
 KEEP_CHARS = 512
-MAX_FRAMES = 512       # frames kept per report
+MAX_FRAMES = 512       # frames kept per report: the first MAX_FRAMES - TAIL_FRAMES and the last
+TAIL_FRAMES = 128
 MAX_SECTIONS = 128
 MAX_MODULES = 1024
 IGNORED = "(ignored) "  # section prefix of frames in a part of a report that never holds the bug
@@ -556,6 +558,7 @@ class CrashReport:
     followers: list[str] = field(default_factory=list)  # headers that joined it (panic, Oops: ...)
     cut: bool = False
     interleaved_at: int | None = None   # index in `stack` of the first frame after foreign output
+    frames_dropped: int = 0             # frames of a very deep stack not kept (between head and tail)
 
     @property
     def functions(self) -> list[str]:
@@ -591,6 +594,7 @@ class _Builder:
         self.in_modules = False
         self.has_trace_label = False
         self.last_was_frame = False
+        self.tail: deque[Frame] = deque(maxlen=TAIL_FRAMES)
         self.ignoring: int | None = None
         self.in_trace = False
         self.noise_in_trace = False
@@ -625,10 +629,13 @@ class _Builder:
                 if rep.interleaved_at is None and len(rep.stack) < MAX_FRAMES:
                     rep.interleaved_at = len(rep.stack)
                 self.noise_in_trace = False
-            if len(rep.stack) < MAX_FRAMES:
-                rep.stack.append(Frame(fr.function, fr.raw, fr.offset, fr.size, fr.module, fr.reliable,
-                                       fr.inline, IGNORED + self.section if self.ignoring else self.section,
-                                       self.irq, idx))
+            frame = Frame(fr.function, fr.raw, fr.offset, fr.size, fr.module, fr.reliable, fr.inline,
+                          IGNORED + self.section if self.ignoring is not None else self.section, self.irq, idx)
+            if len(rep.stack) < MAX_FRAMES - TAIL_FRAMES:
+                rep.stack.append(frame)
+            else:   # a runaway recursion: keep its start and its end (where it was entered)
+                self.tail.append(frame)
+                rep.frames_dropped += 1
             self.last_was_frame = True
             return
         if _IRQ_OPEN.match(s):
@@ -808,6 +815,10 @@ def _skipped(rules: RuleSet, fam: Family, arch_res: list[re.Pattern[str]], fn: s
 
 def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
     rep, fam = b.rep, b.fam
+    if b.tail:
+        rep.frames_dropped -= len(b.tail)
+        rep.stack.extend(b.tail)
+        b.tail.clear()
     # Entry and exception frames of every architecture: their names never collide, and the
     # architecture a log came from is not always certain.
     arch_res = [p for p in rules.arch_skip_re.values() if p is not None]
