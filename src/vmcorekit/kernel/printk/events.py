@@ -970,7 +970,9 @@ def _dispatch_frame(rules: RuleSet, fam: Family, arch_res: list[re.Pattern[str]]
     for i in range(len(frames) - 1, 0, -1):
         caller, callee = frames[i], frames[i - 1]
         if syscall is None and (m := _SYSCALL.match(caller.function)) and not _SYSCALL.match(callee.function):
-            syscall = Frame("sys_" + m["name"], caller.raw, section=caller.section, line=caller.line)
+            # the syscall by its name (sys_futex); a compat entry point is its own (compat_SyS_mount)
+            name = caller.function if "compat" in caller.function else "sys_" + m["name"]
+            syscall = Frame(name, caller.raw, section=caller.section, line=caller.line)
         if rules.dispatchers is not None and rules.dispatchers.fullmatch(caller.function) \
                 and not _SYSCALL.match(callee.function) \
                 and not _skipped(rules, fam, arch_res, callee.function) \
