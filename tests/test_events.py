@@ -368,3 +368,24 @@ Call Trace:
  </TASK>
 """
     assert title(log) == "attempt to subtract with overflow in <rust_binder::process::Process>::update_ref"
+
+
+def test_triage_title_fields_from_log_and_from_stack(sample_dump: Path, monkeypatch) -> None:
+    """A dump: the title comes from its log; with no report in the log (an overwritten log),
+    from the panicking task's backtrace, and the source says which."""
+    import jsonschema
+
+    from vmcorekit.report import triage as triage_mod
+    schema = json.loads((REPO / "docs" / "triage-schema.json").read_text())
+    r = triage_mod.triage(str(sample_dump))
+    jsonschema.validate(r, schema)
+    c = r["crash"]
+    assert c["title"] == "kernel panic: sysrq triggered crash" and c["title_source"] == "log"
+    assert c["class"] == "PANIC" and c["guilty_frame"]["function"] == "sysrq_handle_crash"
+    assert c["signature"]["rules_version"] == load_rules().version
+    monkeypatch.setattr(triage_mod, "title_log", lambda lines, *a, **k: (None, []))
+    r = triage_mod.triage(str(sample_dump))
+    jsonschema.validate(r, schema)
+    c = r["crash"]
+    assert c["title_source"] == "stack" and c["title"] == "kernel panic in sysrq_handle_crash"
+    assert r["sections"]["title"]["ok"]

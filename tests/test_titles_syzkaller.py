@@ -27,7 +27,7 @@ def _reports() -> Path:
 
 
 REPORTS = _reports()
-FLOOR = 0.84          # share of logs titled right (TITLE or an ALT)
+FLOOR = 0.94          # share of logs titled right (TITLE or an ALT); the rules reach 95.2 % (339/356)
 NO_TITLE_FLOOR = 1.0  # share of no-crash logs left without a title
 
 
