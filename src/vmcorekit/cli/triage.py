@@ -54,6 +54,7 @@ def _one(path: str, vmcoreinfo: str | None) -> dict[str, Any]:
         return {"path": path, "ok": False, "error": " ".join(str(e).split())}
     k, cr, sig = r.get("kernel", {}), r.get("crash", {}), r.get("signature", {})
     return {"path": path, "ok": True, "signature": sig.get("id"), "reason": cr.get("reason"),
+            "title": cr.get("title"), "title_signature": (cr.get("signature") or {}).get("id"),
             "frames": sig.get("frames"), "release": k.get("release"), "crash_time": k.get("crash_time"),
             "pid": cr.get("pid"), "comm": cr.get("comm"), "cpu": cr.get("cpu"),
             "failed_sections": [n for n, s in r["sections"].items() if not s.get("ok")], "seconds": r.get("seconds")}
