@@ -130,6 +130,10 @@ def partial_result(message: str, *, reported: bool = True) -> None:
     warnings.warn(PartialResultWarning(message, reported=reported), stacklevel=2)
 
 
+class LogInputError(VmcorekitError):
+    """A file given as a kernel log cannot be read as one (empty, binary, not text, unreadable)."""
+
+
 # -- notes: non-fatal problems ---------------------------------------------------------------
 class Notes:
     """The non-fatal problems of one command run (a fact unknown, a fallback taken), each

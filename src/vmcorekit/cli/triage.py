@@ -4,6 +4,12 @@ One dump: a report for a person (terminal), `--json` for a machine, `--html FILE
 Several dumps or a folder: one JSON line per dump on stdout, and a table grouping the dumps by
 crash signature on stderr; dumps are processed in parallel and one failing dump never stops
 the others.
+
+`--log FILE...` (FILE may be `-`, stdin): kernel logs instead of dumps — console captures,
+dmesg, journal or syslog output. One line per log: its crash title, bucket signature and name
+(`--json`: one JSON object per log with class, guilty frame, every report, CPU/PID/Comm,
+taint). A file that is not a log gets one error line on stderr, the others still answer, and
+the exit status is 3.
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ def _one(path: str, vmcoreinfo: str | None) -> dict[str, Any]:
         return {"path": path, "ok": False, "error": " ".join(str(e).split())}
     k, cr, sig = r.get("kernel", {}), r.get("crash", {}), r.get("signature", {})
     return {"path": path, "ok": True, "signature": sig.get("id"), "reason": cr.get("reason"),
+            "title": cr.get("title"), "title_signature": (cr.get("signature") or {}).get("id"),
             "frames": sig.get("frames"), "release": k.get("release"), "crash_time": k.get("crash_time"),
             "pid": cr.get("pid"), "comm": cr.get("comm"), "cpu": cr.get("cpu"),
             "failed_sections": [n for n, s in r["sections"].items() if not s.get("ok")], "seconds": r.get("seconds")}
@@ -71,6 +78,29 @@ def _group_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _logs(paths: tuple[str, ...], as_json: bool) -> None:
+    """`--log`: one answer per log, in order; unreadable inputs reported and counted."""
+    from ..errors import LogInputError
+    from ..report.titles_log import escape_control, triage_log
+    failed = 0
+    for p in paths:
+        try:
+            r = triage_log(p)
+        except LogInputError as e:
+            failed += 1
+            click.echo(f"vmcorekit: error: {escape_control(' '.join(str(e).split()))}", err=True)
+            continue
+        if as_json:
+            sys.stdout.write(json.dumps(r) + "\n")
+        else:
+            sig = (r.get("signature") or {}).get("id") or "-"
+            title = r["title"] if r["title"] is not None else "(no crash)"
+            sys.stdout.write(escape_control(f"{title}\t{sig}\t{r['source']}") + "\n")
+        sys.stdout.flush()
+    if failed:
+        sys.exit(EXIT_PARTIAL)
+
+
 @click.command("triage")
 @click.argument("dumps", nargs=-1, required=True)
 @click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
@@ -78,10 +108,19 @@ def _group_table(rows: list[dict[str, Any]]) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="The report as JSON (schema: docs/triage-schema.json).")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), help="Also write a self-contained HTML page.")
 @click.option("-j", "--jobs", type=int, default=0, help="Parallel workers for many dumps (default: all cores).")
+@click.option("--log", "as_logs", is_flag=True,
+              help="The arguments are kernel logs (console, dmesg, journal; - for stdin), not dumps: "
+                   "one title line (or JSON object) per log.")
 def command(dumps: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, html_file: str | None,
-            jobs: int) -> None:
+            jobs: int, as_logs: bool) -> None:
     """Why the kernel died, in which task and CPU, after what — from the dump alone.
-    DUMP may be a folder (every dump in it) or split parts joined by commas."""
+    DUMP may be a folder (every dump in it) or split parts joined by commas.
+    With --log, the arguments are kernel logs (FILE... or - for stdin)."""
+    if as_logs:
+        if html_file:
+            raise click.UsageError("--html is for dumps, not --log")
+        _logs(dumps, as_json)
+        return
     paths = _dumps_in(dumps)
     if not paths:
         raise click.UsageError("no dump files found")

@@ -303,46 +303,40 @@ def _line(text: bytes) -> str:
 
 
 def panic_message(prog: "Program", log: Any = None) -> PanicMessage | None:
-    """The last "Kernel panic - not syncing:" line of the kernel log, else the last oops line
-    (BUG:, Oops:, general protection fault, ...). The line's printk caller (task or CPU) is
-    cross-checked with panic_cpu and the task running there; a mismatch becomes a note."""
+    """Why the kernel died, from the one crash-report recogniser (printk/events.py): the panic
+    line ("Kernel panic - not syncing: ...") of the last report that panicked, else the last
+    header line (e.g. "Oops: ...") of the last oops/BUG report; its cause is the line that
+    started that report. The line's printk caller (task or CPU) is cross-checked with
+    panic_cpu and the task running there; a mismatch becomes a note."""
+    from .printk.events import find_reports
     if log is None:
         from .printk import read_log
         log = read_log(prog)
     recs = log.records
-    hit = None
-    for i in range(len(recs) - 1, -1, -1):
-        # "---[ end Kernel panic - not syncing: ... ]---" repeats the message: skipped.
-        if _line(recs[i].text).startswith(PANIC_PATTERNS):
-            hit = i
-            break
-    cause_at = None
-    lo = 0
+    rec_of: list[int] = []   # line index -> record index (records may hold several lines)
+
+    def lines() -> Any:
+        for i, r in enumerate(recs):
+            for part in r.text.decode("utf-8", "replace").split("\n"):
+                rec_of.append(i)
+                yield part
+
+    reps = sorted(find_reports(lines()), key=lambda r: r.start)
+    hit = next((r for r in reversed(reps) if r.panic is not None), None)
     if hit is None:
-        for i in range(len(recs) - 1, -1, -1):
-            t = _line(recs[i].text)
-            if t.startswith(OOPS_PATTERNS):
-                hit = i
-                break
+        hit = next((r for r in reversed(reps) if r.kind in ("oops", "bug")), None)
         if hit is None:
             return None
-    # The cause: the earliest oops line in the run of records just before the hit (an oops
-    # is "BUG: ..." then "Oops: ..." then registers and a trace; stop at a gap of 10 s).
-    ts_hit = recs[hit].ts_nsec
-    for i in range(hit, max(-1, hit - 400), -1):
-        r = recs[i]
-        if ts_hit - r.ts_nsec > 10 * _NSEC:
-            break
-        lo = i
-    for i in range(lo, hit + 1):
-        t = _line(recs[i].text)
-        if t.startswith(CAUSE_PATTERNS):
-            cause_at = i
-            break
-    rec = recs[hit]
-    pm = PanicMessage(_line(rec.text), seq=rec.seq, timestamp_ns=rec.ts_nsec, caller=rec.caller)
-    if cause_at is not None and cause_at != hit:
-        pm.cause = _line(recs[cause_at].text)
+    if hit.panic is not None and hit.panic_line is not None:
+        at = hit.panic_line
+        message = "Kernel panic - not syncing: " + hit.panic.strip()
+    else:
+        message = hit.followers[-1] if hit.followers else hit.header
+        at = next((hit.start + k for k, ln in enumerate(hit.lines) if ln.strip() == message), hit.start)
+    rec = recs[rec_of[min(at, len(rec_of) - 1)]]
+    pm = PanicMessage(message, seq=rec.seq, timestamp_ns=rec.ts_nsec, caller=rec.caller)
+    if hit.header != message:
+        pm.cause = hit.header
     ctx = _cpus.crash_context(prog)
     if rec.caller and ctx.cpu is not None:
         if rec.caller.startswith("C") and int(rec.caller[1:]) != ctx.cpu:

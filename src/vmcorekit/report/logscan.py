@@ -1,11 +1,16 @@
-"""Recognising what killed the kernel from its log: panic, oops, BUG, WARNING, hung tasks,
-soft/hard lockups, OOM, RCU stalls. Pure text work over (timestamp, level, text) lines, so it
-is testable without a dump and reusable on any log.
+"""What killed the kernel, from its log: a thin adapter over the one crash-report recogniser
+(vmcorekit.kernel.printk.events) for the triage report's (timestamp, level, text) lines.
+
+`scan` lists every recognised report as an Event (kind, summary line, its first lines, the
+facts its header line states); `crash_from_log` condenses them to the crash: reason, kind, and
+for an oops the RIP, error code, CPU/PID/Comm, taint and call trace.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+
+from ..kernel.printk.events import CrashReport, RuleSet, default_rules, find_reports
 
 
 @dataclass(frozen=True)
@@ -17,13 +22,14 @@ class LogLine:
 
 @dataclass
 class Event:
-    """One recognised signature in the log, with the lines that prove it."""
+    """One recognised report in the log, with the lines that prove it."""
 
     kind: str  # panic, oops, bug, warning, hung_task, soft_lockup, hard_lockup, oom, rcu_stall
     summary: str
     ts: float | None
     lines: list[str] = field(default_factory=list)
     facts: dict[str, str] = field(default_factory=dict)
+    report: CrashReport | None = None
 
 
 @dataclass
@@ -42,94 +48,56 @@ class Crash:
     call_trace: list[str] = field(default_factory=list)
 
 
-_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("panic", re.compile(r"^Kernel panic - not syncing: (?P<msg>.*)")),
-    ("bug", re.compile(r"kernel BUG at (?P<msg>\S+)!")),
-    ("oops", re.compile(r"BUG: (?P<msg>unable to handle .*|kernel NULL pointer dereference.*|"
-                        r"scheduling while atomic.*|sleeping function called from invalid context.*|"
-                        r"KASAN: .*|KFENCE: .*|Bad page .*|spinlock .*|workqueue lockup.*|"
-                        r"Bad rss-counter.*|unable to handle kernel .*)")),
-    ("oops", re.compile(r"(?:general protection fault|invalid opcode|stack segment|double fault)"
-                        r"(?P<msg>.*?)(?: \[#\d+\].*)?$")),
-    ("oops", re.compile(r"^Oops: (?P<msg>.*)")),
-    ("soft_lockup", re.compile(r"BUG: soft lockup - CPU#(?P<cpu>\d+) stuck for (?P<secs>\d+)s! \[(?P<comm>.*):(?P<pid>\d+)\]")),
-    ("hard_lockup", re.compile(r"Watchdog detected hard LOCKUP on cpu (?P<cpu>\d+)")),
-    ("hung_task", re.compile(r"INFO: task (?P<comm>.+):(?P<pid>\d+) blocked for more than (?P<secs>\d+) seconds")),
-    ("oom", re.compile(r"(?P<comm>.+) invoked oom-killer: (?P<msg>.*)")),
-    ("oom", re.compile(r"Out of memory(?: \(oom_kill_allocating_task\))?: (?P<msg>Kill(?:ed)? process (?P<pid>\d+) \((?P<comm>[^)]*)\).*)")),
-    ("rcu_stall", re.compile(r"rcu: INFO: (?P<flavor>\w+) (?P<msg>(?:self-)?detected stalls? on CPUs?.*)")),
-    ("warning", re.compile(r"WARNING: CPU: (?P<cpu>\d+) PID: (?P<pid>\d+) at (?P<where>\S+) (?P<func>\S+)(?: \[(?P<mod>[^\]]+)\])?")),
-]
-_CPU_LINE = re.compile(r"^CPU: (?P<cpu>\d+) PID: (?P<pid>\d+) Comm: (?P<comm>.+?) (?:Kdump: \w+ )?(?P<taint>Not tainted|Tainted: [A-Z ]+?)\s")
-_RIP = re.compile(r"^RIP: (?P<seg>[0-9a-f]{4}):(?P<where>\S+(?: \[[^\]]+\])?)")
-_ERR = re.compile(r"(?:Oops|general protection fault|invalid opcode)[^:]*: (?P<code>[0-9a-f]{4}) \[#\d+\]")
-_TRACE_FRAME = re.compile(r"^\s*(?P<q>\? )?(?P<func>[A-Za-z_.$][\w.$]*\+0x[0-9a-f]+/0x[0-9a-f]+)(?: \[(?P<mod>[^\]]+)\])?")
+def reports(lines: list[LogLine], rules: RuleSet | None = None) -> list[CrashReport]:
+    """Every crash report of the lines, in log order."""
+    return sorted(find_reports((ln.text for ln in lines), rules or default_rules()), key=lambda r: r.start)
 
 
-def scan(lines: list[LogLine], context: int = 6) -> list[Event]:
-    """Every recognised event in log order, each with its key line and a few following."""
-    events: list[Event] = []
-    for i, ln in enumerate(lines):
-        text = ln.text.strip()
-        for kind, pat in _PATTERNS:
-            m = pat.search(text)
-            if not m:
-                continue
-            facts = {k: v for k, v in m.groupdict().items() if v is not None}
-            events.append(Event(kind, text, ln.ts, [l.text for l in lines[i:i + context]], facts))
-            break
-    return events
+def _event(rep: CrashReport, lines: list[LogLine], context: int) -> Event:
+    facts = dict(rep.header_fields)
+    if rep.kind == "warning" and "fn" in facts:
+        facts["func"] = facts.pop("fn")
+    return Event(rep.kind, rep.header, lines[rep.start].ts,
+                 [ln.text for ln in lines[rep.start:rep.start + context]], facts, rep)
 
 
-def crash_from_log(lines: list[LogLine]) -> Crash:
-    """The crash reason and oops details: the last panic, else the last oops/BUG, with the
-    CPU/PID/Comm, RIP and call trace printed around it."""
-    events = scan(lines)
-    fatal = [e for e in events if e.kind == "panic"]
-    oopses = [e for e in events if e.kind in ("oops", "bug")]
+def scan(lines: list[LogLine], context: int = 6, rules: RuleSet | None = None) -> list[Event]:
+    """Every recognised report in log order, each with its header line and a few following."""
+    return [_event(r, lines, context) for r in reports(lines, rules)]
+
+
+_FALLBACK_KINDS = ("soft_lockup", "hard_lockup", "hung_task", "rcu_stall", "oom", "warning")
+
+
+def crash_from_log(lines: list[LogLine], rules: RuleSet | None = None) -> Crash:
+    """The crash reason and oops details: the last panic, else the first oops/BUG, with the
+    CPU/PID/Comm, RIP and call trace printed with it."""
+    reps = reports(lines, rules)
+    panics = [r for r in reps if r.panic is not None]
+    oopses = [r for r in reps if r.kind in ("oops", "bug")]
     c = Crash()
-    if fatal:
-        c.reason, c.kind = fatal[-1].facts.get("msg", fatal[-1].summary), "panic"
+    if panics:
+        c.reason, c.kind = panics[-1].panic, "panic"
     if oopses:
         first = oopses[0]
-        c.message = first.summary
+        c.message = first.header
         if c.reason is None:
-            c.reason, c.kind = first.summary, first.kind
+            c.reason, c.kind = first.header, first.kind
         elif c.kind == "panic" and c.reason.startswith("Fatal exception"):
             c.kind = first.kind
     if c.reason is None:
-        for kind in ("soft_lockup", "hard_lockup", "hung_task", "rcu_stall", "oom", "warning"):
-            found = [e for e in events if e.kind == kind]
+        for kind in _FALLBACK_KINDS:
+            found = [r for r in reps if r.kind == kind]
             if found:
-                c.reason, c.kind = found[-1].summary, kind
+                c.reason, c.kind = found[-1].header, kind
                 break
-    # Details printed after the first oops (or the panic): CPU line, RIP, call trace.
-    anchor_ts = (oopses[0].ts if oopses else fatal[-1].ts if fatal else None)
-    start = 0
-    if anchor_ts is not None:
-        start = next((i for i, l in enumerate(lines) if l.ts == anchor_ts), 0)
-    in_trace = False
-    for ln in lines[start:start + 400]:
-        t = ln.text.strip()
-        if c.cpu is None and (m := _CPU_LINE.match(t)):
-            c.cpu, c.pid, c.comm = int(m["cpu"]), int(m["pid"]), m["comm"]
-            c.tainted = m["taint"]
-        elif c.rip is None and (m := _RIP.match(t)) and m["seg"] == "0010":
-            c.rip = m["where"]
-        elif c.error_code is None and (m := _ERR.search(t)):
-            c.error_code = m["code"]
-        if t == "Call Trace:":
-            in_trace = True
-            continue
-        if in_trace:
-            if t in ("<TASK>", "<IRQ>", "</IRQ>", "<NMI>", "</NMI>"):
-                continue
-            m = _TRACE_FRAME.match(t)
-            if m:
-                if not m["q"]:
-                    c.call_trace.append(m["func"] + (f" [{m['mod']}]" if m["mod"] else ""))
-                continue
-            in_trace = False
+    detail = oopses[0] if oopses else panics[-1] if panics else None
+    if detail is not None:
+        c.cpu, c.pid, c.comm, c.tainted = detail.cpu, detail.pid, detail.comm, detail.taint
+        if detail.ip_label in ("RIP", "IP"):
+            c.rip = detail.ip
+        c.error_code = detail.error_code
+        c.call_trace = [f.symbolic() for f in detail.stack if f.reliable and f.section != "ip"]
     return c
 
 

@@ -77,6 +77,15 @@ def _memory_chart(summary: dict[str, Any]) -> str:
             f'aria-label="memory breakdown">{"".join(bars)}{"".join(legend)}</svg>')
 
 
+def _title_text(cr: dict[str, Any]) -> str | None:
+    """"KASAN: ... in f  (from the log, bucket 0123456789abcdef)"."""
+    if not cr.get("title"):
+        return None
+    sig = cr.get("signature") or {}
+    return (f"{cr['title']}  (from the {'log' if cr.get('title_source') == 'log' else 'backtrace'}, "
+            f"bucket {sig.get('id')}, rules v{sig.get('rules_version')})")
+
+
 def render_html(r: dict[str, Any]) -> str:
     k, cr, sig, dump = r.get("kernel", {}), r.get("crash", {}), r.get("signature", {}), r.get("dump", {})
     out = ["<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
@@ -87,7 +96,8 @@ def render_html(r: dict[str, Any]) -> str:
            f"<div>signature {_e(sig.get('id'))} · PID {_e(cr.get('pid'))} ({_e(cr.get('comm'))}) on CPU {_e(cr.get('cpu'))}"
            f" · {_e(k.get('date') or 'crash time not recorded')}</div></header><main>"]
     out.append("<section><h2>Summary</h2>" + _kv([
-        ("panic", cr.get("reason")), ("kind", cr.get("kind")), ("oops", cr.get("message")),
+        ("panic", cr.get("reason")), ("title", _title_text(cr)), ("kind", cr.get("kind")),
+        ("oops", cr.get("message")),
         ("RIP", cr.get("rip")), ("error code", cr.get("error_code")),
         ("task", f"PID {cr.get('pid')} ({cr.get('comm')}) task {cr.get('task')} CPU {cr.get('cpu')}"),
         ("signature", f"{sig.get('id')}  {' < '.join(sig.get('frames', []))}"),

@@ -39,6 +39,15 @@ def _taint_text(t: dict[str, Any] | None) -> str:
     return f"{t.get('text') or ''} (mask {t['mask']:#x}) " + ", ".join(t.get("flags") or [])
 
 
+def _title_text(cr: dict[str, Any]) -> str:
+    """"KASAN: ... in f  (from the log, bucket 0123456789abcdef)"; "?" without a title."""
+    if not cr.get("title"):
+        return "?"
+    sig = cr.get("signature") or {}
+    return (f"{cr['title']}  (from the {'log' if cr.get('title_source') == 'log' else 'backtrace'}, "
+            f"bucket {sig.get('id')}, rules v{sig.get('rules_version')})")
+
+
 def render_text(r: dict[str, Any], console: Console | None = None) -> None:
     import sys
     # Piped output is for files and diffs: no wrapping at 80 columns.
@@ -65,6 +74,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
                  f"{', INCOMPLETE' if r['dump'].get('incomplete') else ''})"),
         ("panic", Text(str(cr.get("reason") or "unknown"), style="bold red")),
         ("kind", str(cr.get("kind") or "?")),
+        ("title", Text(_title_text(cr))),
         ("task", f"PID {cr.get('pid')} ({cr.get('comm')}) on CPU {cr.get('cpu')}" if cr else "?"),
         ("signature", f"{sig.get('id', '?')}  {' < '.join(sig.get('frames', []))}"),
         ("release", f"{k.get('release') or '?'}  {k.get('version') or ''}"),

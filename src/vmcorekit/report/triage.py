@@ -14,8 +14,10 @@ from typing import Any
 
 from ..errors import VmcorekitError
 from ..program import Program
+from ..kernel.printk.events import Frame, function_name
 from .logscan import LogLine, crash_from_log, scan
 from .signature import crash_signature
+from .titles import Title, stack_title, title_log
 
 SCHEMA = "vmcorekit-triage/1"
 LOG_TAIL = 50
@@ -30,6 +32,7 @@ class Report:
         self.prog = prog
         self.data: dict[str, Any] = {"schema": SCHEMA, "dump": {"path": path}, "sections": {}}
         self._log: Any = None
+        self._lines: list[LogLine] | None = None
         self._tasks: list[Any] | None = None
 
     def section(self, name: str, fn: Callable[[], Any]) -> None:
@@ -52,12 +55,14 @@ class Report:
         return self._log
 
     def log_lines(self) -> list[LogLine]:
-        out = []
-        for r in self.log().records:
-            text = r.text.decode("utf-8", "backslashreplace")
-            for i, part in enumerate(text.split("\n")):
-                out.append(LogLine(r.ts_nsec / 1e9, part, r.level))
-        return out
+        if self._lines is None:
+            out = []
+            for r in self.log().records:
+                text = r.text.decode("utf-8", "backslashreplace")
+                for i, part in enumerate(text.split("\n")):
+                    out.append(LogLine(r.ts_nsec / 1e9, part, r.level))
+            self._lines = out
+        return self._lines
 
     def tasks(self) -> list[Any]:
         if self._tasks is None:
@@ -132,6 +137,9 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         if c.pid is not None and out["pid"] is not None and c.pid != out["pid"]:
             checks.append(f"the log names PID {c.pid}, the task on the panicking CPU is PID {out['pid']}")
         out["cross_check"] = checks or ["log, panic_cpu and the CPU's current task agree"]
+        first, _ = title_log(ln.text for ln in rep.log_lines())
+        if first is not None:
+            out.update(_title_fields(first))
         return out
 
     rep.section("crash", crash_section)
@@ -141,6 +149,24 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         return _trace_dict(stack_trace(prog))
 
     rep.section("backtrace", backtrace_section)
+
+    def title_section() -> None:
+        """No crash report in the log (or the log was overwritten): the title comes from the
+        panicking task's backtrace."""
+        crash = d.get("crash")
+        if crash is None or crash.get("title_source") == "log":
+            return None
+        frames = d.get("backtrace", {}).get("frames", [])
+        if not frames:
+            return None     # neither a report in the log nor a backtrace: no title
+        arch = {"arm64": "aarch64"}.get(str(prog.arch), str(prog.arch))
+        t = stack_title("kernel panic", [Frame(function_name(f["function"]), f["function"], None, None,
+                                               f.get("module"), bool(f.get("reliable", True)))
+                                         for f in frames if f.get("function")], arch)
+        crash.update(_title_fields(t))
+        return None
+
+    rep.section("title", title_section)
 
     def cpus_section() -> list[dict[str, Any]]:
         from ..kernel.cpus import online_cpus
@@ -245,6 +271,12 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
     # JSON-native from here on (tuples become lists): what the library returns is what
     # --json prints and what the schema describes.
     return json.loads(json.dumps(d, default=str))
+
+
+def _title_fields(t: Title) -> dict[str, Any]:
+    """The crash's title fields (docs/triage-schema.json: crash.title, ...)."""
+    return {"title": t.title, "alt_titles": list(t.alt_titles), "class": t.cls, "guilty_frame": t.guilty_frame,
+            "title_corrupted": t.corrupted, "signature": t.signature, "title_source": t.source}
 
 
 def _slept_seconds(prog: Program, t: Any) -> float | None:
