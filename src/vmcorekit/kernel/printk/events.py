@@ -32,6 +32,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from ...arch.platform import PLATFORMS
+
 __all__ = ["Frame", "CrashReport", "RuleSet", "Family", "find_reports", "first_report",
            "strip_prefix", "parse_frame", "function_name", "decode_lines", "default_rules",
            "compile_rules", "arch_skip_frames", "RULES_PATH", "ARCHES"]
@@ -46,7 +48,7 @@ MAX_SECTIONS = 128
 MAX_MODULES = 1024
 IGNORED = "(ignored) "  # section prefix of frames in a part of a report that never holds the bug
 MAX_OPEN = 8           # reports open at once (one per printk caller in interleaved output)
-ARCHES = ("x86_64", "aarch64", "ppc64le", "riscv64", "s390x", "arm")
+ARCHES = tuple(PLATFORMS)
 
 # The rules ship with the report layer as data; this layer reads the file, never its code.
 RULES_PATH = Path(__file__).resolve().parents[2] / "report" / "rules" / "titles.toml"
@@ -345,26 +347,11 @@ _NOT_FUNCTIONS = frozenset({"RIP", "EIP", "pc", "lr", "NIP", "LR", "epc", "ra", 
 
 
 # -- the instruction-pointer line of each architecture ------------------------------------------
-_IP_LINES: tuple[tuple[str, str, re.Pattern[str]], ...] = (
-    ("x86_64", "RIP", re.compile(r"^RIP: (?:[0-9a-f]{4}:)?(?:\[<[0-9a-f]+>\]\s*(?:\[<[0-9a-f]+>\]\s*)?)?"
-                                 r"(?P<where>[A-Za-z_$][\w$.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w\-]+\])?)")),
-    ("x86_64", "RIP", re.compile(r"^RIP: (?:[0-9a-f]{4}:)?(?P<where>0x[0-9a-f]+|[0-9a-f]{16})")),
-    ("x86_64", "IP", re.compile(r"^IP: (?:\[<[0-9a-f]+>\]\s*)?(?P<where>[A-Za-z_$][\w$.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w\-]+\])?)")),
-    ("i386", "EIP", re.compile(r"^EIP: (?:[0-9a-f]{4}:)?(?:\[<[0-9a-f]+>\]\s*)?(?P<where>[A-Za-z_$][\w$.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w\-]+\])?)")),
-    ("aarch64", "pc", re.compile(r"^pc ?: (?:\[<[0-9a-f]+>\] )?(?P<where>[A-Za-z_$][\w$.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w\-]+\])?)")),
-    ("ppc64le", "NIP", re.compile(r"^NIP \[[0-9a-f]+\] (?P<where>[A-Za-z_$][\w$.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w\-]+\])?)")),
-    ("riscv64", "epc", re.compile(r"^epc ?: (?:[0-9a-f]+ )?(?:\[<[0-9a-f]+>\] )?(?P<where>[A-Za-z_$][\w$.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w\-]+\])?)")),
-    ("s390x", "Krnl PSW", re.compile(r"^Krnl PSW : [0-9a-f]+ [0-9a-f]+ \((?P<where>[A-Za-z_$][\w$.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w\-]+\])?)\)")),
-    ("arm", "PC is at", re.compile(r"^PC is at (?P<where>[A-Za-z_$][\w$.]*\+0x[0-9a-f]+/0x[0-9a-f]+(?: \[[\w\-]+\])?)")),
-)
-_ARCH_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("x86_64", re.compile(r"^(?:RIP: |RSP: |Call Trace:$| <TASK>$| entry_SYSCALL_64| do_syscall_64)")),
-    ("aarch64", re.compile(r"^(?:pc : |lr : |Call trace:$| el0_svc| el1h_64_)")),
-    ("ppc64le", re.compile(r"^(?:NIP \[|MSR: |--- interrupt: )")),
-    ("riscv64", re.compile(r"^(?:epc : | ra : |status: [0-9a-f]+ badaddr: )")),
-    ("s390x", re.compile(r"^(?:Krnl PSW |Krnl GPRS:|Krnl Code:)")),
-    ("arm", re.compile(r"^(?:PC is at |LR is at |Backtrace:$)")),
-)
+# From the Platform records (arch/platform.py), in registry order: the first match wins.
+_IP_LINES: tuple[tuple[str, str, re.Pattern[str]], ...] = tuple(
+    (p.name, label, re.compile(rx)) for p in PLATFORMS.values() for label, rx in p.log.ip_lines)
+_ARCH_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (p.name, re.compile(p.log.hint)) for p in PLATFORMS.values() if p.log.hint)
 
 # "CPU: 0 PID: 1 Comm: x Not tainted 6.1.0 #1" and 6.12's "CPU: 0 UID: 0 PID: 1 Comm: x ...".
 _CPU_LINE = re.compile(r"^CPU: (?P<cpu>\d+) (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: (?P<comm>.{0,64}?) "
@@ -482,10 +469,10 @@ def compile_rules(data: dict[str, Any]) -> RuleSet:
             ignore=tuple((re.compile(g["from"]), re.compile(g["to"]) if g.get("to") else None)
                          for g in f.get("ignore", []))))
     fams.sort(key=lambda f: -f.priority)
-    arch = data.get("arch", {})
-    arch_skip = {a: frozenset(x for x in _list(v.get("skip")) if re.fullmatch(r"[A-Za-z_]\w*", x))
-                 for a, v in arch.items()}
-    arch_re = {a: _alt(_list(v.get("skip")) + _list(v.get("skip_patterns"))) for a, v in arch.items()}
+    # Per-architecture frames come from the Platform records, not the rules file.
+    arch_skip = {a: frozenset(x for x in p.log.never_guilty if re.fullmatch(r"[A-Za-z_]\w*", x))
+                 for a, p in PLATFORMS.items() if p.log.never_guilty}
+    arch_re = {a: _alt(p.log.never_guilty) for a, p in PLATFORMS.items() if p.log.never_guilty}
     skip = data.get("skip", {})
     pre = _alt(re.sub(r"\(\?P<\w+>", "(?:", p.pattern) for f in fams for p in f.start)
     triggers = _list(data.get("triggers"))
@@ -516,8 +503,8 @@ def default_rules(path: str | None = None) -> RuleSet:
 
 def arch_skip_frames(arch: str, rules: RuleSet | None = None) -> frozenset[str]:
     """Frames of one architecture that never name a bug (entry code, exception handlers): the
-    exact names of the rules' [arch.ARCH] section (its patterns, e.g. "asm_exc_.*", are in
-    RuleSet.arch_skip_re). ARCH: x86_64, aarch64, ppc64le, riscv64, s390x, arm."""
+    exact names of its Platform record's `log.never_guilty` (the patterns among them, e.g.
+    "asm_exc_.*", are in RuleSet.arch_skip_re). ARCH: a name in arch.platform.PLATFORMS."""
     rules = rules or default_rules()
     return rules.arch_skip.get(arch, frozenset())
 
