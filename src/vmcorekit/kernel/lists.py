@@ -83,13 +83,17 @@ def _address_of_struct(obj: "Object | int", tag: str) -> int:
 
 
 def _member_offset(prog: "Program", spec: str, member: str, default: int) -> int:
+    """Program.offsetof(), else `default`: with no types at all the ABI layout of list and rb
+    nodes is fixed (and minimal stand-ins for a Program have no offsetof)."""
     try:
-        return prog.types.offsetof(spec, member)
-    except Exception:  # no types at all: the ABI layout of list/rb nodes is fixed
+        return prog.offsetof(spec, member)
+    except Exception:
         return default
 
 
 def _read_ptr(prog: "Program", addr: int, what: str, where: str) -> int:
+    """A link of a walk; unreadable is corruption (a wild pointer), not a missing page. Read
+    with read_u64/read_u32, which minimal stand-ins for a Program have too."""
     try:
         return prog.read_u64(addr) if prog.space.pointer_size == 8 else prog.read_u32(addr)
     except MemoryReadError as e:

@@ -18,7 +18,8 @@ from .btf import BTF_MAX_SIZE, Btf, BtfFormatError, BtfKind, btf_from_elf, elf_b
 from .btf_source import BtfTypeSource
 from .fallback import VmcoreinfoTypeSource
 from .model import Member, Parameter, Qualifiers, Type, TypeKind
-from .registry import GlobalInfo, TypeRegistry
+from .globals import GlobalInfo
+from .registry import TypeRegistry
 
 if TYPE_CHECKING:
     from ..core import Program
