@@ -221,10 +221,11 @@ def _byteorder(layout: ModuleLayout) -> str:
 
 
 def _offsets(layout: ModuleLayout) -> ModuleOffsets:
-    """The raw walker's view of the fields module symbols read."""
+    """The raw walker's view of the fields module symbols read first (the kallsyms pointer
+    is read only for a module that finished forming)."""
     return ModuleOffsets(list=layout.list_offset, name=layout.name_offset,
                          name_size=layout.name_size, state=layout.state_offset,
-                         kallsyms=layout.kallsyms_offset, source=layout.source)
+                         source=layout.source)
 
 
 def read_module(read: Reader, mod: int, layout: ModuleLayout) -> ModuleSymbols | None:
@@ -237,8 +238,7 @@ def read_module(read: Reader, mod: int, layout: ModuleLayout) -> ModuleSymbols |
     name = raw.name_bytes.decode("latin-1")
     if raw.state == MODULE_STATE_UNFORMED:
         return None
-    ks = raw.kallsyms
-    assert ks is not None
+    ks = struct.unpack(fmt, read(mod + layout.kallsyms_offset, ps))[0]
     symtab = struct.unpack(fmt, read(ks + layout.symtab_offset, ps))[0]
     num = struct.unpack(e + "I", read(ks + layout.num_symtab_offset, 4))[0]
     strtab = struct.unpack(fmt, read(ks + layout.strtab_offset, ps))[0]

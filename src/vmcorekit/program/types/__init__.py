@@ -8,12 +8,13 @@ vmlinux file's .BTF section when given, else the SIZE/OFFSET facts in VMCOREINFO
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ...errors import MemoryReadError, SymbolError, VmcorekitError
-from ..modlist import module_nodes, module_offsets, read_raw_module, walk_modules
+from ..modlist import module_nodes, module_offsets, walk_modules
 from .btf import BTF_MAX_SIZE, Btf, BtfFormatError, BtfKind, btf_from_elf, elf_build_id, parse_btf
 from .btf_source import BtfTypeSource
 from .fallback import VmcoreinfoTypeSource
@@ -120,7 +121,8 @@ def load_module_btf(prog: "Program", reg: TypeRegistry, base: BtfTypeSource) -> 
 
     ps = prog.space.pointer_size
     order = prog.space.byteorder
-    offs = module_offsets(reg, ps)
+    # Only the name and the BTF fields: nothing else of struct module needs to read.
+    offs = dataclasses.replace(module_offsets(reg, ps), ranges=(), kallsyms=None)
 
     def walk(head: int, what: str) -> Iterator[int]:
         return module_nodes(prog.read, head, pointer_size=ps, byteorder=order,
@@ -128,10 +130,10 @@ def load_module_btf(prog: "Program", reg: TypeRegistry, base: BtfTypeSource) -> 
 
     def module_name(mod: int) -> str:
         try:
-            return read_raw_module(prog.read, mod, offs, pointer_size=ps,
-                                   byteorder=order).name or "?"
+            raw = prog.read(mod + offs.name, offs.name_size)
         except VmcorekitError:
             return f"module@{mod:#x}"
+        return raw.split(b"\0")[0].decode("utf-8", "replace") or "?"
 
     try:
         head = prog.symbol_address("btf_modules")
