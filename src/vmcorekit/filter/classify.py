@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import CorruptKernelDataError, VmcoreinfoError
 from ..kernel.memmap import (MemMapChunk, PageLayout, VirtualReader, find_memory_model, online_pgdats,
-                             read_pointer, read_struct_pages, test_bit)
+                             read_pointer, read_struct_pages, flag_set)
 from ..vmcoreinfo import VmcoreInfo
 
 # Dump level bits (makedumpfile -d).
@@ -107,7 +107,7 @@ def page_predicates(layout: PageLayout, raw: bytes | bytearray | memoryview, pfn
     bad = (order >= 64) | ((pfns & ((np.int64(1) << np.minimum(order, 62)) - 1)) != 0)
     order = np.where(bad, 0, order)
 
-    slab = test_bit(flags, layout.pg_slab)
+    slab = flag_set(flags, layout.pg_slab)
     if layout.slab_type is not None:
         slab |= layout.slab_type.bit_clear(mapcount)
 
@@ -115,7 +115,7 @@ def page_predicates(layout: PageLayout, raw: bytes | bytearray | memoryview, pfn
     if layout.hugetlb_type is not None:
         hugetlb = head & layout.hugetlb_type.bit_clear(mapcount)
     elif layout.pg_hugetlb is not None:
-        hugetlb = head & test_bit(nxt["order"].astype(np.uint64), layout.pg_hugetlb)
+        hugetlb = head & flag_set(nxt["order"].astype(np.uint64), layout.pg_hugetlb)
     elif layout.dtor_kind != "none" and layout.hugetlb_dtors:
         dtor = np.where(head, nxt["dtor"].astype(np.uint64), np.uint64(0))
         for d in layout.hugetlb_dtors:
@@ -127,7 +127,7 @@ def page_predicates(layout: PageLayout, raw: bytes | bytearray | memoryview, pfn
         assert layout.buddy_type is not None
         buddy = ~slab & layout.buddy_type.equal(mapcount)
     elif layout.buddy_method == "flag":
-        buddy = test_bit(flags, layout.pg_buddy)
+        buddy = flag_set(flags, layout.pg_buddy)
     else:
         buddy = np.zeros(n, dtype=bool)
     buddy_order = np.minimum(private, np.uint64(63)).astype(np.int64)
@@ -139,9 +139,9 @@ def page_predicates(layout: PageLayout, raw: bytes | bytearray | memoryview, pfn
         bad_buddy = int(np.count_nonzero(wild & valid))
         buddy &= ~wild
 
-    lru = test_bit(flags, layout.pg_lru)
-    swapcache = test_bit(flags, layout.pg_swapcache)
-    swapbacked = test_bit(flags, layout.pg_swapbacked) if layout.pg_swapbacked is not None else np.ones(n, bool)
+    lru = flag_set(flags, layout.pg_lru)
+    swapcache = flag_set(flags, layout.pg_swapcache)
+    swapbacked = flag_set(flags, layout.pg_swapbacked) if layout.pg_swapbacked is not None else np.ones(n, bool)
     cache = lru | (swapbacked & swapcache)
     offline = np.zeros(n, dtype=bool)
     if layout.offline_type is not None:
@@ -150,9 +150,9 @@ def page_predicates(layout: PageLayout, raw: bytes | bytearray | memoryview, pfn
         pfn_start=pfn_start, n=n, valid=valid,
         tail=(chead & np.uint64(1)) == 1,
         order=order, buddy=buddy, buddy_order=buddy_order, cache=cache,
-        private=test_bit(flags, layout.pg_private),
+        private=flag_set(flags, layout.pg_private),
         anon=((mapping & np.uint64(PAGE_MAPPING_ANON)) != 0) & ~slab,
-        hugetlb=hugetlb, hwpoison=test_bit(flags, layout.pg_hwpoison), offline=offline,
+        hugetlb=hugetlb, hwpoison=flag_set(flags, layout.pg_hwpoison), offline=offline,
         wild_buddy=wild, bad_buddy_order=bad_buddy,
     )
 

@@ -6,7 +6,7 @@ its flag bits and page types mean. The one home of these facts; the filter's cla
     raw, valid = read_struct_pages(space, chunk.vaddr, n, layout.struct_size)
     layout = PageLayout.from_vmcoreinfo(vi)            # struct page fields, PG_* bits, page types
     rec = np.frombuffer(raw, dtype=layout.dtype(), count=n)
-    test_bit(rec["flags"], layout.pg_slab)             # numpy over whole arrays, never per page
+    flag_set(rec["flags"], layout.pg_slab)             # numpy over whole arrays, never per page
     page_flag_bit(prog, "PG_reserved")                 # VMCOREINFO NUMBER(), else BTF's enum
     online_pgdats(space, vi) / node_pgdats(prog)       # each online node's pglist_data
 
@@ -33,9 +33,10 @@ from ..vmcoreinfo.memsection import MemSection, section_mem_map
 if TYPE_CHECKING:
     from ..program.core import Program
 
-__all__ = ["TypeMatch", "PageLayout", "DEFAULT_PAGE_TYPE_BASE", "test_bit", "page_flag_bit",
-           "MemMapChunk", "MemoryModel", "VirtualReader", "read_pointer", "find_memory_model",
-           "online_pgdats", "node_pgdats", "pg_reserved_bit", "read_mapped", "read_struct_pages", "is_kvaddr"]
+__all__ = ["TypeMatch", "PageLayout", "DEFAULT_PAGE_TYPE_BASE", "flag_set", "page_flag_bit",
+           "pg_reserved_bit", "MemMapChunk", "MemoryModel", "VirtualReader", "read_pointer",
+           "is_kvaddr", "find_memory_model", "online_pgdats", "node_pgdats", "read_mapped",
+           "read_struct_pages"]
 
 DEFAULT_PAGE_TYPE_BASE = 0xF0000000
 MAX_NUMNODES = 1 << 10  # NODES_SHIFT is at most 10
@@ -202,7 +203,7 @@ class PageLayout:
         return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": self.struct_size})
 
 
-def test_bit(flags: np.ndarray, nr: int | None) -> np.ndarray:
+def flag_set(flags: np.ndarray, nr: int | None) -> np.ndarray:
     """Flag bit `nr` of each word (all False when the kernel has no such flag)."""
     if nr is None or not 0 <= nr < flags.dtype.itemsize * 8:
         return np.zeros(flags.shape, dtype=bool)

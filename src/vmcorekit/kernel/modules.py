@@ -14,12 +14,12 @@ states are listed, base and size are not.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptKernelDataError, MemoryReadError, TypeLookupError, VmcorekitError
-from ..program.modlist import (CORE_MEM_TYPES, MAX_MODULES, MODULE_STATES, module_nodes,
-                               program_modules)
+from ..program.modlist import (MAX_MODULES, MODULE_STATES, module_nodes, module_offsets,
+                               program_modules, read_raw_module)
 from ..program.objects import Object
 from .lists import guarded_walk
 
@@ -145,25 +145,20 @@ def find_module(prog: "Program", name: str) -> Object | None:
 
 
 def module_address_range(mod: Object) -> tuple[int, int]:
-    """(base, size) of the module's core memory: core_layout (<= 6.3) or the core entries
-    of mem[] (6.4+: base of MOD_TEXT, sizes of text, data, rodata, ro_after_init added)."""
+    """(base, size) of the module's core memory, as program/modlist.py reads it: core_layout
+    (<= 6.3), the core entries of mem[] (6.4+: base of MOD_TEXT, sizes of text, data, rodata,
+    ro_after_init added), module_core/core_size (before 4.5)."""
     prog = mod.prog_
-    T = prog.types
-    if T.has_member("struct module", "core_layout"):
-        lay = mod.core_layout
-        return int(lay.base), int(lay.size)
-    if T.has_member("struct module", "mem"):
-        size = 0
-        for name in CORE_MEM_TYPES:
-            try:
-                idx = T.constant(name)
-            except TypeLookupError:
-                continue
-            size += int(mod.mem[idx].size)
-        return int(mod.mem[T.constant("MOD_TEXT")].base), size
-    if T.has_member("struct module", "module_core"):  # before 4.5
-        return int(mod.module_core), int(mod.core_size)
-    raise TypeLookupError("struct module has none of core_layout, mem[], module_core")
+    ps = prog.space.pointer_size
+    offs = module_offsets(prog.types, ps)
+    if not offs.ranges:
+        raise TypeLookupError("struct module has none of core_layout, mem[], module_core")
+    # Only the ranges: the rest of struct module is the typed view's to read.
+    offs = replace(offs, kallsyms=None, btf_data=None, btf_data_size=None)
+    raw = read_raw_module(prog.read, int(mod), offs, pointer_size=ps,
+                          byteorder=prog.space.byteorder)
+    assert raw.base is not None and raw.size is not None
+    return raw.base, raw.size
 
 
 @dataclass
