@@ -18,12 +18,12 @@ from vmcorekit.errors import CorruptKernelDataError, PageNotInDumpError, Vmcorek
 from vmcorekit.filter import FilterError, FilterOptions, OutputError, run_filter
 from vmcorekit.filter.bitmaps import PfnBitmap
 from vmcorekit.filter.classify import (CACHE, CACHE_PRIVATE, FREE, HWPOISON, KEEP, OFFLINE, USER, Carry,
-                                       PageClassifier, PageLayout, TypeMatch, find_memory_model, page_predicates,
-                                       resolve)
+                                       PageClassifier, page_predicates, resolve)
 from vmcorekit.filter.elf_writer import InputSegment, plan_loads
 from vmcorekit.filter.flat_writer import FlatSink, reassemble
 from vmcorekit.filter.job import reassemble_stream
 from vmcorekit.filter.sink import FileSink, NullSink
+from vmcorekit.kernel.memmap import PageLayout, TypeMatch, find_memory_model
 from vmcorekit.vmcoreinfo import VmcoreInfo
 
 # Linux 6.1 x86_64 (the corpus kernel's VMCOREINFO)

@@ -14,7 +14,7 @@ from vmcorekit.dump.codecs import CODEC_FLAGS
 from vmcorekit.filter import FilterOptions, run_filter
 from vmcorekit.filter import compress as cz
 from vmcorekit.filter.bitmaps import PfnBitmap
-from vmcorekit.filter.classify import read_mapped
+from vmcorekit.kernel.memmap import read_mapped
 from vmcorekit.filter.pages import PageSource, batch_plans, zero_rows
 
 PS = 4096

@@ -76,8 +76,9 @@ def test_sys_json(corpus_case: Path, corpus_elf: Path, capsys) -> None:
 def test_hz_fit_without_tick_nsec(corpus_elf: Path, monkeypatch) -> None:
     """With tick_nsec hidden, HZ comes from fitting jiffies to the timekeeper."""
     prog = Program.open(corpus_elf)
-    real = cpus._sym
-    monkeypatch.setattr(cpus, "_sym", lambda p, n: None if n == "tick_nsec" else real(p, n))
+    real = Program.try_symbol_address  # the one symbol lookup the kernel helpers use
+    monkeypatch.setattr(Program, "try_symbol_address",
+                        lambda p, n: None if n == "tick_nsec" else real(p, n))
     hz, how = sysinfo.kernel_hz(prog)
     assert hz == 250 and how.startswith("fit")
 

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from ..dump.base import PhysicalMemory
 from ..errors import MemoryReadError, VmcoreinfoError
 from ..vmcoreinfo import VmcoreInfo
+from ..vmcoreinfo.memsection import MemSection
 from .base import AddressSpace, CpuRegisters, Region, Translation, WalkStep
 
 MASK64 = (1 << 64) - 1
@@ -250,17 +251,15 @@ class AArch64(AddressSpace):
         vi = self.vmcoreinfo
         ms = vi.symbols.get("mem_section")
         if ms is not None:
+            # SPARSEMEM_VMEMMAP: section_mem_map encodes vmemmap itself (mem_map minus the
+            # section's first pfn); its low bits are SECTION_* flags.
+            sec = MemSection.from_vmcoreinfo(vi, extreme=vi.lengths.get("mem_section", 0) > 0
+                                             and self.page_offset <= ms < self.linear_end)
+            assert sec is not None
             try:
-                # SPARSEMEM_VMEMMAP: section_mem_map encodes vmemmap itself (mem_map minus the
-                # section's first pfn); its low bits are SECTION_* flags.
-                extreme = vi.lengths.get("mem_section", 0) > 0 and self.page_offset <= ms < self.linear_end
-                sec_size = vi.sizes.get("mem_section", 16)
-                off = vi.offsets.get("mem_section.section_mem_map", 0)
-                roots = self.read_u64(ms) if extreme else ms
-                for i in range(64):
-                    smm = self.read_u64(roots + i * sec_size + off)
-                    if smm & 1 and smm & ~0x3F:
-                        return smm & ~0x1F
+                smm = sec.first_present(self.read_u64, flag_mask=0x3F)
+                if smm is not None:
+                    return smm & ~0x1F
             except MemoryReadError:
                 pass
         start = vi.numbers.get("VMEMMAP_START")

@@ -12,6 +12,7 @@ import struct
 from ..dump.base import PhysicalMemory
 from ..errors import MemoryReadError, VmcoreinfoError
 from ..vmcoreinfo import VmcoreInfo
+from ..vmcoreinfo.memsection import MemSection
 from .base import AddressSpace, CpuRegisters, Region, Translation, WalkStep
 
 START_KERNEL_MAP = 0xFFFFFFFF80000000
@@ -134,23 +135,19 @@ class X86_64(AddressSpace):
     def _find_vmemmap(self) -> int | None:
         vi = self.vmcoreinfo
         default = LAYOUT[self.levels]["vmemmap"]
-        ms = vi.symbols.get("mem_section")
+        # SPARSEMEM_EXTREME: mem_section -> roots[0] -> mem_section[]; section_mem_map holds
+        # mem_map minus the section's first pfn, which under VMEMMAP is vmemmap itself.
+        ms = MemSection.from_vmcoreinfo(vi, extreme="mem_section" in vi.lengths
+                                        and vi.lengths["mem_section"] > 0)
         if ms is None:
             return default
         try:
-            # SPARSEMEM_EXTREME: mem_section -> roots[0] -> mem_section[]; section_mem_map holds
-            # mem_map minus the section's first pfn, which under VMEMMAP is vmemmap itself.
-            extreme = "mem_section" in vi.lengths and vi.lengths["mem_section"] > 0
-            sec_size = vi.sizes.get("mem_section", 16)
-            off = vi.offsets.get("mem_section.section_mem_map", 0)
-            roots = self.read_u64(ms) if extreme else ms
-            for i in range(64):
-                smm = self.read_u64(roots + i * sec_size + off)
-                if smm & 1 and smm & ~0xFFF:
-                    base = smm & ~0xFFF
-                    if base % (1 << 30) == 0:
-                        return base
-                    return default
+            smm = ms.first_present(self.read_u64, flag_mask=0xFFF)
+            if smm is not None:
+                base = smm & ~0xFFF
+                if base % (1 << 30) == 0:
+                    return base
+                return default
         except MemoryReadError:
             pass
         return default

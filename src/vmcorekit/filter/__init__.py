@@ -5,8 +5,9 @@ level excludes, compress the rest and write kdump-compressed, ELF or flattened o
 """
 from __future__ import annotations
 
+from ..kernel.memmap import PageLayout, find_memory_model
 from .classify import (DL_EXCLUDE_CACHE, DL_EXCLUDE_CACHE_PRI, DL_EXCLUDE_FREE, DL_EXCLUDE_USER_DATA,
-                       DL_EXCLUDE_ZERO, PageClassifier, PageLayout, find_memory_model)
+                       DL_EXCLUDE_ZERO, PageClassifier)
 from .job import (FilterJob, FilterOptions, FilterStats, MemUsage, memory_usage, reassemble_stream, run_filter,
                   split_output_names)
 from .sink import FilterError, OutputError

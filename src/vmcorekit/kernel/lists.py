@@ -83,13 +83,17 @@ def _address_of_struct(obj: "Object | int", tag: str) -> int:
 
 
 def _member_offset(prog: "Program", spec: str, member: str, default: int) -> int:
+    """Program.offsetof(), else `default`: with no types at all the ABI layout of list and rb
+    nodes is fixed (and minimal stand-ins for a Program have no offsetof)."""
     try:
-        return prog.types.offsetof(spec, member)
-    except Exception:  # no types at all: the ABI layout of list/rb nodes is fixed
+        return prog.offsetof(spec, member)
+    except Exception:
         return default
 
 
 def _read_ptr(prog: "Program", addr: int, what: str, where: str) -> int:
+    """A link of a walk; unreadable is corruption (a wild pointer), not a missing page. Read
+    with read_u64/read_u32, which minimal stand-ins for a Program have too."""
     try:
         return prog.read_u64(addr) if prog.space.pointer_size == 8 else prog.read_u32(addr)
     except MemoryReadError as e:
@@ -102,7 +106,9 @@ def _entry_type(prog: "Program", type: "str | Type") -> Type:
     return t
 
 
-def _run(gen: Iterator[int], on_error: str) -> Iterator[int]:
+def guarded_walk(gen: Iterator[int], on_error: str) -> Iterator[int]:
+    """The nodes of a bounded walk; where it breaks (CorruptKernelDataError) either raise
+    (on_error="raise") or warn a PartialResultWarning and stop (on_error="warn")."""
     if on_error not in ("raise", "warn"):
         raise ValueError("on_error must be 'raise' or 'warn'")
     try:
@@ -114,6 +120,9 @@ def _run(gen: Iterator[int], on_error: str) -> Iterator[int]:
         warnings.warn(PartialResultWarning(str(e)), stacklevel=3)
 
 
+_run = guarded_walk  # the older private name
+
+
 def _entries(p: "Program", type: "str | Type", member: str,
              walk: Callable[[str], Iterator[int]], on_error: str) -> Iterator[Object]:
     """`type *` of each node address `walk(name)` yields, the nodes being `member` of `type`;
@@ -121,7 +130,7 @@ def _entries(p: "Program", type: "str | Type", member: str,
     t = _entry_type(p, type)
     off = p.types.offsetof(t, member)
     pt = p.types.pointer(t)
-    for node in _run(walk(f"{t.type_name()}.{member}"), on_error):
+    for node in guarded_walk(walk(f"{t.type_name()}.{member}"), on_error):
         yield Object(p, pt, (node - off) & 0xFFFFFFFFFFFFFFFF)
 
 
@@ -177,7 +186,7 @@ def list_for_each(head: "Object | int", *, prog: "Program | None" = None,
     p = _prog_of(head, prog)
     h = _address_of_struct(head, "list_head")
     lt = p.types.pointer(p.types.lookup("struct list_head"))
-    for node in _run(list_nodes(p, h, limit=limit, reverse=reverse, validate=validate),
+    for node in guarded_walk(list_nodes(p, h, limit=limit, reverse=reverse, validate=validate),
                      on_error):
         yield Object(p, lt, node)
 
@@ -229,7 +238,7 @@ def hlist_for_each(head: "Object | int", *, prog: "Program | None" = None,
     p = _prog_of(head, prog)
     h = _address_of_struct(head, "hlist_head")
     nt = p.types.pointer(p.types.lookup("struct hlist_node"))
-    for node in _run(hlist_nodes(p, h, limit=limit), on_error):
+    for node in guarded_walk(hlist_nodes(p, h, limit=limit), on_error):
         yield Object(p, nt, node)
 
 
@@ -302,7 +311,7 @@ def rbtree_inorder_for_each(root: "Object | int", *, prog: "Program | None" = No
     """`struct rb_node *` of each node, in order."""
     p = _prog_of(root, prog)
     nt = p.types.pointer(p.types.lookup("struct rb_node"))
-    for node in _run(rbtree_nodes(p, _rb_root_address(root), limit=limit), on_error):
+    for node in guarded_walk(rbtree_nodes(p, _rb_root_address(root), limit=limit), on_error):
         yield Object(p, nt, node)
 
 

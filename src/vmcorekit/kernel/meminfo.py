@@ -31,8 +31,8 @@ import numpy as np
 
 from ..errors import CorruptKernelDataError, TypeLookupError, VmcorekitError
 from ..program.objects import Object
-from . import cpus as _cpus
 from .lists import list_for_each_entry
+from .memmap import find_memory_model, node_pgdats, page_flag_bit, pg_reserved_bit, read_struct_pages
 from .sysinfo import format_size
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def vm_stat(prog: "Program", item: str) -> int | None:
         if item not in items:
             continue
         for name in arrays:
-            addr = _cpus._sym(prog, name)
+            addr = prog.try_symbol_address(name)
             if addr is None:
                 continue
             # atomic_long_t: one signed long per item
@@ -112,7 +112,7 @@ def vm_stat(prog: "Program", item: str) -> int | None:
 
 
 def _long(prog: "Program", name: str, signed: bool = False) -> int | None:
-    addr = _cpus._sym(prog, name)
+    addr = prog.try_symbol_address(name)
     if addr is None:
         return None
     ps = prog.space.pointer_size
@@ -130,60 +130,19 @@ def totalram_pages(prog: "Program") -> int | None:
 
 
 def _int(prog: "Program", name: str) -> int | None:
-    addr = _cpus._sym(prog, name)
+    addr = prog.try_symbol_address(name)
     if addr is None:
         return None
     return int.from_bytes(prog.read(addr, 4), "little", signed=True)
 
 
 # -- nodes and zones --------------------------------------------------------------------------
-MAX_NUMNODES = 1 << 10  # NODES_SHIFT is at most 10
-
-
-def node_pgdats(prog: "Program") -> list[int]:
-    """Addresses of the struct pglist_data of every online NUMA node: node_data[] (from the
-    symbol table, or VMCOREINFO where the architecture exports it) filtered by the online
-    node mask, or contig_page_data on a kernel without NUMA."""
-    vi = prog.vmcoreinfo
-    ps = prog.space.pointer_size
-    nd = _cpus._sym(prog, "node_data")
-    if nd is not None:
-        n = _int(prog, "nr_node_ids") or vi.lengths.get("node_data") or 1
-        if not 0 < n <= MAX_NUMNODES:
-            raise CorruptKernelDataError(f"nr_node_ids is {n}")
-        online: int | None = None
-        mask = vi.symbols.get("node_online_map")
-        if mask is None:
-            states = _cpus._sym(prog, "node_states")
-            try:
-                if states is not None:
-                    mask = states + prog.types.constant("N_ONLINE") * prog.types.sizeof("nodemask_t")
-            except (TypeLookupError, VmcorekitError):
-                mask = None
-        if mask is not None:
-            words = -(-n // (8 * ps))
-            online = int.from_bytes(prog.read(mask, words * ps), "little")
-        raw = prog.read(nd, n * ps)
-        out = []
-        for i in range(n):
-            p = int.from_bytes(raw[i * ps:(i + 1) * ps], "little")
-            if p and (online is None or online >> i & 1):
-                out.append(p)
-        if out:
-            return out
-    contig = _cpus._sym(prog, "contig_page_data")
-    if contig is not None:
-        return [contig]
-    raise VmcorekitError("neither node_data nor contig_page_data is known: NUMA nodes "
-                         "cannot be found")
-
-
 def _zone_free_pages(prog: "Program") -> int:
     """Sum of zone->vm_stat[NR_FREE_PAGES] over all zones of the online nodes. Offsets from
     BTF, else from VMCOREINFO (which exports exactly these for makedumpfile)."""
     vi = prog.vmcoreinfo
     ps = prog.space.pointer_size
-    btf = _cpus._has_btf(prog)
+    btf = prog.has_btf
     if btf:
         T = prog.types
         zone_size = T.sizeof("struct zone")
@@ -215,27 +174,6 @@ def _zone_free_pages(prog: "Program") -> int:
 
 
 # -- SHARED: the struct page walk ------------------------------------------------------------
-def _pg_reserved(prog: "Program", flags_off: int, page_size_struct: int) -> tuple[int, str]:
-    try:
-        return prog.types.constant("PG_reserved"), "enum pageflags"
-    except (TypeLookupError, VmcorekitError):
-        pass
-    # crash's fallback: a kernel text page is reserved; its lowest flag bit is PG_reserved.
-    from ..filter.classify import find_memory_model
-    stext = _cpus._sym(prog, "_stext")
-    if stext is None:
-        raise TypeLookupError("PG_reserved unknown: no BTF and no _stext to read it from")
-    pfn = prog.space.translate(stext) // prog.page_size
-    model = find_memory_model(prog.space, prog.vmcoreinfo, pfn + 1)
-    for c in model.chunks:
-        if c.pfn_start <= pfn < c.pfn_end:
-            raw = prog.read(c.vaddr + (pfn - c.pfn_start) * page_size_struct + flags_off, 8)
-            flags = int.from_bytes(raw, "little")
-            if flags:
-                return (flags & -flags).bit_length() - 1, "flags of the _stext page"
-    raise TypeLookupError("PG_reserved unknown: the _stext page's struct page is unreadable")
-
-
 @dataclass
 class PageCounts:
     """What one pass over every struct page counts (crash's dump_mem_map GET_ALL)."""
@@ -248,25 +186,19 @@ class PageCounts:
 def page_counts(prog: "Program", notes: list[str] | None = None) -> PageCounts:
     """One numpy pass over the mem_map: crash's SHARED, and the PG_slab pages it falls back
     to for SLAB when the kernel's slab counters are not in pages."""
-    from ..filter.classify import find_memory_model, read_struct_pages
     vi = prog.vmcoreinfo
     psize_struct = vi.size("page")
     o_flags = vi.offset("page.flags")
     o_ref = vi.offsets.get("page._refcount", vi.offsets.get("page._count"))
     if o_ref is None:
-        o_ref = _cpus._offsetof(prog, "struct page", "_refcount")
+        o_ref = prog.try_offsetof("struct page", "_refcount")
     if o_ref is None:
         raise TypeLookupError("struct page reference count offset unknown (neither "
                               "VMCOREINFO nor BTF has it)")
-    bit, how = _pg_reserved(prog, o_flags, psize_struct)
+    bit, how = pg_reserved_bit(prog, o_flags, psize_struct)
     if notes is not None and how != "enum pageflags":
         notes.append(f"PG_reserved = bit {bit}, from the {how}")
-    pg_slab = vi.numbers.get("PG_slab")
-    if pg_slab is None:
-        try:
-            pg_slab = prog.types.constant("PG_slab")
-        except (TypeLookupError, VmcorekitError):
-            pg_slab = None
+    pg_slab = page_flag_bit(prog, "PG_slab")
     end = max((r.end for r in prog.phys.ranges()), default=0)
     try:
         sect_pages = 1 << (vi.number("SECTION_SIZE_BITS") - (prog.page_size.bit_length() - 1))
@@ -310,7 +242,7 @@ def nr_blockdev_pages(prog: "Program") -> int:
     pseudo-filesystem's inodes, each mapping's nrpages; `all_bdevs` on kernels before 5.9."""
     T = prog.types
     total = 0
-    sb_ptr = _cpus._sym(prog, "blockdev_superblock")
+    sb_ptr = prog.try_symbol_address("blockdev_superblock")
     if sb_ptr is not None and T.has_member("struct super_block", "s_inodes"):
         sb = Object(prog, "struct super_block *", address=sb_ptr).read_()
         if not int(sb):
@@ -321,7 +253,7 @@ def nr_blockdev_pages(prog: "Program") -> int:
             if int(mapping):
                 total += int(mapping.nrpages)
         return total
-    head = _cpus._sym(prog, "all_bdevs")
+    head = prog.try_symbol_address("all_bdevs")
     if head is not None:
         for bdev in list_for_each_entry("struct block_device", head, "bd_list", prog=prog,
                                         limit=_MAX_BDEV_INODES):
@@ -332,7 +264,7 @@ def nr_blockdev_pages(prog: "Program") -> int:
 
 def _swap_areas(prog: "Program") -> list[Object]:
     n = _int(prog, "nr_swapfiles")
-    addr = _cpus._sym(prog, "swap_info")
+    addr = prog.try_symbol_address("swap_info")
     if n is None or addr is None:
         raise TypeLookupError("nr_swapfiles / swap_info not found")
     if not 0 <= n <= MAX_SWAPFILES_SCAN:
@@ -340,7 +272,7 @@ def _swap_areas(prog: "Program") -> list[Object]:
     out = []
     ps = prog.space.pointer_size
     for i in range(n):
-        p = _cpus._ptr(prog, addr + i * ps)
+        p = prog.read_pointer(addr + i * ps)
         if p:
             out.append(Object(prog, "struct swap_info_struct *", p))
     return out
@@ -364,8 +296,8 @@ def swap_totals(prog: "Program") -> tuple[int, int]:
 def _swap_cache_pages(prog: "Program") -> int:
     """total_swapcache_pages(): nrpages of each swap area's address spaces (swapper_spaces[i]
     is an array of nr_swapper_spaces[i] struct address_space since 4.11)."""
-    base = _cpus._sym(prog, "swapper_spaces")
-    counts = _cpus._sym(prog, "nr_swapper_spaces")
+    base = prog.try_symbol_address("swapper_spaces")
+    counts = prog.try_symbol_address("nr_swapper_spaces")
     if base is None:
         return 0
     T = prog.types
@@ -375,18 +307,18 @@ def _swap_cache_pages(prog: "Program") -> int:
     as_size = T.sizeof("struct address_space")
     o_nrpages = T.offsetof("struct address_space", "nrpages")
     for i in range(min(n, MAX_SWAPFILES_SCAN)):
-        spaces = _cpus._ptr(prog, base + i * ps)
+        spaces = prog.read_pointer(base + i * ps)
         if not spaces or counts is None:
             continue
         cnt = int.from_bytes(prog.read(counts + 4 * i, 4), "little")
         for j in range(min(cnt, 1 << 20)):
-            total += _cpus._ptr(prog, spaces + j * as_size + o_nrpages)
+            total += prog.read_pointer(spaces + j * as_size + o_nrpages)
     return total
 
 
 def hugetlb_totals(prog: "Program") -> tuple[int, int]:
     """(huge pages, free huge pages) over all hstates, counted in base pages."""
-    base = _cpus._sym(prog, "hstates")
+    base = prog.try_symbol_address("hstates")
     n = _int(prog, "hugetlb_max_hstate")
     if base is None or n is None:
         return 0, 0
@@ -409,7 +341,7 @@ def memory_summary(prog: "Program", *, shared: bool = True) -> MemorySummary:
     `notes`; shared=False skips the struct page walk."""
     mi = MemorySummary(prog.page_size)
     notes = mi.notes
-    btf = _cpus._has_btf(prog)
+    btf = prog.has_btf
 
     def attempt(what: str, fn: Any) -> Any:
         try:
@@ -474,7 +406,7 @@ def memory_summary(prog: "Program", *, shared: bool = True) -> MemorySummary:
         limit = None
     if limit is not None:
         mi.commit_limit = limit + (mi.swap_total or 0)
-    addr = _cpus._sym(prog, "vm_committed_as")
+    addr = prog.try_symbol_address("vm_committed_as")
     if addr is not None:
         c = attempt("COMMITTED", lambda: int(Object(prog, "struct percpu_counter",
                                                     address=addr).count))

@@ -14,13 +14,14 @@ states are listed, base and size are not.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..errors import CorruptKernelDataError, MemoryReadError, TypeLookupError, VmcorekitError
+from ..program.modlist import (MAX_MODULES, MODULE_STATES, module_nodes, module_offsets,
+                               program_modules, read_raw_module)
 from ..program.objects import Object
-from . import cpus as _cpus
-from .lists import list_for_each_entry, list_nodes
+from .lists import guarded_walk
 
 if TYPE_CHECKING:
     from ..program.core import Program
@@ -29,13 +30,7 @@ __all__ = ["for_each_module", "find_module", "module_info", "module_table", "mod
            "ModuleInfo", "taint_flags", "TaintFlag", "decode_taint", "module_taint_letters",
            "MAX_MODULES"]
 
-MAX_MODULES = 1 << 16
-# struct module's prefix (include/linux/module.h since 2.6): enum module_state state; struct
-# list_head list; char name[MODULE_NAME_LEN]; -- what the no-BTF path relies on.
-_MODULE_NAME_LEN = 64 - 8  # MODULE_NAME_LEN = 64 - sizeof(unsigned long)
-_STATE_NAMES = {0: "live", 1: "coming", 2: "going", 3: "unformed"}
-# mod_mem_type values that make up the loaded module (the init ones are freed after load).
-_CORE_MEM_TYPES = ("MOD_TEXT", "MOD_DATA", "MOD_RODATA", "MOD_RO_AFTER_INIT")
+_STATE_NAMES = MODULE_STATES
 
 
 @dataclass(frozen=True)
@@ -58,7 +53,7 @@ _DEFAULT_TAINTS = [("P", "G", True), ("F", " ", True), ("S", " ", False), ("R", 
 def taint_flags(prog: "Program") -> tuple[list[TaintFlag], str]:
     """The kernel's taint table (`taint_flags[]`, one {c_true, c_false, module} per bit) and
     where it came from ("kernel" or "built-in")."""
-    addr = _cpus._sym(prog, "taint_flags")
+    addr = prog.try_symbol_address("taint_flags")
     if addr is not None:
         size = 3
         o_true, o_false, o_mod = 0, 1, 2
@@ -114,9 +109,9 @@ def _letter_bit(prog: "Program", letter: str) -> int | None:
     return None
 
 
-# -- walking ----------------------------------------------------------------------------------
+# -- walking: the raw walk is program/modlist.py; this is the typed view on top of it -------
 def _modules_head(prog: "Program") -> int:
-    head = _cpus._sym(prog, "modules")
+    head = prog.try_symbol_address("modules")
     if head is None:
         raise VmcorekitError("no `modules` symbol: this kernel has no loadable modules "
                              "(CONFIG_MODULES=n) or its symbol table is incomplete")
@@ -124,7 +119,7 @@ def _modules_head(prog: "Program") -> int:
 
 
 def _btf_module(prog: "Program") -> bool:
-    return _cpus._has_btf(prog) and prog.types.has_type("struct module")
+    return prog.has_btf and prog.types.has_type("struct module")
 
 
 def for_each_module(prog: "Program", *, on_error: str = "raise") -> Iterator[Object]:
@@ -132,8 +127,14 @@ def for_each_module(prog: "Program", *, on_error: str = "raise") -> Iterator[Obj
     if not _btf_module(prog):
         raise TypeLookupError("struct module is not described without BTF; use module_table(), "
                               "which lists names and states from the struct's stable prefix")
-    yield from list_for_each_entry("struct module", _modules_head(prog), "list",
-                                   prog=prog, limit=MAX_MODULES, on_error=on_error)
+    head = _modules_head(prog)
+    t = prog.types.pointer(prog.types.lookup("struct module"))
+    off = prog.offsetof("struct module", "list")
+    nodes = module_nodes(prog.read, head, pointer_size=prog.space.pointer_size,
+                         byteorder=prog.space.byteorder, limit=MAX_MODULES,
+                         what=f"list struct module.list (head {head:#x})")
+    for node in guarded_walk(nodes, on_error):
+        yield Object(prog, t, node - off)
 
 
 def find_module(prog: "Program", name: str) -> Object | None:
@@ -144,25 +145,20 @@ def find_module(prog: "Program", name: str) -> Object | None:
 
 
 def module_address_range(mod: Object) -> tuple[int, int]:
-    """(base, size) of the module's core memory: core_layout (<= 6.3) or the core entries
-    of mem[] (6.4+: base of MOD_TEXT, sizes of text, data, rodata, ro_after_init added)."""
+    """(base, size) of the module's core memory, as program/modlist.py reads it: core_layout
+    (<= 6.3), the core entries of mem[] (6.4+: base of MOD_TEXT, sizes of text, data, rodata,
+    ro_after_init added), module_core/core_size (before 4.5)."""
     prog = mod.prog_
-    T = prog.types
-    if T.has_member("struct module", "core_layout"):
-        lay = mod.core_layout
-        return int(lay.base), int(lay.size)
-    if T.has_member("struct module", "mem"):
-        size = 0
-        for name in _CORE_MEM_TYPES:
-            try:
-                idx = T.constant(name)
-            except TypeLookupError:
-                continue
-            size += int(mod.mem[idx].size)
-        return int(mod.mem[T.constant("MOD_TEXT")].base), size
-    if T.has_member("struct module", "module_core"):  # before 4.5
-        return int(mod.module_core), int(mod.core_size)
-    raise TypeLookupError("struct module has none of core_layout, mem[], module_core")
+    ps = prog.space.pointer_size
+    offs = module_offsets(prog.types, ps)
+    if not offs.ranges:
+        raise TypeLookupError("struct module has none of core_layout, mem[], module_core")
+    # Only the ranges: the rest of struct module is the typed view's to read.
+    offs = replace(offs, kallsyms=None, btf_data=None, btf_data_size=None)
+    raw = read_raw_module(prog.read, int(mod), offs, pointer_size=ps,
+                          byteorder=prog.space.byteorder)
+    assert raw.base is not None and raw.size is not None
+    return raw.base, raw.size
 
 
 @dataclass
@@ -218,16 +214,11 @@ def module_info(mod: Object) -> ModuleInfo:
 
 def _module_table_nobtf(prog: "Program", warnings: list[str] | None) -> list[ModuleInfo]:
     """Names, states and addresses from struct module's stable prefix."""
-    ps = prog.space.pointer_size
-    o_list, o_name = ps, 3 * ps  # after the 4-byte enum (padded to a pointer) and the list_head
     out = []
     try:
-        for node in list_nodes(prog, _modules_head(prog), what="modules", limit=MAX_MODULES):
-            mod = node - o_list
-            raw = prog.read(mod + o_name, _MODULE_NAME_LEN)
-            name = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
-            st = int.from_bytes(prog.read(mod, 4), "little")
-            out.append(ModuleInfo(name, mod, _STATE_NAMES.get(st, str(st)), None, None, None,
+        for m in program_modules(prog, head=_modules_head(prog), what="modules"):
+            out.append(ModuleInfo(m.name, m.address, _STATE_NAMES.get(m.state, str(m.state)),
+                                  None, None, None,
                                   problems=["no BTF: base, size and taints unknown"]))
     except (CorruptKernelDataError, MemoryReadError) as e:
         if warnings is None:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MemoryReadError, TypeLookupError, VmcorekitError
 from ..program.objects import Object
 from . import cpus as _cpus
+from .memmap import node_pgdats
 
 if TYPE_CHECKING:
     from ..program.core import Program
@@ -55,12 +56,12 @@ CAUSE_PATTERNS = OOPS_PATTERNS + ("watchdog: ", "sysrq: Trigger a crash", "SysRq
 # -- utsname ----------------------------------------------------------------------------------
 def uts(prog: "Program") -> dict[str, str]:
     """init_uts_ns.name, field by field (struct new_utsname is ABI: six char[65])."""
-    base = prog.vmcoreinfo.symbols.get("init_uts_ns") or _cpus._sym(prog, "init_uts_ns")
+    base = prog.try_symbol_address("init_uts_ns")
     if base is None:
         raise VmcorekitError("init_uts_ns not found (neither in VMCOREINFO nor the symbols)")
     off = prog.vmcoreinfo.offsets.get("uts_namespace.name")
     if off is None:
-        off = _cpus._offsetof(prog, "struct uts_namespace", "name")
+        off = prog.try_offsetof("struct uts_namespace", "name")
     if off is None:
         raise TypeLookupError("offset of uts_namespace.name unknown (no VMCOREINFO entry, no BTF)")
     raw = prog.read(base + off, _UTS_LEN * len(UTS_FIELDS))
@@ -72,7 +73,7 @@ def uts(prog: "Program") -> dict[str, str]:
 def read_jiffies(prog: "Program") -> int:
     """jiffies_64 (the 64-bit count on every architecture)."""
     for name in ("jiffies_64", "jiffies"):
-        addr = _cpus._sym(prog, name)
+        addr = prog.try_symbol_address(name)
         if addr is not None:
             return prog.read_u64(addr) if name == "jiffies_64" or prog.space.pointer_size == 8 \
                 else prog.read_u32(addr)
@@ -81,10 +82,10 @@ def read_jiffies(prog: "Program") -> int:
 
 def _ikconfig(prog: "Program") -> str | None:
     """The kernel's .config when built with CONFIG_IKCONFIG (gzip between IKCFG_ST/IKCFG_ED)."""
-    start = _cpus._sym(prog, "kernel_config_data")
+    start = prog.try_symbol_address("kernel_config_data")
     if start is None:
         return None
-    end = _cpus._sym(prog, "kernel_config_data_end")
+    end = prog.try_symbol_address("kernel_config_data_end")
     size = (end - start) if end is not None and 0 < end - start <= 4 << 20 else 256 << 10
     try:
         raw = prog.read(start, size)
@@ -103,7 +104,7 @@ def _ikconfig(prog: "Program") -> str | None:
 def timekeeper(prog: "Program") -> Object | None:
     """The live struct timekeeper (tk_core.timekeeper; shadow_timekeeper when tk_core's copy
     does not look right). None without BTF."""
-    if not _cpus._has_btf(prog):
+    if not prog.has_btf:
         return None
     T = prog.types
     try:
@@ -111,7 +112,7 @@ def timekeeper(prog: "Program") -> Object | None:
     except TypeLookupError:
         return None
     cands: list[Object] = []
-    core = _cpus._sym(prog, "tk_core")
+    core = prog.try_symbol_address("tk_core")
     if core is not None:
         try:  # 6.13+: static struct tk_data tk_core, a named type
             cands.append(Object(prog, tk_type, address=core + T.offsetof("struct tk_data",
@@ -126,7 +127,7 @@ def timekeeper(prog: "Program") -> Object | None:
                     break
                 except TypeLookupError:
                     continue
-    shadow = _cpus._sym(prog, "shadow_timekeeper")
+    shadow = prog.try_symbol_address("shadow_timekeeper")
     if shadow is not None:
         cands.append(Object(prog, tk_type, address=shadow))
     for tk in cands:
@@ -146,7 +147,7 @@ def kernel_hz(prog: "Program") -> tuple[int | None, str]:
         m = re.search(r"^CONFIG_HZ=(\d+)$", cfg, re.M)
         if m:
             return int(m.group(1)), "CONFIG_HZ (in-kernel config)"
-    addr = _cpus._sym(prog, "tick_nsec")
+    addr = prog.try_symbol_address("tick_nsec")
     if addr is not None:
         try:
             tn = prog.read_u64(addr) if prog.space.pointer_size == 8 else prog.read_u32(addr)
@@ -224,7 +225,7 @@ def crash_time(prog: "Program") -> tuple[int | None, str]:
 
 def load_average(prog: "Program") -> tuple[float, float, float] | None:
     """avenrun[] as /proc/loadavg rounds it (fixed point, FSHIFT bits)."""
-    addr = _cpus._sym(prog, "avenrun")
+    addr = prog.try_symbol_address("avenrun")
     if addr is None:
         return None
     ps = prog.space.pointer_size
@@ -242,7 +243,7 @@ def load_average(prog: "Program") -> tuple[float, float, float] | None:
 
 def cpu_mhz(prog: "Program") -> int | None:
     """x86's calibrated CPU clock (cpu_khz / 1000), as crash's MACHINE line shows it."""
-    addr = _cpus._sym(prog, "cpu_khz")
+    addr = prog.try_symbol_address("cpu_khz")
     if addr is None:
         return None
     try:
@@ -255,9 +256,8 @@ def cpu_mhz(prog: "Program") -> int | None:
 def memory_size(prog: "Program") -> tuple[int | None, str]:
     """(bytes of RAM, source): the present pages of every online node, as crash counts them;
     without BTF, the RAM ranges the dump itself holds."""
-    if _cpus._has_btf(prog):
+    if prog.has_btf:
         try:
-            from .meminfo import node_pgdats
             total = 0
             for pgdat in node_pgdats(prog):
                 o = Object(prog, "struct pglist_data", address=pgdat)
@@ -276,11 +276,11 @@ def memory_size(prog: "Program") -> tuple[int | None, str]:
 def tainted(prog: "Program") -> tuple[int | None, str, list[str]]:
     """(tainted_mask, the kernel's "Tainted:" letters, letters set)."""
     from .modules import decode_taint
-    addr = _cpus._sym(prog, "tainted_mask")
+    addr = prog.try_symbol_address("tainted_mask")
     if addr is None:
         return None, "", []
     try:
-        mask = _cpus._ptr(prog, addr)
+        mask = prog.read_pointer(addr)
     except MemoryReadError:
         return None, "", []
     text, letters = decode_taint(prog, mask)

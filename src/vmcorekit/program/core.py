@@ -11,6 +11,7 @@ from ..arch import AddressSpace, CpuRegisters, address_space
 from ..dump import PhysicalMemory, open_dump
 from ..errors import SymbolError, VmcoreinfoError, VmcorekitError
 from ..vmcoreinfo import VmcoreInfo
+from . import symbol_order
 
 if TYPE_CHECKING:
     from ..arch import Platform
@@ -20,7 +21,20 @@ if TYPE_CHECKING:
 
 
 class Program:
-    """A crashed kernel as seen through one dump."""
+    """A crashed kernel as seen through one dump.
+
+    Symbols: one precedence, in program/symbol_order.py, for every name -> address lookup
+    (symbol_address, try_symbol_address, prog[name]):
+      1. VMCOREINFO's SYMBOL(name) — the kernel's own word for this boot, KASLR applied;
+      2. the symbol table `symbols`: vmlinux's in-memory kallsyms (or the System.map / vmlinux
+         ELF given instead, relocated and checked against VMCOREINFO), then data symbols
+         recovered from the image when kallsyms has functions only, then module symbols
+         (a vmlinux symbol wins over a module's of the same name; "module:name" picks one).
+    VMCOREINFO entries that hold a pointer's value, not an address (VMCOREINFO_SYMBOL_ARRAY:
+    mem_section), are never taken as an address: the table answers for them, and
+    vmcoreinfo_value() gives the value. Address -> name is the symbol table alone
+    (`symbols.lookup`, `symbols.format`): VMCOREINFO names too few addresses to matter.
+    """
 
     def __init__(self, phys: PhysicalMemory, vmcoreinfo: VmcoreInfo | None = None) -> None:
         self.phys = phys
@@ -138,6 +152,13 @@ class Program:
         TypeLookupError when the dump's types do not describe it."""
         return self.types.offsetof(type, member)
 
+    def try_offsetof(self, type: "str | Type", member: str) -> int | None:
+        """offsetof(), or None when the dump's types do not describe it (or there are none)."""
+        try:
+            return self.types.offsetof(type, member)
+        except (VmcorekitError, ImportError):
+            return None
+
     def __getitem__(self, name: str) -> "Object":
         """A global variable (or function) as a typed object: `prog["init_task"].comm`."""
         from .objects import global_object
@@ -149,26 +170,21 @@ class Program:
         return Object(self, type, address=address)
 
     def symbol_address(self, name: str) -> int:
-        """Address of a kernel symbol: VMCOREINFO's SYMBOL() first (always right for the dump),
-        then the symbol table."""
-        addr = self.vmcoreinfo.symbols.get(name)
-        if addr is not None:
-            return addr
-        try:
-            symbols = self.symbols
-        except ImportError:
-            symbols = None
-        if symbols is not None:
-            return symbols.address_of(name)
-        raise SymbolError(f"symbol {name!r} not found")
-
+        """Address of a kernel symbol by the one precedence (see the class docstring);
+        SymbolError when no source knows it."""
+        addr = symbol_order.address_of(self, name)
+        if addr is None:
+            raise SymbolError(f"symbol {name!r} not found")
+        return addr
 
     def try_symbol_address(self, name: str) -> int | None:
         """symbol_address(), or None when no source knows the name."""
-        try:
-            return self.symbol_address(name)
-        except (SymbolError, LookupError, ImportError):
-            return None
+        return symbol_order.address_of(self, name)
+
+    def vmcoreinfo_value(self, name: str) -> int | None:
+        """What VMCOREINFO's SYMBOL() says for an entry that is a pointer's value rather than
+        an address (mem_section: the root array); None for every other name."""
+        return symbol_order.vmcoreinfo_value(self, name)
 
 
 def open_program(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],

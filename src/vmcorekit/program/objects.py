@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (MemberNotFoundError, MemoryReadError, ObjectError, ObjectNotFoundError,
                       TypeLookupError, VmcorekitError)
+from . import symbol_order
 from .types.model import Member, Qualifiers, Type, TypeKind
 
 if TYPE_CHECKING:
@@ -877,8 +878,10 @@ def _symbolizer(prog: "Program") -> Callable[[int], str | None] | None:
 
 # -- globals, casts, per-CPU ------------------------------------------------------------------
 def _symbol_address(prog: "Program", name: str) -> int | None:
+    """The one symbol precedence (program/symbol_order.py, as Program.try_symbol_address),
+    with a symbol table that cannot be built read as "not known"."""
     try:
-        return prog.symbols.address_of(name)
+        return symbol_order.address_of(prog, name)
     except (ImportError, VmcorekitError, AttributeError, LookupError):
         return None
 
@@ -896,37 +899,34 @@ def _symbol_size(prog: "Program", name: str) -> int | None:
 
 def global_object(prog: "Program", name: str) -> Object:
     """The global variable (or function) `name` as a typed object: `prog[name]`."""
-    kall = _symbol_address(prog, name)
-    vi = prog.vmcoreinfo.symbols.get(name)
+    addr = _symbol_address(prog, name)
+    value = symbol_order.vmcoreinfo_value(prog, name)  # set only for value entries
     info = None
     try:
         info = prog.types.global_info(name, _symbol_size(prog, name))
     except TypeLookupError:
-        if kall is None and vi is None:
+        if addr is None and value is None:
             enum = prog.types.enumerator(name)
             if enum is not None:  # an enum constant, as drgn's prog["PIDTYPE_PID"]
                 return Object(prog, enum[0], enum[1])
             raise ObjectNotFoundError(f"could not find {name!r}") from None
         raise
     t = info.type
-    if info.vmcoreinfo_is_value and vi is not None:
+    if value is not None:
         # VMCOREINFO_SYMBOL_ARRAY: SYMBOL() is the pointer's value. If it equals the
         # variable's own address, the kernel has a static array, not a pointer.
-        if kall is not None and kall == vi and _strip(t).kind == TypeKind.POINTER:
+        if addr is not None and addr == value and _strip(t).kind == TypeKind.POINTER:
             n = prog.vmcoreinfo.lengths.get(name)
             t = prog.types.array(prog.types.array(_strip(_strip(t).type).type, 1), n)
-            return Object(prog, t, address=kall)
-        if kall is None:
-            return Object(prog, t, vi)
-    addr = kall
+            return Object(prog, t, address=addr)
+        if addr is None:
+            return Object(prog, t, value)
     if addr is None and info.percpu_offset is not None:
         start = _symbol_address(prog, "__per_cpu_start")
         if start is None and prog.arch == "x86_64":
             start = 0  # x86_64 SMP links the per-CPU section at address 0
         if start is not None:
             addr = start + info.percpu_offset
-    if addr is None and not info.vmcoreinfo_is_value:
-        addr = vi
     if addr is None:
         raise ObjectNotFoundError(f"could not find the address of {name!r} (no symbol table "
                                   f"entry and not in VMCOREINFO)")

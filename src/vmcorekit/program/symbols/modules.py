@@ -20,16 +20,16 @@ from typing import Any
 import numpy as np
 
 from ...errors import CorruptKernelDataError, MemoryReadError, VmcorekitError
+from ..modlist import (MAX_MODULES, MODULE_STATE_UNFORMED, ModuleOffsets, module_nodes,
+                       read_raw_module)
 from .table import SymbolTable, distance_sizes
 
 log = logging.getLogger(__name__)
 
 Reader = Callable[[int, int], bytes]
 
-MAX_MODULES = 1 << 16
 MAX_MODULE_SYMS = 1 << 20
 MAX_STRTAB = 16 << 20  # a module with 100k symbols has a ~3 MiB strtab
-MODULE_STATE_UNFORMED = 3
 SHN_UNDEF = 0
 _PROBE_SPAN = 4096  # struct module is ~1 KiB on 6.x; look no further than a page
 
@@ -209,23 +209,23 @@ def _endian(prog: Any) -> str:
 # -- reading -----------------------------------------------------------------------------------
 def module_addresses(read: Reader, head: int, layout: ModuleLayout,
                      max_modules: int = MAX_MODULES) -> list[int]:
-    """struct module addresses on the list at `head`, bounded against cycles and wild links."""
-    ps = layout.pointer_size
-    fmt = layout.ptr_fmt
-    out: list[int] = []
-    seen = {head}
-    node = struct.unpack(fmt, read(head, ps))[0]
-    while node != head:
-        if node in seen:
-            raise CorruptKernelDataError(f"modules list at {head:#x}: cycle at {node:#x} "
-                                         f"after {len(out)} modules")
-        if len(out) >= max_modules or node == 0 or node % ps:
-            raise CorruptKernelDataError(f"modules list at {head:#x}: bad link {node:#x} "
-                                         f"after {len(out)} modules")
-        seen.add(node)
-        out.append(node - layout.list_offset)
-        node = struct.unpack(fmt, read(node, ps))[0]
-    return out
+    """struct module addresses on the list at `head` (the one walk of program/modlist.py),
+    all or nothing: a broken list raises CorruptKernelDataError."""
+    return [node - layout.list_offset
+            for node in module_nodes(read, head, pointer_size=layout.pointer_size,
+                                     byteorder=_byteorder(layout), limit=max_modules)]
+
+
+def _byteorder(layout: ModuleLayout) -> str:
+    return "big" if layout.endian == ">" else "little"
+
+
+def _offsets(layout: ModuleLayout) -> ModuleOffsets:
+    """The raw walker's view of the fields module symbols read first (the kallsyms pointer
+    is read only for a module that finished forming)."""
+    return ModuleOffsets(list=layout.list_offset, name=layout.name_offset,
+                         name_size=layout.name_size, state=layout.state_offset,
+                         source=layout.source)
 
 
 def read_module(read: Reader, mod: int, layout: ModuleLayout) -> ModuleSymbols | None:
@@ -233,9 +233,10 @@ def read_module(read: Reader, mod: int, layout: ModuleLayout) -> ModuleSymbols |
     ps = layout.pointer_size
     fmt = layout.ptr_fmt
     e = layout.endian
-    state = struct.unpack(e + "i", read(mod + layout.state_offset, 4))[0]
-    name = read(mod + layout.name_offset, layout.name_size).split(b"\0", 1)[0].decode("latin-1")
-    if state == MODULE_STATE_UNFORMED:
+    raw = read_raw_module(read, mod, _offsets(layout), pointer_size=ps,
+                          byteorder=_byteorder(layout))
+    name = raw.name_bytes.decode("latin-1")
+    if raw.state == MODULE_STATE_UNFORMED:
         return None
     ks = struct.unpack(fmt, read(mod + layout.kallsyms_offset, ps))[0]
     symtab = struct.unpack(fmt, read(ks + layout.symtab_offset, ps))[0]

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import MemoryReadError, VmcorekitError
+from ..modlist import module_nodes
 
 log = logging.getLogger(__name__)
 
@@ -446,22 +447,17 @@ def _modules_head(prog: Any, table: Any, rec: Recovered, data: _ImageData) -> No
 
 
 def _walk_modules(prog: Any, head: int, plausible: Callable[[int], bool]) -> int:
-    """Number of entries when every one is a plausible module and the links agree both ways;
-    0 otherwise."""
-    seen = {head}
-    prev, node = head, head
+    """Number of entries when every one is a plausible module and the links agree both ways
+    (the one modules-list walk, validating); 0 otherwise."""
+    count = 0
     try:
-        node = int.from_bytes(prog.read(head, 8), "little")
-        while node != head:
-            if node in seen or len(seen) > MODULES_MAX or not plausible(node):
+        for node in module_nodes(prog.read, head, limit=MODULES_MAX, validate=True):
+            if not plausible(node):
                 return 0
-            if int.from_bytes(prog.read(node + 8, 8), "little") != prev:
-                return 0
-            seen.add(node)
-            prev, node = node, int.from_bytes(prog.read(node, 8), "little")
+            count += 1
     except (MemoryReadError, VmcorekitError):
         return 0
-    return len(seen) - 1
+    return count
 
 
 def _timekeepers(prog: Any, table: Any, rec: Recovered, data: _ImageData) -> None:

@@ -8,15 +8,19 @@ vmlinux file's .BTF section when given, else the SIZE/OFFSET facts in VMCOREINFO
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from ...errors import MemoryReadError, SymbolError, VmcorekitError
+from ..modlist import module_nodes, module_offsets, walk_modules
 from .btf import BTF_MAX_SIZE, Btf, BtfFormatError, BtfKind, btf_from_elf, elf_build_id, parse_btf
 from .btf_source import BtfTypeSource
 from .fallback import VmcoreinfoTypeSource
 from .model import Member, Parameter, Qualifiers, Type, TypeKind
-from .registry import GlobalInfo, TypeRegistry
+from .globals import GlobalInfo
+from .registry import TypeRegistry
 
 if TYPE_CHECKING:
     from ..core import Program
@@ -89,10 +93,6 @@ def btf_from_memory(prog: "Program") -> Btf:
     return Btf(prog.read(start, size), name="vmlinux")
 
 
-def _read_ptr(prog: "Program", addr: int) -> int:
-    return int.from_bytes(prog.read(addr, prog.space.pointer_size), "little")
-
-
 def load_module_btf(prog: "Program", reg: TypeRegistry, base: BtfTypeSource) -> list[BtfTypeSource]:
     """Split BTF of every loaded module, on top of the vmlinux BTF.
 
@@ -119,26 +119,24 @@ def load_module_btf(prog: "Program", reg: TypeRegistry, base: BtfTypeSource) -> 
             return
         out.append(BtfTypeSource(btf, psize, int_type=reg.int_type, base_source=base))
 
-    def walk(head: int, what: str):  # type: ignore[no-untyped-def]
-        node = _read_ptr(prog, head)
-        visited = {head}
-        while node != head:
-            if node in visited or len(visited) > MODULES_MAX:
-                reg.warnings.append(f"{what} list at {head:#x} loops at {node:#x}; stopped")
-                return
-            visited.add(node)
-            yield node
-            node = _read_ptr(prog, node)
+    ps = prog.space.pointer_size
+    order = prog.space.byteorder
+    # Only the name and the BTF fields: nothing else of struct module needs to read.
+    offs = dataclasses.replace(module_offsets(reg, ps), ranges=(), kallsyms=None)
+
+    def walk(head: int, what: str) -> Iterator[int]:
+        return module_nodes(prog.read, head, pointer_size=ps, byteorder=order,
+                            limit=MODULES_MAX, what=f"{what} list at {head:#x}")
 
     def module_name(mod: int) -> str:
         try:
-            off = reg.offsetof("struct module", "name")
-            return prog.read(mod + off, 56).split(b"\0")[0].decode("utf-8", "replace") or "?"
+            raw = prog.read(mod + offs.name, offs.name_size)
         except VmcorekitError:
             return f"module@{mod:#x}"
+        return raw.split(b"\0")[0].decode("utf-8", "replace") or "?"
 
     try:
-        head = prog.symbols.address_of("btf_modules")
+        head = prog.symbol_address("btf_modules")
         o_list = reg.offsetof("struct btf_module", "list")
         o_mod = reg.offsetof("struct btf_module", "module")
         o_btf = reg.offsetof("struct btf_module", "btf")
@@ -146,24 +144,23 @@ def load_module_btf(prog: "Program", reg: TypeRegistry, base: BtfTypeSource) -> 
         o_size = reg.offsetof("struct btf", "data_size")
         for node in walk(head, "btf_modules"):
             bm = node - o_list
-            mod = _read_ptr(prog, bm + o_mod)
-            b = _read_ptr(prog, bm + o_btf)
+            mod = prog.read_pointer(bm + o_mod)
+            b = prog.read_pointer(bm + o_btf)
             if not b:
                 continue
-            add(module_name(mod), _read_ptr(prog, b + o_data),
-                int.from_bytes(prog.read(b + o_size, 4), "little"))
+            add(module_name(mod), prog.read_pointer(b + o_data),
+                int.from_bytes(prog.read(b + o_size, 4), order))
     except (VmcorekitError, ImportError) as e:
         reg.warnings.append(f"btf_modules not walked: {e}")
 
     try:
-        head = prog.symbols.address_of("modules")
-        o_list = reg.offsetof("struct module", "list")
-        o_bdata = reg.offsetof("struct module", "btf_data")
-        o_bsize = reg.offsetof("struct module", "btf_data_size")
-        for node in walk(head, "modules"):
-            mod = node - o_list
-            add(module_name(mod), _read_ptr(prog, mod + o_bdata),
-                int.from_bytes(prog.read(mod + o_bsize, 4), "little"))
+        head = prog.symbol_address("modules")
+        # The members this walk needs; their absence is the warning.
+        reg.offsetof("struct module", "btf_data")
+        reg.offsetof("struct module", "btf_data_size")
+        for m in walk_modules(prog.read, head, offs, pointer_size=ps, byteorder=order,
+                              limit=MODULES_MAX, what=f"modules list at {head:#x}"):
+            add(m.name or "?", m.btf_data or 0, m.btf_data_size or 0)
     except (VmcorekitError, ImportError) as e:
         reg.warnings.append(f"modules not walked for btf_data: {e}")
     return out

@@ -19,10 +19,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ...errors import TypeLookupError, VmcorekitError
+from ...vmcoreinfo.memsection import VMCOREINFO_VALUE_SYMBOLS
 from .model import Type, TypeKind
 
-if TYPE_CHECKING:
-    from .registry import GlobalInfo, TypeRegistry
+if TYPE_CHECKING:  # the registry calls in here; only its type is named
+    from .registry import TypeRegistry
 
 # name -> alternatives, first that resolves wins.
 KNOWN_GLOBALS: dict[str, tuple[str, ...]] = {
@@ -153,8 +154,28 @@ KNOWN_GLOBALS: dict[str, tuple[str, ...]] = {
     "dmesg_restrict": ("int",),
 }
 
-# VMCOREINFO_SYMBOL_ARRAY(x) exports the value of pointer `x`, not its address.
-VMCOREINFO_VALUE_SYMBOLS = frozenset({"mem_section"})
+
+class GlobalInfo:
+    """A global variable's type, where that came from, and how to find its address."""
+
+    __slots__ = ("name", "type", "how", "percpu_offset", "vmcoreinfo_is_value")
+
+    def __init__(self, name: str, type: Type, how: str, percpu_offset: int | None = None,
+                 vmcoreinfo_is_value: bool = False) -> None:
+        self.name = name
+        self.type = type
+        self.how = how  # "declared", "btf-var", "table", "heuristic"
+        self.percpu_offset = percpu_offset
+        # VMCOREINFO's SYMBOL() holds the variable's value, not its address
+        # (VMCOREINFO_SYMBOL_ARRAY of a pointer, e.g. mem_section).
+        self.vmcoreinfo_is_value = vmcoreinfo_is_value
+
+    @property
+    def is_percpu(self) -> bool:
+        return self.percpu_offset is not None
+
+    def __repr__(self) -> str:
+        return f"GlobalInfo({self.name!r}, {self.type.type_name()!r}, how={self.how!r})"
 
 
 def _try_spec(reg: "TypeRegistry", specs: tuple[str, ...]) -> tuple[Type, str] | None:
@@ -167,8 +188,7 @@ def _try_spec(reg: "TypeRegistry", specs: tuple[str, ...]) -> tuple[Type, str] |
 
 
 def resolve_global(reg: "TypeRegistry", name: str, declared: "str | Type | None",
-                   symbol_size: int | None) -> "GlobalInfo":
-    from .registry import GlobalInfo
+                   symbol_size: int | None) -> GlobalInfo:
     is_value = name in VMCOREINFO_VALUE_SYMBOLS
     if declared is not None:
         return GlobalInfo(name, reg.lookup(declared), "declared", vmcoreinfo_is_value=is_value)
@@ -200,8 +220,7 @@ def resolve_global(reg: "TypeRegistry", name: str, declared: "str | Type | None"
                           f"prog.types.declare_global({name!r}, 'TYPE')")
 
 
-def _heuristic(reg: "TypeRegistry", name: str, symbol_size: int | None) -> "GlobalInfo | None":
-    from .registry import GlobalInfo
+def _heuristic(reg: "TypeRegistry", name: str, symbol_size: int | None) -> GlobalInfo | None:
     fn = None
     for s in reg.sources:
         f = getattr(s, "function", None)

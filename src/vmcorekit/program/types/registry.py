@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from ...errors import TypeLookupError, VmcorekitError
 from .cdecl import parse_type_name
+from .globals import GlobalInfo, resolve_global
 from .model import Member, Parameter, Qualifiers, Type, TypeKind
 
 # Arithmetic types of the LP64 (and ILP32) ABIs Linux runs on; `long` follows the pointer size.
@@ -273,9 +274,8 @@ class TypeRegistry:
             self.lookup(spec)  # fail now, not at first use
         self._declared[name] = spec
 
-    def global_info(self, name: str, symbol_size: int | None = None) -> "GlobalInfo":
+    def global_info(self, name: str, symbol_size: int | None = None) -> GlobalInfo:
         """What is known of a global variable's type; TypeLookupError if nothing is."""
-        from .globals import resolve_global
         return resolve_global(self, name, self._declared.get(name), symbol_size)
 
     def global_type(self, name: str, symbol_size: int | None = None) -> Type:
@@ -284,29 +284,6 @@ class TypeRegistry:
     def variable(self, name: str, modules: bool = True) -> tuple[Type, int | None] | None:
         """A BTF VAR (vmlinux BTF has them for per-CPU variables): (type, per-CPU offset)."""
         return self._ask(lambda s: s.variable(name), modules=modules)
-
-
-class GlobalInfo:
-    """A global variable's type, where that came from, and how to find its address."""
-
-    __slots__ = ("name", "type", "how", "percpu_offset", "vmcoreinfo_is_value")
-
-    def __init__(self, name: str, type: Type, how: str, percpu_offset: int | None = None,
-                 vmcoreinfo_is_value: bool = False) -> None:
-        self.name = name
-        self.type = type
-        self.how = how  # "declared", "btf-var", "table", "heuristic"
-        self.percpu_offset = percpu_offset
-        # VMCOREINFO's SYMBOL() holds the variable's value, not its address
-        # (VMCOREINFO_SYMBOL_ARRAY of a pointer, e.g. mem_section).
-        self.vmcoreinfo_is_value = vmcoreinfo_is_value
-
-    @property
-    def is_percpu(self) -> bool:
-        return self.percpu_offset is not None
-
-    def __repr__(self) -> str:
-        return f"GlobalInfo({self.name!r}, {self.type.type_name()!r}, how={self.how!r})"
 
 
 def members_of(t: Type) -> list[Member]:
