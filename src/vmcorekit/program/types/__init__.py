@@ -9,11 +9,10 @@ vmlinux file's .BTF section when given, else the SIZE/OFFSET facts in VMCOREINFO
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ...errors import MemoryReadError, SymbolError, VmcorekitError
+from ...errors import MemoryReadError, SymbolError, VmcorekitError, note
 from ..modlist import module_nodes, module_offsets, walk_modules
 from .btf import BTF_MAX_SIZE, Btf, BtfFormatError, BtfKind, btf_from_elf, elf_build_id, parse_btf
 from .btf_source import BtfTypeSource
@@ -74,8 +73,7 @@ def kernel_types(prog: "Program", *, vmlinux: str | None = None) -> TypeRegistry
     reg = TypeRegistry([], pointer_size=psize, kind="vmcoreinfo")
     reg.sources.append(VmcoreinfoTypeSource(prog.vmcoreinfo, reg))
     reg.warnings.append(f"no BTF: {why}")
-    warnings.warn(f"vmcorekit: no usable BTF in the dump ({why}); types come from VMCOREINFO "
-                  f"only", stacklevel=2)
+    note(f"no usable BTF in the dump ({why}); types come from VMCOREINFO only")
     return reg
 
 
