@@ -209,7 +209,7 @@ AARCH64 = Platform(
     user_mode=("pstate", 0xF, 0),  # PSTATE.M[3:0] == EL0t
     pt_regs_fallback={**{f"x{i}": 8 * i for i in range(31)}, "sp": 248, "pc": 256, "pstate": 264},
     thread_size=16384,
-    cpu_stacks=("IRQ", "overflow", "SDEI"),
+    cpu_stacks=("IRQ", "Overflow", "SDEI"),
     unwinders=("fp",),  # frame records (x29, x30)
     paging=PagingGeometry(page_sizes=(4096, 16384, 65536), levels=(2, 3, 4, 5),
                           va_bits=(36, 39, 42, 47, 48, 52)),
