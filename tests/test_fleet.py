@@ -96,7 +96,7 @@ def rows_of(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
     """The test fleet ingested once by local workers: (fleet folder, index, summary)."""
     d = fleet_dir(tmp_path_factory)

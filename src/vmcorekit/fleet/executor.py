@@ -47,7 +47,7 @@ class DaskExecutor:
         self._cluster = None
         try:
             if address is not None:
-                self._client = Client(address, timeout="20s")
+                self._client = Client(address)  # waits distributed.comm.timeouts.connect
                 self.name = f"dask:{address}"
             else:
                 n = max(1, local or 1)
