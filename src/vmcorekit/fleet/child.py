@@ -28,6 +28,14 @@ def _rss_kb() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
+def _rss_now_kb() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * (os.sysconf("SC_PAGE_SIZE") // 1024)
+    except (OSError, ValueError, IndexError):
+        return _rss_kb()
+
+
 def handle(req: dict[str, Any]) -> dict[str, Any]:
     from ..errors import VmcorekitError
     from .facts import content_id, facts_from_triage, one_line
@@ -98,6 +106,7 @@ def main() -> None:
             res = handle(req)
         except Exception as e:  # a malformed request: answer, do not die
             res = {"status": "error", "error": f"internal error: {type(e).__name__}: {' '.join(str(e).split())}"}
+        res["rss_now_kb"] = _rss_now_kb()
         send(res)
 
 

@@ -5,7 +5,9 @@ within the timeout or the child is killed and the job recorded as a timeout.
 workers (it is importable by name, so a cluster's workers need only vmcorekit installed and the
 dumps' storage mounted at the same paths). Each thread keeps one child between jobs, so the
 readers are imported once per thread, not once per dump; a child is replaced after a timeout,
-a crash, or `RECYCLE_AFTER` jobs (bounding any growth of its memory).
+a crash, `RECYCLE_AFTER` jobs, or when its resident memory passes `rss_budget_mb()` after a
+job (reader caches that outlive a dump would otherwise grow it without bound; this keeps each
+worker under ~300 MB at the cost of re-importing the readers every few dumps).
 """
 from __future__ import annotations
 
@@ -22,6 +24,14 @@ from typing import Any
 
 STARTUP_TIMEOUT = 120.0  # importing the readers on a loaded machine
 RECYCLE_AFTER = 200
+RSS_BUDGET_MB = 200  # a triage adds up to ~100 MB on top: peak stays under 300 MB
+
+
+def rss_budget_mb() -> float:
+    try:
+        return float(os.environ.get("VMCOREKIT_FLEET_WORKER_RSS_MB", RSS_BUDGET_MB))
+    except ValueError:
+        return RSS_BUDGET_MB
 _local = threading.local()
 _children: set["Child"] = set()
 _children_lock = threading.Lock()
@@ -105,6 +115,8 @@ class Child:
             how = f"killed by signal {-rc}" if rc < 0 else f"exit status {rc}"
             return {"status": "error", "error": f"the triage process died ({how})",
                     "seconds": round(time.perf_counter() - t, 3)}
+        if ans.get("rss_now_kb", 0) > rss_budget_mb() * 1024:
+            self.kill()  # the next job starts a fresh one
         return ans
 
 
