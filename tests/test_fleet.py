@@ -31,7 +31,7 @@ SAMPLE = REPO / "samples" / "x86_64-6.1.0-56-amd64-qmp-c-d31.kdump"
 ARM64 = REPO / "samples" / "arm64" / "vmcore.elf.zst"
 PAD = 3000  # a byte inside block 0 after the 464-byte kdump header: padding no reader looks at
 
-_made: dict[str, Path] = {}
+_made: dict[str, Any] = {}
 
 
 def variant(dst: Path, n: int, src: Path = SAMPLE) -> Path:
@@ -98,13 +98,18 @@ def rows_of(path: Path) -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[str, Any]]:
-    """The test fleet ingested once by local workers: (fleet folder, index, summary)."""
+    """The test fleet ingested once by local workers: (fleet folder, index, summary). Once per
+    session: the other fleet test files import this fixture, and pytest would build an imported
+    fixture again for each file."""
+    if "built" in _made:
+        return _made["built"]  # type: ignore[return-value]
     d = fleet_dir(tmp_path_factory)
     ix = tmp_path_factory.mktemp("ix") / "fleet.duckdb"
     r = subprocess.run([sys.executable, "-m", "vmcorekit", "fleet", "ingest", str(d), "--index", str(ix),
                         "--workers", "2", "--json"], env=env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    return d, ix, json.loads(r.stdout)
+    _made["built"] = (d, ix, json.loads(r.stdout))  # type: ignore[assignment]
+    return _made["built"]  # type: ignore[return-value]
 
 
 def test_ingest_finds_every_dump_and_records_failures(built: tuple[Path, Path, dict[str, Any]]) -> None:

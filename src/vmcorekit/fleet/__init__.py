@@ -11,7 +11,7 @@
     queries.py    top, find, show, stats
     web.py        the read-only dashboard (Starlette) and its JSON API
 
-Data flows dumps → workers → small fact records → index → queries → CLI and web; nothing in
-this package opens a dump in the ingesting process, and no reader runs outside a child process
-that can be killed.
+Data flows dumps → workers → small fact records → index → queries → CLI and web. The
+ingesting process only probes files (their first bytes; a split part's header); hashing and
+every reader run in child processes that can be killed.
 """

@@ -95,9 +95,31 @@ def probe(path: str) -> tuple[str | None, str | None]:
         return None, " ".join(str(e).split())
 
 
+def _maybe_split(path: str) -> bool:
+    """A cheap look (two small reads) before opening: does this plain kdump file's sub-header
+    say split=1? (disk_dump_header: header_version at 8, block_size at 428; kdump_sub_header
+    at block_size: split at +12, from header version 2.) A flattened stream is never taken
+    for a split part."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(464)
+            if head[:8] != b"KDUMP   " or len(head) < 464:
+                return False
+            version, block_size = struct.unpack_from("<i", head, 8)[0], struct.unpack_from("<i", head, 428)[0]
+            if version < 2 or not 512 <= block_size <= 1 << 18:
+                return False
+            f.seek(block_size + 12)
+            sub = f.read(4)
+            return len(sub) == 4 and struct.unpack("<i", sub)[0] != 0
+    except OSError:
+        return False
+
+
 def _split_key(path: str) -> tuple[object, ...] | None:
     """For a kdump file of a --split set: what its set shares (folder, utsname, crash time,
     pages, block size); None for any other file."""
+    if not _maybe_split(path):
+        return None
     try:
         from ..dump import open_dump
         with open_dump(path) as phys:

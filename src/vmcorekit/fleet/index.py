@@ -131,7 +131,16 @@ def create(path: str) -> None:
         finally:
             con.close()
         os.chmod(tmp, 0o600)  # the index holds kernel logs
-        os.link(tmp, path)    # never replaces an existing file
+        try:
+            os.link(tmp, path)  # never replaces an existing file
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                raise
+            # No hard links here (some network filesystems): callers hold the writers' lock, so
+            # checking first and renaming cannot race another ingest.
+            if os.path.lexists(path):
+                raise FileExistsError(errno.EEXIST, "exists", path) from None
+            os.rename(tmp, path)
     finally:
         for p in (tmp, tmp + ".wal"):
             with contextlib.suppress(FileNotFoundError):

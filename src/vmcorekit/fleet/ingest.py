@@ -92,6 +92,8 @@ def ingest(paths: list[str], index_path: str, executor: Any, *, timeout: float =
             by_id = {i: c for i, c in enumerate(cands)}
             hashed: dict[int, dict[str, Any]] = {}
             jobs = [{"op": "hash", "paths": c.paths, "timeout": timeout, "id": i} for i, c in by_id.items()]
+            if progress:
+                progress("hash", 0, len(jobs))
             for n, ans in enumerate(executor.map_unordered(jobs), 1):
                 hashed[ans["id"]] = ans
                 if progress:
@@ -125,6 +127,8 @@ def ingest(paths: list[str], index_path: str, executor: Any, *, timeout: float =
             w.flush()
             # -- phase 2: triage each new content once
             cid_of = {j["id"]: j["cid"] for j in triage_jobs}
+            if progress:
+                progress("triage", 0, len(triage_jobs))
             for n, ans in enumerate(executor.map_unordered(triage_jobs), 1):
                 c, cid = by_id[ans["id"]], cid_of[ans["id"]]
                 status = ans.get("status") or "error"
