@@ -354,3 +354,23 @@ def test_sigkill_mid_ingest_loses_nothing_and_doubles_nothing(tmp_path: Path) ->
         ids = [x for (x,) in con.execute("SELECT content_id FROM dumps").fetchall()]
         files = con.execute("SELECT count(*) FROM files").fetchone()[0]
     assert sorted(ids) == sorted(want) and files == 6
+
+
+@pytest.mark.corpus
+def test_corpus_dumps_bucket_together(corpus_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The corpus's kdump and flattened files (three boots of one kernel, one sysrq crash each):
+    one signature, the sample's, and the corpus's notes and logs are not taken for dumps."""
+    files = sorted(str(p) for p in corpus_dir.glob("*/vmcore.c-d31.kdump")) + \
+        sorted(str(p) for p in corpus_dir.glob("*/vmcore.qemu-kdump-zlib"))
+    if not files:
+        pytest.skip("no kdump files in the corpus")
+    ix = tmp_path / "ix.duckdb"
+    rc, out, err = run_cli(capsys, "fleet", "ingest", *files, "--index", str(ix), "--json")
+    assert rc == 0, err
+    assert json_lines(out)[0]["new"] == len(files)
+    with index.connect(str(ix), read_only=True) as con:
+        rows = con.execute("SELECT status, signature, format FROM dumps").fetchall()
+    assert {r[0] for r in rows} == {"ok"} and len({r[1] for r in rows}) == 1
+    from vmcorekit.fleet.discover import discover
+    found = {os.path.basename(c.paths[0]) for c in discover([str(corpus_dir)])}
+    assert not {n for n in found if n.endswith((".txt", ".time", ".stderr", ".log", ".tsv", ".md"))}, found

@@ -8,7 +8,8 @@ set (kdump files whose sub-header says split=1, with one utsname, crash time and
 become one dump, `part1,part2,...`.
 
 Files that do not probe as dumps are left out when found in a folder, unless their name says
-dump (`vmcore*`, `*.kdump`, `*.vmcore`, `*.dump`, `dump.*`, optionally compressed): those, and
+dump (`vmcore`, `vmcore.N`, `*.kdump`, `*.vmcore`, `*.dump`, `dump.N`, ...: DUMP_NAMES,
+optionally compressed; not `vmcoreinfo.txt` or `vmcore-dmesg.txt`): those, and
 every file named on the command line, become rows with status `error` and the reason, so a
 cut or garbage dump is visible in the index rather than silently skipped. Only regular files
 are opened here; a special file named on the command line is left to a killable worker.
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from ..dump import detect_format
 from ..errors import VmcorekitError
 
-DUMP_NAMES = ("vmcore*", "*.kdump", "*.vmcore", "*.dump", "dump.*", "*vmcore*.elf", "kdump-*")
+DUMP_NAMES = ("vmcore", "vmcore.[0-9]*", "vmcore-[0-9]*", "vmcore.elf", "vmcore.flat", "vmcore.incomplete",
+              "*.kdump", "*.vmcore", "*.dump", "dump.[0-9]*", "dump-[0-9]*")
 WRAP_SUFFIXES = (".zst", ".xz", ".gz")
 _INNER_MAGICS = (b"\x7fELF", b"KDUMP   ", b"makedumpfile", b"DISKDUMP")
 
