@@ -4,7 +4,6 @@ chromium-driver) looking at the real server: what a user sees, and that nothing 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -191,3 +190,20 @@ def test_browser_top_signature_search(server: str, browser: Any) -> None:
     drv.get(server + f"dump/{EVIL_ID}")  # the report renderer's page; its log is folded (textContent)
     assert SCRIPT in drv.find_element(By.TAG_NAME, "body").get_attribute("textContent")
     _not_pwned(drv)
+
+
+def test_pages_wait_out_a_writer(client: Any, web_index: Path) -> None:
+    """An ingest holds the index only while writing a batch: a page asked for meanwhile waits
+    for it rather than failing."""
+    holder = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time\n"
+                               "c = duckdb.connect(sys.argv[1]); print('held', flush=True); time.sleep(1.5)",
+                               str(web_index)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t = time.monotonic()
+        r = client.get("/api/top")
+        assert r.status_code == 200 and r.json()[0]["count"] == 3
+        assert time.monotonic() - t > 0.5  # it did wait
+    finally:
+        holder.wait(30)
+        holder.stdout.close()

@@ -55,10 +55,11 @@ class DaskExecutor:
                                              dashboard_address=None, host="127.0.0.1")
                 self._client = Client(self._cluster)
                 self.name = f"dask-local:{n}"
-        except OSError as e:
+        except (OSError, ValueError, TypeError) as e:  # unreachable, or not an address
             if self._cluster is not None:
                 self._cluster.close()
-            raise FleetError(f"cannot reach the Dask scheduler {address or ''}: {' '.join(str(e).split())}") from None
+            what = f"the Dask scheduler {address}" if address else "a Dask LocalCluster"
+            raise FleetError(f"cannot reach {what}: {' '.join(str(e).split())}") from None
 
     def map_unordered(self, jobs: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         from distributed import as_completed as dask_completed

@@ -173,6 +173,7 @@ def locked(path: str, wait: float = 10.0) -> Iterator[None]:
     """The writers' lock (INDEX.lock beside the index) for the block; FleetBusyError after
     `wait` seconds."""
     lock = os.path.abspath(path) + ".lock"
+    os.makedirs(os.path.dirname(lock), exist_ok=True)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
     try:
         deadline = time.monotonic() + wait

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from ..errors import FleetBusyError, FleetError
 from . import index, queries
@@ -189,7 +189,7 @@ def not_found(what: str) -> str:
 def create_app(index_path: str) -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.responses import HTMLResponse, Response
     from starlette.routing import Route
 
     def db(fn: Callable[[Any], Any]) -> Any:
