@@ -68,6 +68,9 @@ def fleet_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (d / "junk" / "garbage.kdump").write_bytes(b"not a dump at all\n" * 64)
     (d / "junk" / "cut.kdump").write_bytes(SAMPLE.read_bytes()[:3_000_000])
     (d / "junk" / "README.txt").write_text("notes, not a dump\n")
+    (d / "junk" / "vmcoreinfo.txt").write_text("OSRELEASE=6.1.0\n")
+    import gzip
+    (d / "junk" / "messages.log.gz").write_bytes(gzip.compress(b"a log, compressed\n"))
     _made["fleet"] = d
     return d
 
@@ -117,7 +120,7 @@ def test_ingest_finds_every_dump_and_records_failures(built: tuple[Path, Path, d
     assert summary["new"] == 6 and summary["seen"] == 6 and summary["failed"] == 1
     rows = rows_of(ix)
     by_name = {Path(p.split(",")[0]).name: r for p, r in rows.items()}
-    assert "README.txt" not in by_name
+    assert not {"README.txt", "vmcoreinfo.txt", "messages.log.gz"} & set(by_name)
     assert {r["status"] for r in rows.values()} == {"ok", "partial", "error"}
     a, b = by_name["vmcore.kdump"], by_name["vmcore"]
     assert a["status"] == b["status"] == "ok"

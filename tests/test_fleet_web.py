@@ -207,3 +207,14 @@ def test_pages_wait_out_a_writer(client: Any, web_index: Path) -> None:
     finally:
         holder.wait(30)
         holder.stdout.close()
+
+
+def test_loopback_dashboard_refuses_other_host_names(web_index: Path) -> None:
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+    from vmcorekit.fleet.web import LOOPBACK_HOSTS, create_app
+    c = TestClient(create_app(str(web_index), LOOPBACK_HOSTS), base_url="http://127.0.0.1")
+    assert c.get("/api/top").status_code == 200
+    assert c.get("/api/top", headers={"host": "attacker.example"}).status_code == 400

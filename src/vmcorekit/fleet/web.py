@@ -186,8 +186,15 @@ def not_found(what: str) -> str:
 
 
 # -- the app -------------------------------------------------------------------------------
-def create_app(index_path: str) -> Any:
+LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "::1", "[::1]"]
+
+
+def create_app(index_path: str, allowed_hosts: list[str] | None = None) -> Any:
+    """The ASGI app. `allowed_hosts`: Host headers answered (None: any); a dashboard bound to
+    loopback answers only loopback names, so a web page cannot reach it by DNS rebinding."""
     from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
     from starlette.requests import Request
     from starlette.responses import HTMLResponse, Response
     from starlette.routing import Route
@@ -285,7 +292,8 @@ def create_app(index_path: str) -> Any:
               Route("/api/top", guarded(api_top)), Route("/api/signature/{sig}", guarded(api_signature)),
               Route("/api/search", guarded(api_search)), Route("/api/dump/{cid}", guarded(api_dump)),
               Route("/api/stats", guarded(api_stats))]
-    app = Starlette(routes=routes)
+    middleware = [] if allowed_hosts is None else [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)]
+    app = Starlette(routes=routes, middleware=middleware)
 
     async def headers_everywhere(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -323,6 +331,8 @@ def serve(index_path: str, host: str, port: int, announce: Callable[[str], None]
     shown = f"[{host}]" if fam == socket.AF_INET6 else host
     if announce:
         announce(f"http://{shown}:{bound}/")
-    config = uvicorn.Config(create_app(index_path), log_level="warning", access_log=False,
+    loopback = host in ("127.0.0.1", "localhost", "::1") or host.startswith("127.")
+    hosts = [*LOOPBACK_HOSTS, host] if loopback else None
+    config = uvicorn.Config(create_app(index_path, hosts), log_level="warning", access_log=False,
                             server_header=False, date_header=False)
     uvicorn.Server(config).run(sockets=[sock])
