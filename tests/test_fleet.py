@@ -127,13 +127,14 @@ def test_ingest_finds_every_dump_and_records_failures(built: tuple[Path, Path, d
     assert a["content_id"] != b["content_id"] and a["signature"] == b["signature"]
     assert a["content_id"] == hashlib.sha256((d / "host-a" / "vmcore.kdump").read_bytes()).hexdigest()
     assert a["release"] == "6.1.0-56-amd64" and a["arch"] == "x86_64" and a["hostname"] == "vmcorekit-guest"
-    assert a["title"] and a["class"] == "panic" and a["rules_version"]
+    assert a["title"] and a["class"].lower() == "panic" and a["rules_version"]
     assert a["panic_cpu"] == 0 and a["panic_comm"] == "sh" and a["panic_pid"] == 214
     assert a["crash_time"] == 1795687176 and a["uptime"] > 0 and a["taint_mask"] == 0
     assert a["guilty_function"] == "sysrq_handle_crash"
     assert any("sysrq_handle_crash" in f for f in a["stack_frames"])
     assert any("sysrq triggered crash" in x for x in a["title_lines"])
-    assert a["triage"]["signature"]["id"] == a["signature"]
+    tri = a["triage"]  # the bucket is the report's own (crash.signature with titles, else signature)
+    assert a["signature"] in ((tri.get("crash") or {}).get("signature", {}).get("id"), tri["signature"]["id"])
     split = by_name["split.kdump.1"]
     assert split["parts"] == 2 and split["format"] == "kdump-split" and split["path"].endswith("split.kdump.2")
     assert split["signature"] == a["signature"]
@@ -218,7 +219,7 @@ def test_rebucket_records_history_and_reports_merges_and_splits(
         con.execute("UPDATE dumps SET signature = 'old-b', rules_version = 'old' WHERE content_id = ?", [ids[2]])
         con.execute("UPDATE dumps SET signature = 'old-c', rules_version = 'old' WHERE content_id IN (?, ?)",
                     [ids[0], ids[3]])
-        expect = dict(con.execute("SELECT content_id, signature FROM dumps").fetchall())
+        expect = {r[0] for r in con.execute("SELECT content_id FROM dumps WHERE status IN ('ok', 'partial')").fetchall()}
     rc, out, err = run_cli(capsys, "fleet", "rebucket", "--index", str(work), "--json")
     assert rc == 0, err
     r = json_lines(out)[0]
@@ -228,7 +229,7 @@ def test_rebucket_records_history_and_reports_merges_and_splits(
     assert split_from == {"old-c"} and ("old-a", "old-b", "old-c") in merged_from
     with index.connect(str(work), read_only=True) as con:
         hist = con.execute("SELECT content_id, old_signature, new_signature FROM rebucket_history").fetchall()
-        assert len(hist) == 5 and {h[0] for h in hist} == {cid for cid, s in expect.items() if s}
+        assert len(hist) == 5 and {h[0] for h in hist} == expect  # every row, changed or not
         assert {h[1] for h in hist} >= {"old-a", "old-b", "old-c"}
         assert con.execute("SELECT count(*) FROM dumps WHERE signature LIKE 'old-%'").fetchone()[0] == 0
     rc, out, _ = run_cli(capsys, "fleet", "rebucket", "--index", str(work))

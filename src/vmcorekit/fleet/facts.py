@@ -20,7 +20,7 @@ from typing import Any
 HASH = "sha256"
 # Events whose explanation a row keeps (the log scanner's kinds).
 EXPLAINED = ("hung_task", "soft_lockup", "hard_lockup", "oom", "rcu_stall")
-MAX_TITLE_LINES = 80
+MAX_TITLE_LINES = 200
 _CTRL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
@@ -78,11 +78,16 @@ def _float(v: Any) -> float | None:
 
 
 def stack_frames(tri: dict[str, Any]) -> list[str]:
-    """The crashed task's frames as the report prints them (`func+0x16/0x20 [mod]`), else the
-    log's call trace."""
-    frames = [f.get("symbolic") or f.get("function") for f in _d(tri.get("backtrace")).get("frames") or []
-              if isinstance(f, dict)]
-    frames = [str(f) for f in frames if f]
+    """The crashed task's frames as the kernel prints them (`func+0x16/0x20 [mod]`, `? ` before
+    a frame the unwinder only guessed), else the log's call trace."""
+    frames = []
+    for f in _d(tri.get("backtrace")).get("frames") or []:
+        if not isinstance(f, dict) or not (f.get("symbolic") or f.get("function")):
+            continue
+        text = str(f.get("symbolic") or f.get("function"))
+        if f.get("module") and f"[{f['module']}]" not in text:
+            text += f" [{f['module']}]"
+        frames.append(("? " if f.get("reliable") is False else "") + text)
     if not frames:
         frames = [str(f) for f in _d(tri.get("crash")).get("log_call_trace") or []]
     return frames
@@ -124,12 +129,26 @@ def explanation(tri: dict[str, Any]) -> str | None:
 
 def facts_from_triage(tri: dict[str, Any]) -> dict[str, Any]:
     """The columns of one indexed dump, from its triage report (content id, path, status and
-    timings are the caller's)."""
+    timings are the caller's). The title fields are read where the report puts them — `crash`
+    (title, class, guilty_frame, signature {id, rules_version}, title_source) or the top
+    level — and the older top-level `signature` {id, frames} is the fallback."""
     dump, kern, crash = _d(tri.get("dump")), _d(tri.get("kernel")), _d(tri.get("crash"))
-    sig, taint, guilty = _d(tri.get("signature")), _d(tri.get("taint")), _d(tri.get("guilty_frame"))
+    taint = _d(tri.get("taint"))
+
+    def new(key: str) -> Any:
+        v = crash.get(key)
+        return v if v is not None else tri.get(key)
+
+    # A report made with the title engine says so (crash.title present, even when None: no
+    # title); only an older report's top-level signature stands in for the bucket.
+    titled = "title" in crash or "title" in tri or "title" in _d(tri.get("sections"))
+    sig = _d(crash.get("signature") if "signature" in crash and titled else
+             tri.get("signature") if not titled or "id" in _d(tri.get("signature")) and "rules_version" in
+             _d(tri.get("signature")) else None)
+    guilty = _d(new("guilty_frame"))
     mods = [m.get("name") if isinstance(m, dict) else m for m in tri.get("modules") or []]
-    cls = tri.get("class") or crash.get("kind")
-    title = tri.get("title")
+    cls = new("class") or crash.get("kind")
+    title = new("title")
     failed = sorted(n for n, s in _d(tri.get("sections")).items() if not _d(s).get("ok"))
     return {
         "format": dump.get("format"),
@@ -142,7 +161,7 @@ def facts_from_triage(tri: dict[str, Any]) -> dict[str, Any]:
         "uptime": _float(kern.get("uptime_seconds")),
         "title": None if title is None else str(title),
         "class": None if cls is None else str(cls),
-        "title_source": tri.get("title_source"),
+        "title_source": new("title_source"),
         "guilty_function": guilty.get("function"),
         "guilty_module": guilty.get("module"),
         "guilty_offset": None if guilty.get("offset") is None else str(guilty.get("offset")),

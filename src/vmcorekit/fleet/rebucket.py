@@ -30,7 +30,7 @@ def retitle(lines: list[str], frames: list[str], kind: str | None, reason: str |
 def _by_crash_signature(lines: list[str], frames: list[str], kind: str | None, reason: str | None,
                         arch: str | None) -> dict[str, Any]:
     from ..report.signature import crash_signature
-    sig = crash_signature(reason, list(frames))
+    sig = crash_signature(reason, [f.removeprefix("? ") for f in frames])  # as triage passes them
     guilty = None
     if sig.frames:
         m = re.match(r"(\S+)(?: \[(\w+)\])?", sig.frames[0])
@@ -43,11 +43,22 @@ def _by_crash_signature(lines: list[str], frames: list[str], kind: str | None, r
 
 def _by_title_rules(lines: list[str], frames: list[str], kind: str | None, reason: str | None,
                     arch: str | None) -> dict[str, Any]:
-    """The rule-based engine (report/titles.py, being merged): the log's first crash report,
-    else a title from the stack alone."""
+    """The rule-based engine (report/titles.py), called as report/triage.py calls it: the
+    log's first crash report, else — when there is a backtrace — a title from the panicking
+    task's stack ("kernel panic in ..."), else no title."""
+    from ..kernel.printk.events import Frame, function_name  # type: ignore[attr-defined]
     from ..report import titles  # type: ignore[attr-defined]
-    first, _ = titles.title_log(lines)
-    t = first if first is not None and first.title else titles.stack_title(kind, frames, arch)
+    t = titles.title_log(lines)[0]
+    if t is None:
+        if not frames:
+            return {"title": None, "class": kind, "guilty_frame": None, "signature": None, "rules_version": None,
+                    "title_source": None}
+        stack = []
+        for text in frames:
+            m = re.match(r"\s*(\? )?([^\s+]+)(?:\+\S+)?(?: \[(\S+)\])?", text)
+            if m:
+                stack.append(Frame(function_name(m.group(2)), m.group(2), None, None, m.group(3), m.group(1) is None))
+        t = titles.stack_title("kernel panic", stack, arch)
     d = t.as_dict()
     sig = d.get("signature") or {}
     return {"title": d.get("title"), "class": d.get("class") or kind, "guilty_frame": d.get("guilty_frame"),
