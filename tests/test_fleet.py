@@ -291,6 +291,14 @@ def test_a_dump_that_takes_too_long_is_stopped(tmp_path: Path, capsys: pytest.Ca
     with index.connect(str(ix), read_only=True) as con:
         st = dict(con.execute("SELECT path, status FROM dumps").fetchall())
     assert st == {str(tmp_path / "d" / "slow.kdump"): "timeout", str(fifo): "timeout"}
+    # once readable, the path's stand-in row gives way to its content's row
+    fifo.unlink()
+    fifo.write_bytes(b"no longer a pipe, not a dump either\n")
+    rc, out, err = run_cli(capsys, "fleet", "ingest", str(fifo), "--index", str(ix), "--json")
+    assert rc == 0 and json_lines(out)[0]["new"] == 1, err
+    with index.connect(str(ix), read_only=True) as con:
+        rows = con.execute("SELECT content_id, status FROM dumps WHERE path = ?", [str(fifo)]).fetchall()
+    assert len(rows) == 1 and rows[0][1] == "error" and not rows[0][0].startswith("path-")
 
 
 def test_text_output_escapes_control_characters(built: tuple[Path, Path, dict[str, Any]], tmp_path: Path,

@@ -231,6 +231,11 @@ def write_batch(path: str, dumps: list[dict[str, Any]], files: list[tuple[str, i
     with connect(path) as con:
         con.execute("BEGIN")
         try:
+            if files:
+                # A path that once could not be read had a stand-in row (facts.path_id): its
+                # content is known now, so the stand-in goes.
+                con.executemany("DELETE FROM dumps WHERE content_id LIKE 'path-%' AND path = ?",
+                                [(p,) for p, _s, _m, _c in files])
             before = con.execute("SELECT count(*) FROM dumps").fetchone()[0]
             if dumps:
                 marks = ", ".join("?" for _ in DUMP_NAMES)
