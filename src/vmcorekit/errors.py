@@ -176,3 +176,21 @@ def collecting_notes() -> "Iterator[Notes]":
         yield notes
     finally:
         _COLLECTORS.remove(notes)
+
+
+# -- fleet: the crash index ------------------------------------------------------------------
+class FleetError(VmcorekitError):
+    """A fleet command cannot go on (bad options, an index it cannot use)."""
+
+
+class FleetIndexError(FleetError):
+    """The index file is not a vmcorekit fleet index (corrupt, another kind of file, a newer
+    schema). It is never overwritten."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")
+
+
+class FleetBusyError(FleetError):
+    """Another process holds the index (a second ingest, or a writer while opening read-only)."""
