@@ -2,10 +2,9 @@
 a dump.
 
 Every title in the fleet index — at ingest when the triage report carries none, and in
-`fleet rebucket` — comes from `retitle()`, the ONE call into the title engine. Today that is
-`vmcorekit.report.signature.crash_signature(reason, frames)`; when the rule-based engine
-(report/titles.py: title_log / stack_title) is merged, switch the one marked line to
-`_by_title_rules` and run `vmcorekit fleet rebucket`.
+`fleet rebucket` — comes from `retitle()`, the ONE call into the title engine
+(report/titles.py: the log's first crash report, else the crashed task's stack), made the way
+report/triage.py makes it.
 
 The facts a title needs are stored per row: the crash log lines (`title_lines`), the crashed
 task's frames (`stack_frames`), the kind of crash the log names (`kind`), the panic reason
@@ -18,27 +17,10 @@ import time
 from collections import defaultdict
 from typing import Any
 
-LEGACY_RULES = "crash_signature-1"
-
-
 def retitle(lines: list[str], frames: list[str], kind: str | None, reason: str | None,
             arch: str | None) -> dict[str, Any]:
     """{title, class, guilty_frame, signature, rules_version, title_source} of one dump."""
-    return _by_crash_signature(lines, frames, kind, reason, arch)  # the one call: engine switch here
-
-
-def _by_crash_signature(lines: list[str], frames: list[str], kind: str | None, reason: str | None,
-                        arch: str | None) -> dict[str, Any]:
-    from ..report.signature import crash_signature
-    sig = crash_signature(reason, [f.removeprefix("? ") for f in frames])  # as triage passes them
-    guilty = None
-    if sig.frames:
-        m = re.match(r"(\S+)(?: \[(\w+)\])?", sig.frames[0])
-        if m:
-            guilty = {"function": m.group(1), "module": m.group(2), "offset": None}
-    title = sig.reason if guilty is None else f"{sig.reason} in {guilty['function']}"
-    return {"title": title, "class": kind or "crash", "guilty_frame": guilty, "signature": sig.id,
-            "rules_version": LEGACY_RULES, "title_source": "stack" if frames else "log"}
+    return _by_title_rules(lines, frames, kind, reason, arch)
 
 
 def _by_title_rules(lines: list[str], frames: list[str], kind: str | None, reason: str | None,
@@ -46,8 +28,8 @@ def _by_title_rules(lines: list[str], frames: list[str], kind: str | None, reaso
     """The rule-based engine (report/titles.py), called as report/triage.py calls it: the
     log's first crash report, else — when there is a backtrace — a title from the panicking
     task's stack ("kernel panic in ..."), else no title."""
-    from ..kernel.printk.events import Frame, function_name  # type: ignore[attr-defined]
-    from ..report import titles  # type: ignore[attr-defined]
+    from ..kernel.printk.events import Frame, function_name
+    from ..report import titles
     t = titles.title_log(lines)[0]
     if t is None:
         if not frames:
