@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from vmcorekit.errors import MemoryReadError
+from vmcorekit.kernel.panic import panic_cpu_from_stacks
 from vmcorekit.kernel.stacks.arm64 import (FRAME_META_TYPE_FINAL, FRAME_META_TYPE_PT_REGS,
                                            Arm64Unwinder, PtRegsLayout, UNWINDER, _State,
-                                           _stop_frame, panic_cpu_from_stacks)
+                                           _stop_frame)
 from vmcorekit.kernel.stacks.kinfo import StackRange
 from vmcorekit.kernel.stacks.model import Trace
 from vmcorekit.kernel.stacks.render import render_trace

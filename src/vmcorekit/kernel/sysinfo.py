@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import MemoryReadError, TypeLookupError, VmcorekitError
 from ..program.objects import Object
 from . import cpus as _cpus
+from . import panic as _panic
 
 if TYPE_CHECKING:
     from ..program.core import Program
@@ -343,7 +344,7 @@ def panic_message(prog: "Program", log: Any = None) -> PanicMessage | None:
     pm = PanicMessage(_line(rec.text), seq=rec.seq, timestamp_ns=rec.ts_nsec, caller=rec.caller)
     if cause_at is not None and cause_at != hit:
         pm.cause = _line(recs[cause_at].text)
-    ctx = _cpus.crash_context(prog)
+    ctx = _panic.crash_context(prog)
     if rec.caller and ctx.cpu is not None:
         if rec.caller.startswith("C") and int(rec.caller[1:]) != ctx.cpu:
             pm.notes.append(f"the panic line was printed by CPU {rec.caller[1:]}, but "
@@ -457,7 +458,7 @@ def system_info(prog: "Program", *, count_tasks: bool = True) -> SystemInfo:
         rows = attempt("tasks", lambda: task_table(prog))
         si.tasks = None if rows is None else len(rows)
     si.panic = attempt("panic message", lambda: panic_message(prog))
-    ctx = attempt("panic CPU", lambda: _cpus.crash_context(prog))
+    ctx = attempt("panic CPU", lambda: _panic.crash_context(prog))
     if ctx is not None:
         si.panic_cpu = ctx.cpu
         if ctx.task is not None:

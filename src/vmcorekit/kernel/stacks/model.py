@@ -28,6 +28,19 @@ def regs_order(regs: dict[str, int]) -> tuple[str, ...]:
     return A64_REGS_ORDER if "pstate" in regs else PT_REGS_ORDER
 
 
+@dataclass(frozen=True)
+class StackRange:
+    """A kernel stack: [lo, hi), what it is, and for per-CPU stacks which CPU owns it."""
+
+    kind: str  # "task", "IRQ", "DF", "NMI", "DB", "MCE", "VC", "VC2", "Overflow", "SDEI"
+    lo: int
+    hi: int
+    cpu: int | None = None
+
+    def __contains__(self, addr: int) -> bool:
+        return self.lo <= addr < self.hi
+
+
 @dataclass
 class ExceptionFrame:
     """Registers saved on entry to the kernel (struct pt_regs), or taken from a CPU note."""
@@ -113,7 +126,7 @@ class Trace:
 
     def __str__(self) -> str:
         """The trace in crash's `bt` format."""
-        from .render import render_trace
+        from .render import render_trace  # render imports this module only for type hints
         return "\n".join(render_trace(self))
 
     def to_json(self) -> dict[str, Any]:
