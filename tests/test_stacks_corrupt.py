@@ -180,7 +180,7 @@ class _Walk:
     `bt --all-tasks` walks)."""
 
     def __init__(self, p: _TaskProg) -> None:
-        self.layout = TaskLayout(p, dict(TASK_OFFSETS))  # type: ignore[arg-type]
+        self.layout = TaskLayout(dict(TASK_OFFSETS))
         self.p = p
 
     def for_each_task(self):  # type: ignore[no-untyped-def]

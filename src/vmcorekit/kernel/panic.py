@@ -77,11 +77,12 @@ def panic_cpu_from_stacks(prog: Any, task_stack: Any = None) -> tuple[int | None
         return None, "no CPU notes or no symbols"
     strip = getattr(prog.space, "strip_pac", None) or (lambda a: a)
     block = max(16384, prog.page_size)
+    reg, mask, user = prog.platform.user_mode
     hits: list[int] = []
     for n in notes:
         regs = n.regs or {}
-        sp = regs.get("sp") or regs.get("rsp") or 0
-        if "pstate" in regs and (regs["pstate"] & 0xF) == 0:  # arm64 EL0: a user stack
+        sp = regs.get(prog.platform.sp) or 0
+        if reg in regs and regs[reg] & mask == user:  # a user stack: no panic() there
             sp = 0
         spans = [(sp & ~7, (sp | (block - 1)) + 1)] if sp else []
         if task_stack is not None:
@@ -125,7 +126,7 @@ def _stack_words(prog: Any, lo: int, hi: int) -> tuple[int, ...]:
         except (MemoryReadError, VmcorekitError):
             break
         pos += n
-    return struct.unpack(f"<{len(out) // 8}Q", bytes(out[: len(out) // 8 * 8]))
+    return struct.unpack(prog.platform.unpack(f"{len(out) // 8}Q"), bytes(out[: len(out) // 8 * 8]))
 
 
 @dataclass

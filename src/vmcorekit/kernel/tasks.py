@@ -77,10 +77,10 @@ class TaskLayout:
     `offsets` are byte offsets in struct task_struct (None: unknown), from BTF, else from the
     few task_struct offsets VMCOREINFO carries: enough to walk the task list and trace stacks
     without BTF. The typed helpers need BTF and ask require_btf(), which also says which
-    members this kernel's task/mm structs have."""
+    members this kernel's task/mm structs have. (It keeps no reference to the Program: it is
+    cached in a weak-keyed table by it.)"""
 
-    def __init__(self, prog: "Program", offsets: dict[str, int | None]) -> None:
-        self.prog = prog
+    def __init__(self, offsets: dict[str, int | None]) -> None:
         self.offsets = offsets
         o = offsets
         self.threads = ("thread_head" if None not in (o["signal"], o["thread_head"], o["thread_node"])
@@ -116,13 +116,12 @@ class TaskLayout:
                            ("comm", "task_struct.comm"), ("stack", "task_struct.stack")):
             if o[key] is None and vname in vi:
                 o[key] = vi[vname]
-        return cls(prog, o)
+        return cls(o)
 
-    def require_btf(self, what: str = "listing tasks") -> "TaskLayout":
+    def require_btf(self, prog: "Program", what: str = "listing tasks") -> "TaskLayout":
         """This layout, with the typed facts filled in; TypeLookupError without BTF."""
         if self._typed:
             return self
-        prog = self.prog
         if not prog.has_btf:
             raise _no_btf(what)
         T = prog.types
@@ -169,7 +168,7 @@ def task_layout(prog: "Program") -> TaskLayout:
 
 def _layout(prog: "Program") -> TaskLayout:
     """The layout with its typed facts (the typed helpers' entry: no BTF raises)."""
-    return task_layout(prog).require_btf()
+    return task_layout(prog).require_btf(prog)
 
 
 def _state_table(prog: "Program") -> tuple[str, int]:
@@ -231,11 +230,11 @@ def task_info(prog: "Program", address: int) -> TaskInfo:
                               "has no BTF")
     end = max(v for v in o.values() if v is not None and v < 1 << 16) + 16
     raw = prog.read(address, end)
-    e = "<" if prog.platform.byteorder == "little" else ">"
+    unpack = prog.platform.unpack
 
     def q(k: str, fmt: str = "Q") -> int:
         v = o[k]
-        return struct.unpack_from(e + fmt, raw, v)[0] if v is not None else 0
+        return struct.unpack_from(unpack(fmt), raw, v)[0] if v is not None else 0
 
     c = o["comm"]
     assert c is not None
@@ -339,10 +338,12 @@ def find_task_addresses(prog: "Program", pid: int) -> list[int]:
 
 
 def for_each_thread(task: Object, *, on_error: str = "raise") -> Iterator[Object]:
-    """Every thread of `task`'s thread group (task_struct *), the leader's list order."""
+    """Every thread of `task`'s thread group (task_struct *), the leader's list order. A
+    broken thread list ends the group with a partial result, whatever `on_error` (kept for
+    callers of the old signature) says: the same rule as the task walk's."""
     prog = task.prog_
     lay = _layout(prog)
-    pt = prog.types.pointer(prog.types.lookup("struct task_struct"))
+    pt = _task_pointer_type(prog)
     if lay.threads == "thread_head":
         sig = task.signal.read_()
         if not int(sig):
@@ -354,15 +355,21 @@ def for_each_thread(task: Object, *, on_error: str = "raise") -> Iterator[Object
         if lay.threads is None:
             return
         task = leader
-    for t in _thread_addresses(prog, lay, int(task)):
+    # a task_struct * (the usual) or a struct task_struct object such as prog["init_task"]
+    ptr = task.type_.strip_typedefs().kind == TypeKind.POINTER
+    for t in _thread_addresses(prog, lay, int(task) if ptr else task.address_):
         yield Object(prog, pt, t)
+
+
+def _task_pointer_type(prog: "Program") -> Any:
+    return prog.types.pointer(prog.types.lookup("struct task_struct"))
 
 
 def for_each_task(prog: "Program", *, idle: bool = False,
                   on_error: str = "raise") -> Iterator[Object]:
     """Every task (struct task_struct *), as for_each_task_address() finds them (needs BTF)."""
     _layout(prog)
-    pt = prog.types.pointer(prog.types.lookup("struct task_struct"))
+    pt = _task_pointer_type(prog)
     for t in for_each_task_address(prog, idle=idle, on_error=on_error):
         yield Object(prog, pt, t)
 
@@ -373,7 +380,7 @@ def find_task(prog: "Program", pid: int) -> Object | None:
         return _cpus.idle_task(prog, 0)
     _layout(prog)
     t = next(_with_pid(prog, pid), None)
-    return _cpus.task_pointer(prog, t) if t is not None else None
+    return Object(prog, _task_pointer_type(prog), t) if t is not None else None
 
 
 # -- per-task facts ---------------------------------------------------------------------------
