@@ -121,8 +121,7 @@ class Arm64Kernel:
     def thread_size(self) -> int:
         """THREAD_SIZE: 16K or the page size if larger, doubled under KASAN. Confirmed by where
         init_task's final frame record lies (the top of its stack, in its pt_regs)."""
-        page = self.prog.page_size
-        base = max(16384, page)
+        base = max(self.prog.platform.thread_size, self.prog.page_size)
         init = self.prog.try_symbol_address("init_task")
         off = self.ki.offsetof("struct task_struct", "stack")
         if init is None or off is None:
@@ -141,7 +140,7 @@ class Arm64Kernel:
         if self.prog.try_symbol_address(name) is None:
             return None
         try:
-            return self.prog.read_pointer(per_cpu(self.ki.prog, name, cpu))
+            return self.prog.read_pointer(per_cpu(self.prog, name, cpu))
         except (MemoryReadError, VmcorekitError):
             return None
 
@@ -158,7 +157,7 @@ class Arm64Kernel:
             out.append(StackRange("IRQ", base, base + self.thread_size, cpu))
         if self.prog.try_symbol_address("overflow_stack") is not None:
             try:
-                lo = per_cpu(self.ki.prog, "overflow_stack", cpu)
+                lo = per_cpu(self.prog, "overflow_stack", cpu)
                 out.append(StackRange("Overflow", lo, lo + self._var_size("overflow_stack", 4096), cpu))
             except VmcorekitError:
                 pass

@@ -1,4 +1,4 @@
-"""The shared result of every unwinder: a Trace of Frames.
+"""The shared result of every unwinder, a Trace of Frames, and the StackRanges they walk.
 
 A frame names the code address it was executing (`pc`), the stack pointer it had (`sp`: for a
 frame reached by a return, the value rsp had right after that return) and, like crash, the stack
