@@ -20,7 +20,7 @@ from ..cpus import current_task_address
 from ..panic import panic_cpu
 from ..tasks import TaskInfo, find_task_addresses, task_info
 from . import orc as O
-from .kinfo import KernelInfo
+from .kinfo import KernelInfo, StackFacts
 from .model import ExceptionFrame, Frame, StackRange, Trace
 from .platforms import PlatformStacks, platform_stacks
 from .regs import CpuContext, cpu_contexts
@@ -53,7 +53,7 @@ class Stacks:
         self.platform_stacks: PlatformStacks = platform_stacks(prog.platform)
 
     @cached_property
-    def arch(self) -> Any:
+    def arch(self) -> StackFacts:
         """The architecture's stack facts: thread_size, cpu_stacks(cpu), task_stack(info)."""
         return self.platform_stacks.facts(self.ki)
 

@@ -337,7 +337,8 @@ def trace(stacks: "Stacks", task: int, *, unwinder: str = "auto",
         raise VmcorekitError(f"arm64 traces follow the frame records: unwinder {unwinder!r} does "
                              "not apply (use auto or fp)")
     ki = stacks.ki
-    ak: Arm64Kernel = stacks.arch
+    ak = stacks.arch
+    assert isinstance(ak, Arm64Kernel)  # platforms.py pairs this tracer with these facts
     cpu = stacks.cpu_of_active(task)
     info = task_info(stacks.prog, task)
     tr = Trace(task=task, pid=info.pid, comm=info.comm, cpu=cpu if cpu is not None else info.cpu)

@@ -7,7 +7,7 @@ architecture (IRQ, exception, overflow stacks) and its THREAD_SIZE are its unwin
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator, Protocol
 
 from ...errors import TypeLookupError, VmcorekitError
 from ..lists import list_nodes
@@ -17,7 +17,18 @@ from .model import StackRange
 if TYPE_CHECKING:
     from ...program import Program
 
-__all__ = ["KernelInfo", "StackRange", "TaskInfo"]
+__all__ = ["KernelInfo", "StackFacts", "StackRange", "TaskInfo", "task_stack"]
+
+
+class StackFacts(Protocol):
+    """What each architecture's unwinder module says about its stacks (platforms.py)."""
+
+    @property
+    def thread_size(self) -> int: ...
+
+    def cpu_stacks(self, cpu: int) -> list[StackRange]: ...
+
+    def task_stack(self, info: TaskInfo) -> StackRange | None: ...
 
 
 class KernelInfo:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...errors import UnsupportedDumpError
 from . import arm64, x86_64
@@ -16,7 +16,7 @@ from .crashbt import x86_64_crash_trace
 if TYPE_CHECKING:
     from ...arch import Platform
     from . import Stacks
-    from .kinfo import KernelInfo
+    from .kinfo import KernelInfo, StackFacts
     from .model import Trace
 
 __all__ = ["PlatformStacks", "STACK_PLATFORMS", "platform_stacks"]
@@ -24,7 +24,7 @@ __all__ = ["PlatformStacks", "STACK_PLATFORMS", "platform_stacks"]
 
 @dataclass(frozen=True)
 class PlatformStacks:
-    facts: "Callable[[KernelInfo], Any]"  # -> thread_size, cpu_stacks(cpu), task_stack(info)
+    facts: "Callable[[KernelInfo], StackFacts]"
     trace: "Callable[..., Trace]"  # (stacks, task, *, unwinder, max_frames)
     crash_trace: "Callable[[Stacks, int], Trace]"
 

@@ -134,7 +134,8 @@ def trace(s: "Stacks", task: int, *, unwinder: str = "auto", max_frames: int = M
     if unwinder not in choices:
         raise ValueError(f"unwinder must be one of {choices}")
     ki = s.ki
-    xk: X86Kernel = s.arch
+    xk = s.arch
+    assert isinstance(xk, X86Kernel)  # platforms.py pairs this tracer with these facts
     cpu = s.cpu_of_active(task)
     try:
         info: TaskInfo | None = task_info(s.prog, task)
