@@ -22,11 +22,12 @@ VMLINUX = "/usr/lib/debug/boot/vmlinux-6.1.0-56-amd64"
 def bench_vmcorekit(path: str, rounds: int) -> dict[str, float]:
     from vmcorekit import Program
     from vmcorekit.kernel.stacks import stacks
+    from vmcorekit.kernel.tasks import for_each_task_address
 
     t0 = time.perf_counter()
     prog = Program.open(path)
     s = stacks(prog)
-    tasks = list(s.ki.for_each_task())
+    tasks = [prog.symbol_address("init_task"), *for_each_task_address(prog)]
     _ = s.orc, s.contexts
     startup = time.perf_counter() - t0
     frames = 0

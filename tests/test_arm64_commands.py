@@ -100,7 +100,7 @@ def test_kallsyms_decodes_and_data_symbols_are_found(case, prog):
     # per-CPU variables: the runqueue of the crashed CPU has the crashed task as curr
     cpu, pid, _, _ = crashed_thread(d)
     rq = prog["runqueues"]
-    from vmcorekit.program.objects import per_cpu
+    from vmcorekit.kernel.percpu import per_cpu
     assert int(per_cpu(rq, cpu).curr.pid) == pid
 
 

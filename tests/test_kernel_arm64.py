@@ -9,7 +9,7 @@ import pytest
 
 from conftest import SAMPLES, decompressed_elf
 from vmcorekit.cli.main import main
-from vmcorekit.kernel import cpus, meminfo, modules, sysinfo, tasks
+from vmcorekit.kernel import cpus, meminfo, modules, panic, sysinfo, tasks
 from vmcorekit.program import Program
 
 from test_kernel_tasks import drgn_tasks, ours
@@ -43,7 +43,7 @@ def test_612_tasks_match_drgn(new: Program) -> None:
 
 
 def test_612_panic_context(new: Program) -> None:
-    ctx = cpus.crash_context(new)
+    ctx = panic.crash_context(new)
     assert ctx.cpu == int(_misc(NEW)["panic_cpu"])
     pid = int((NEW / "expected/crashed-thread.txt").read_text().split()[4])  # "crashed cpu 1 pid 175"
     assert ctx.pid == pid

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from vmcorekit.cli.main import main
-from vmcorekit.kernel import cpus, sysinfo
+from vmcorekit.kernel import cpus, panic, sysinfo
 from vmcorekit.kernel.printk.model import LogRecord, PrintkLog
 from vmcorekit.program import Program
 
@@ -129,19 +129,19 @@ def test_panic_message_forms(corpus_elf: Path) -> None:
                (50.0, "BUG: kernel NULL pointer dereference, address: 0000000000000008", "221"),
                (50.0, "#PF: supervisor read access in kernel mode", "221"),
                (50.0, "Oops: 0000 [#1] PREEMPT SMP NOPTI", "221"))
-    pm = sysinfo.panic_message(prog, log)
+    pm = panic.panic_message(prog, log)
     assert pm.message == "Oops: 0000 [#1] PREEMPT SMP NOPTI"
     assert pm.cause.startswith("BUG: kernel NULL pointer dereference")
     # a panic after an oops: the panic line; the end-of-trace marker is not taken for it
     log = _log((10.0, "BUG: soft lockup - CPU#1 stuck for 22s! [sh:99]", "99"),
                (10.1, "Kernel panic - not syncing: softlockup: hung tasks", "99"),
                (10.2, "---[ end Kernel panic - not syncing: softlockup: hung tasks ]---", "99"))
-    pm = sysinfo.panic_message(prog, log)
+    pm = panic.panic_message(prog, log)
     assert pm.message == "Kernel panic - not syncing: softlockup: hung tasks"
     assert pm.cause.startswith("BUG: soft lockup")
     # the printk caller disagrees with panic_cpu's task: said so
     assert pm.notes and "pid 99" in pm.notes[0]
-    assert sysinfo.panic_message(prog, _log((1.0, "all is well", None))) is None
+    assert panic.panic_message(prog, _log((1.0, "all is well", None))) is None
 
 
 @pytest.mark.corpus

@@ -10,7 +10,7 @@ import pytest
 
 from vmcorekit.cli.main import main
 from vmcorekit.errors import CorruptKernelDataError, TypeLookupError
-from vmcorekit.kernel import cpus, tasks
+from vmcorekit.kernel import cpus, panic, tasks
 from vmcorekit.program import Program
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -71,7 +71,7 @@ def test_panic_task_and_cpu(corpus_case: Path, corpus_elf: Path, programs) -> No
     prog = _prog(programs, corpus_elf)
     misc = dict(line.split("=", 1) for line in
                 (corpus_case / "expected/drgn/misc.txt").read_text().splitlines())
-    ctx = cpus.crash_context(prog)
+    ctx = panic.crash_context(prog)
     assert ctx.cpu == int(misc["panic_cpu"])
     first = (corpus_case / "expected/drgn/crashed-thread.txt").read_text().split("\n", 1)[0]
     assert ctx.pid == int(first.split()[1])  # "pid 221 comm sh"
@@ -222,7 +222,7 @@ def test_without_btf_tasks_say_why(corpus_case: Path, corpus_elf: Path, monkeypa
     drgn = drgn_tasks(corpus_case / "expected/drgn/tasks.tsv")
     running = {int(t) for t in cpus.active_tasks(prog).values()}
     assert running == {t[4] for t in drgn if t[3] == "R"}
-    assert cpus.crash_context(prog).task is not None
+    assert panic.crash_context(prog).task is not None
     assert main(["ps", str(corpus_elf)]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "BTF" in err

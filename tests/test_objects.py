@@ -8,14 +8,16 @@ import pytest
 
 from btfgen import BtfBuilder
 from fakes import PagedBytes
+from vmcorekit.arch.platform import X86_64
 from test_btf import kernelish
 from vmcorekit.errors import CorruptKernelDataError, MemoryReadError
 from vmcorekit.kernel.lists import (container_of, hlist_for_each_entry, list_count, list_empty,
                                     list_for_each, list_for_each_entry, llist_for_each_entry,
                                     rbtree_inorder_for_each_entry)
+from vmcorekit.kernel.percpu import per_cpu
 from vmcorekit.program.objects import (MemberNotFoundError, Object, ObjectError,
                                        ObjectNotFoundError, cast, format_enum, global_object,
-                                       per_cpu, reinterpret)
+                                       reinterpret)
 from vmcorekit.program.types import Btf, registry_from_btf
 
 
@@ -56,6 +58,7 @@ class FakeProgram(PagedBytes):
     """What objects need of a Program: types, memory reads, symbols, VMCOREINFO."""
 
     arch = "x86_64"
+    platform = X86_64
     space = _Space()
 
     def __init__(self, types, symbols: dict[str, int] | None = None) -> None:
@@ -73,6 +76,13 @@ class FakeProgram(PagedBytes):
 
     def read_u32(self, addr: int) -> int:
         return struct.unpack("<I", self.read(addr, 4))[0]
+
+    read_pointer = read_u64
+
+    def try_symbol_address(self, name: str) -> int | None:
+        if name in self.vmcoreinfo.symbols:
+            return self.vmcoreinfo.symbols[name]
+        return self.symbols.table.get(name)
 
     def read_cstring(self, addr: int, max_len: int = 4096) -> bytes:
         out = bytearray()

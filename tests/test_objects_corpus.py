@@ -12,7 +12,7 @@ import pytest
 
 from vmcorekit.kernel.lists import list_for_each_entry
 from vmcorekit.program import Program
-from vmcorekit.program.objects import per_cpu
+from vmcorekit.kernel.percpu import per_cpu
 from vmcorekit.program.types import TypeRegistry
 from vmcorekit.program.types.fallback import VmcoreinfoTypeSource
 

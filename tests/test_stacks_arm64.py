@@ -9,10 +9,12 @@ import struct
 import numpy as np
 import pytest
 
+from vmcorekit.arch.platform import AARCH64
 from vmcorekit.errors import MemoryReadError
+from vmcorekit.kernel.panic import panic_cpu_from_stacks
 from vmcorekit.kernel.stacks.arm64 import (FRAME_META_TYPE_FINAL, FRAME_META_TYPE_PT_REGS,
                                            Arm64Unwinder, PtRegsLayout, UNWINDER, _State,
-                                           _stop_frame, panic_cpu_from_stacks)
+                                           _stop_frame)
 from vmcorekit.kernel.stacks.kinfo import StackRange
 from vmcorekit.kernel.stacks.model import Trace
 from vmcorekit.kernel.stacks.render import render_trace
@@ -299,6 +301,7 @@ class _Prog:
     def __init__(self, mem: Mem, symbols: SymbolTable, notes: list) -> None:
         self.mem, self.symbols, self.cpus = mem, symbols, notes
         self.page_size = 4096
+        self.platform = AARCH64
         self.space = type("S", (), {"strip_pac": staticmethod(Kernel.strip)})()
 
     def read(self, addr: int, n: int) -> bytes:

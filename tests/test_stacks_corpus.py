@@ -96,11 +96,12 @@ def test_crash_mode_on_makedumpfile_output(corpus_case, capsys):
 
 def test_orc_traces_match_drgn_for_every_task(corpus_case, prog):
     from vmcorekit.kernel.stacks import stacks
+    from vmcorekit.kernel.tasks import for_each_task_address, task_info
     want = drgn_stacks(corpus_case / "expected" / "drgn" / "all-stacks.txt")
     s = stacks(prog)
     compared = 0
-    for t in s.ki.for_each_task():
-        info = s.ki.task(t)
+    for t in [prog.symbol_address("init_task"), *for_each_task_address(prog)]:
+        info = task_info(prog, t)
         key = (info.pid, info.comm)
         if key not in want:
             assert info.pid == 0, key  # drgn's list has every task but the boot idle task

@@ -7,9 +7,10 @@ from hypothesis import strategies as st
 
 from fakes import PagedBytes
 from orcgen import SynthKernel
-from vmcorekit.errors import CorruptKernelDataError, PartialResultWarning, SymbolError
+from vmcorekit.arch.platform import X86_64
+from vmcorekit.errors import CorruptKernelDataError, PartialResultWarning, SymbolError, TypeLookupError
 from vmcorekit.kernel.stacks import orc as O
-from vmcorekit.kernel.stacks.kinfo import KernelInfo
+from vmcorekit.kernel.tasks import TaskLayout, for_each_task_address
 from vmcorekit.kernel.stacks.unwind import State
 
 STACK = 0xFFFFC90000030000
@@ -135,7 +136,7 @@ INIT = 0xFFFF888000010000
 SIG1, SIG2 = INIT + 0x1000, INIT + 0x2000
 L1, T1, L2 = INIT + 0x3000, INIT + 0x4000, INIT + 0x5000
 WILD = 0xFFFF888077770000  # in no page of the test memory
-# KernelInfo._task_offsets as BTF would give them: tasks at 0, signal at 16, thread_node at 24,
+# TaskLayout offsets as BTF would give them: tasks at 0, signal at 16, thread_node at 24,
 # signal_struct.thread_head at 0; the fields the walk does not read unknown.
 TASK_OFFSETS: dict[str, int | None] = {
     **dict.fromkeys(["pid", "tgid", "comm", "state", "flags", "stack", "thread_sp", "mm",
@@ -144,10 +145,12 @@ TASK_OFFSETS: dict[str, int | None] = {
 
 
 class _TaskProg(PagedBytes):
-    """What KernelInfo's task walk reads of a Program: a symbol, memory, the pointer size."""
+    """What the task walk reads of a Program: a symbol, memory, the pointer size."""
 
     space = type("Space", (), {"pointer_size": 8})()
+    platform = X86_64
     types = None  # no types: list_head has its ABI layout
+    cpus: list = []  # no CPU notes, no nr_cpu_ids: one CPU, whose idle task is init_task
 
     def __init__(self) -> None:
         self.pages = {}
@@ -163,8 +166,28 @@ class _TaskProg(PagedBytes):
     def read_u64(self, addr: int) -> int:
         return int.from_bytes(self.read(addr, 8), "little")
 
+    read_pointer = read_u64
 
-def _task_walk() -> tuple[KernelInfo, _TaskProg]:
+    def try_symbol_address(self, name: str) -> int | None:
+        return INIT if name == "init_task" else None
+
+    def offsetof(self, spec: str, member: str) -> int:
+        raise TypeLookupError(f"{spec} unknown")
+
+
+class _Walk:
+    """kernel/tasks.py's walk over a _TaskProg with the layout given, idle tasks first (as
+    `bt --all-tasks` walks)."""
+
+    def __init__(self, p: _TaskProg) -> None:
+        self.layout = TaskLayout(dict(TASK_OFFSETS))
+        self.p = p
+
+    def for_each_task(self):  # type: ignore[no-untyped-def]
+        return for_each_task_address(self.p, idle=True, layout=self.layout)  # type: ignore[arg-type]
+
+
+def _task_walk() -> tuple[_Walk, _TaskProg]:
     """init_task -> L1 -> L2 on .tasks; L1's threads L1, T1 and L2's thread L2 on their
     signal->thread_head lists."""
     p = _TaskProg()
@@ -174,9 +197,7 @@ def _task_walk() -> tuple[KernelInfo, _TaskProg]:
     for head, nodes in ((SIG1, [L1 + 24, T1 + 24]), (SIG2, [L2 + 24])):
         for a, b in zip([head, *nodes], [*nodes, head]):
             p.write_u64(a, b)
-    ki = KernelInfo(p)  # type: ignore[arg-type]
-    ki.__dict__["_task_offsets"] = dict(TASK_OFFSETS)
-    return ki, p
+    return _Walk(p), p
 
 
 def test_task_walk_by_raw_offsets():

@@ -43,8 +43,10 @@ def command(dump: str, vmcoreinfo_file: str | None, tasks: tuple[str, ...], acti
     """Stack traces of the panicking task (default), of tasks by PID or task address, of the
     task on each CPU (-a) or of every task (--all-tasks), from the dump alone: ORC tables and
     kallsyms from kernel memory, types from BTF."""
+    from ..kernel.cpus import current_task_address
     from ..kernel.stacks import stacks
     from ..kernel.stacks.render import group_traces, render_group, render_trace
+    from ..kernel.tasks import find_task_addresses
 
     with open_program(dump, vmcoreinfo_file) as prog:
         s = stacks(prog)
@@ -55,7 +57,7 @@ def command(dump: str, vmcoreinfo_file: str | None, tasks: tuple[str, ...], acti
             targets = [ctx.task for _, ctx in sorted(s.contexts.items()) if ctx.task]
         for c in cpus:
             ctx = s.contexts.get(c)
-            t = ctx.task if ctx else s.ki.current_task(c)
+            t = ctx.task if ctx else current_task_address(prog, c)
             if not t:
                 raise click.BadParameter(f"no task is known to run on CPU {c}", param_hint="--cpu")
             targets.append(t)
@@ -69,7 +71,7 @@ def command(dump: str, vmcoreinfo_file: str | None, tasks: tuple[str, ...], acti
                     raise click.BadParameter(f"{v:#x} is not a task of this dump", param_hint="TASK")
                 targets.append(v)
             else:
-                found = s.ki.find_task(v)
+                found = find_task_addresses(prog, v)
                 if not found:
                     raise click.BadParameter(f"no task with pid {v}", param_hint="PID")
                 targets += found
@@ -122,22 +124,22 @@ def command(dump: str, vmcoreinfo_file: str | None, tasks: tuple[str, ...], acti
 
 def _all_tasks(s) -> list[int]:  # type: ignore[no-untyped-def]
     """Every task in crash's foreach order: by pid, the idle tasks (pid 0) by CPU."""
-    ki = s.ki
+    from ..kernel.cpus import idle_task_address, present_cpus
+    from ..kernel.tasks import for_each_task_address, task_info
     seen: set[int] = set()
     items: list[tuple[int, int, int]] = []
-    for cpu in range(ki.nr_cpu_ids):
-        if ki.cpu_present(cpu):
-            t = ki.idle_task(cpu)
-            if t and t not in seen:
-                seen.add(t)
-                items.append((0, cpu, t))
+    for cpu in present_cpus(s.prog):
+        t = idle_task_address(s.prog, cpu)
+        if t and t not in seen:
+            seen.add(t)
+            items.append((0, cpu, t))
     try:
-        for t in ki.for_each_task():
+        for t in for_each_task_address(s.prog):
             if t in seen:
                 continue
             seen.add(t)
             try:
-                info = ki.task(t)
+                info = task_info(s.prog, t)
             except (MemoryReadError, VmcorekitError):
                 continue
             items.append((info.pid, 0, t))

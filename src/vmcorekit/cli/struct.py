@@ -94,7 +94,7 @@ def format_layout(t: "Type", address: int | None = None) -> str:
 def _addresses(prog: "Program", text: str) -> list[tuple[int | None, int]]:
     """ADDR, SYMBOL, or either with ':CPU' / ':a' for per-CPU data -> [(cpu, address)]."""
     from ..errors import SymbolError
-    from ..program.objects import _per_cpu_offset
+    from ..kernel.percpu import per_cpu_offset as _per_cpu_offset
     base_text, sep, cpu_text = text.partition(":")
     try:
         base = parse_address(base_text)

@@ -1,10 +1,10 @@
-"""What crash's `sys` shows: release, node name, CPUs, date, uptime, load, memory, the panic.
+"""What crash's `sys` shows: release, node name, CPUs, date, uptime, load, memory, the panic
+(whose message kernel/panic.py finds).
 
     system_info(prog)         # SystemInfo with every field (and why a field is missing)
     uts(prog)                 # {'sysname': 'Linux', 'nodename': ..., 'release': ..., ...}
     kernel_hz(prog)           # (250, 'tick_nsec')
     uptime(prog)              # Uptime(seconds, source, ...)
-    panic_message(prog)       # PanicMessage("Kernel panic - not syncing: ...", ...)
 
 Uptime follows crash: (jiffies - INITIAL_JIFFIES) / HZ, INITIAL_JIFFIES being -300 s worth of
 jiffies. HZ is not in VMCOREINFO or BTF (it is a #define), so it is derived from the dump:
@@ -29,28 +29,20 @@ from ..errors import MemoryReadError, TypeLookupError, VmcorekitError
 from ..program.objects import Object
 from . import cpus as _cpus
 from .memmap import node_pgdats
+from . import panic as _panic
 
 if TYPE_CHECKING:
     from ..program.core import Program
 
 __all__ = ["system_info", "SystemInfo", "uts", "kernel_hz", "read_jiffies", "uptime", "Uptime",
-           "crash_time", "load_average", "cpu_mhz", "memory_size", "panic_message",
-           "PanicMessage", "tainted", "format_uptime", "format_size", "timekeeper",
-           "PANIC_PATTERNS", "OOPS_PATTERNS", "COMMON_HZ"]
+           "crash_time", "load_average", "cpu_mhz", "memory_size", "tainted", "format_uptime",
+           "format_size", "timekeeper", "COMMON_HZ"]
 
 UTS_FIELDS = ("sysname", "nodename", "release", "version", "machine", "domainname")
 _UTS_LEN = 65  # __NEW_UTS_LEN + 1: struct new_utsname is six such arrays (ABI)
 FSHIFT = 11  # load average fixed point (include/linux/sched/loadavg.h)
 COMMON_HZ = (24, 32, 48, 64, 100, 128, 200, 250, 256, 300, 500, 512, 1000, 1024, 1200)
 _NSEC = 1_000_000_000
-# Log lines that say why the kernel died; searched newest first.
-PANIC_PATTERNS = ("Kernel panic - not syncing", "Kernel panic: ")
-# Lines that start an oops (the message when there was no panic() call, e.g. an oops that
-# went straight to crash_kexec) ...
-OOPS_PATTERNS = ("BUG: ", "Oops: ", "general protection fault", "kernel BUG at",
-                 "Unable to handle kernel", "double fault:", "divide error:", "stack segment:")
-# ... and what may have led to the panic line (reported as its cause).
-CAUSE_PATTERNS = OOPS_PATTERNS + ("watchdog: ", "sysrq: Trigger a crash", "SysRq : Trigger a crash")
 
 
 # -- utsname ----------------------------------------------------------------------------------
@@ -287,68 +279,6 @@ def tainted(prog: "Program") -> tuple[int | None, str, list[str]]:
     return mask, text, letters
 
 
-# -- the panic --------------------------------------------------------------------------------
-@dataclass
-class PanicMessage:
-    message: str  # the panic line ("Kernel panic - not syncing: ...") or the oops line
-    cause: str | None = None  # the first BUG/Oops line of the sequence that led to it
-    seq: int | None = None
-    timestamp_ns: int | None = None
-    caller: str | None = None  # 'T<pid>' or 'C<cpu>' of the printk
-    notes: list[str] = field(default_factory=list)
-
-
-def _line(text: bytes) -> str:
-    return text.decode("utf-8", "replace").split("\n", 1)[0].rstrip()
-
-
-def panic_message(prog: "Program", log: Any = None) -> PanicMessage | None:
-    """Why the kernel died, from the one crash-report recogniser (printk/events.py): the panic
-    line ("Kernel panic - not syncing: ...") of the last report that panicked, else the last
-    header line (e.g. "Oops: ...") of the last oops/BUG report; its cause is the line that
-    started that report. The line's printk caller (task or CPU) is cross-checked with
-    panic_cpu and the task running there; a mismatch becomes a note."""
-    from .printk.events import find_reports
-    if log is None:
-        from .printk import read_log
-        log = read_log(prog)
-    recs = log.records
-    rec_of: list[int] = []   # line index -> record index (records may hold several lines)
-
-    def lines() -> Any:
-        for i, r in enumerate(recs):
-            for part in r.text.decode("utf-8", "replace").split("\n"):
-                rec_of.append(i)
-                yield part
-
-    reps = sorted(find_reports(lines()), key=lambda r: r.start)
-    hit = next((r for r in reversed(reps) if r.panic is not None), None)
-    if hit is None:
-        hit = next((r for r in reversed(reps) if r.kind in ("oops", "bug")), None)
-        if hit is None:
-            return None
-    if hit.panic is not None and hit.panic_line is not None:
-        at = hit.panic_line
-        message = "Kernel panic - not syncing: " + hit.panic.strip()
-    else:
-        message = hit.followers[-1] if hit.followers else hit.header
-        at = next((hit.start + k for k, ln in enumerate(hit.lines) if ln.strip() == message), hit.start)
-    rec = recs[rec_of[min(at, len(rec_of) - 1)]]
-    pm = PanicMessage(message, seq=rec.seq, timestamp_ns=rec.ts_nsec, caller=rec.caller)
-    if hit.header != message:
-        pm.cause = hit.header
-    ctx = _cpus.crash_context(prog)
-    if rec.caller and ctx.cpu is not None:
-        if rec.caller.startswith("C") and int(rec.caller[1:]) != ctx.cpu:
-            pm.notes.append(f"the panic line was printed by CPU {rec.caller[1:]}, but "
-                            f"panic_cpu is {ctx.cpu}")
-        elif rec.caller.startswith("T") and ctx.pid is not None and \
-                int(rec.caller[1:]) != ctx.pid:
-            pm.notes.append(f"the panic line was printed by pid {rec.caller[1:]}, but the "
-                            f"task on panic_cpu {ctx.cpu} is pid {ctx.pid}")
-    return pm
-
-
 # -- formatting like crash --------------------------------------------------------------------
 def format_uptime(seconds: float) -> str:
     """crash's form: "HH:MM:SS", with "N days, " in front past a day."""
@@ -387,7 +317,7 @@ class SystemInfo:
     cpu_mhz: int | None = None
     memory_bytes: int | None = None
     memory_source: str = ""
-    panic: PanicMessage | None = None
+    panic: "_panic.PanicMessage | None" = None
     panic_cpu: int | None = None
     panic_pid: int | None = None
     panic_comm: str | None = None
@@ -450,8 +380,8 @@ def system_info(prog: "Program", *, count_tasks: bool = True) -> SystemInfo:
         from .tasks import task_table
         rows = attempt("tasks", lambda: task_table(prog))
         si.tasks = None if rows is None else len(rows)
-    si.panic = attempt("panic message", lambda: panic_message(prog))
-    ctx = attempt("panic CPU", lambda: _cpus.crash_context(prog))
+    si.panic = attempt("panic message", lambda: _panic.panic_message(prog))
+    ctx = attempt("panic CPU", lambda: _panic.crash_context(prog))
     if ctx is not None:
         si.panic_cpu = ctx.cpu
         if ctx.task is not None:

@@ -1,5 +1,8 @@
-"""Tasks of the crashed kernel, from the dump alone (kallsyms + the in-memory BTF).
+"""Tasks of the crashed kernel, from the dump alone (kallsyms + the in-memory BTF): the one
+task walker, by address, and the typed helpers on top of it.
 
+    for a in for_each_task_address(prog):     # task_struct addresses; works without BTF
+        info = task_info(prog, a)             # TaskInfo: pid, comm, stack, ... by raw offsets
     for t in for_each_task(prog):             # struct task_struct *, like drgn's for_each_task
         print(t.pid, task_state_to_char(t), t.comm.string_())
     find_task(prog, 1)                        # init's task_struct *, or None
@@ -10,8 +13,9 @@ Layouts come from what BTF says exists, never from the release string: `__state`
 `state`; `thread_info.cpu` or `cpu`; `mm_struct.rss_stat` as an atomic counter array (<= 6.1)
 or an array of percpu_counters (6.2+), plus the per-thread SPLIT_RSS caches in
 `task_struct.rss_stat` when the kernel has them; threads on `signal->thread_head` or the older
-`thread_group` list. Without BTF there is no task_struct layout in a dump (VMCOREINFO does not
-describe it): the helpers raise TypeLookupError saying so.
+`thread_group` list. Without BTF a dump has only VMCOREINFO's few task_struct offsets (tasks,
+pid, comm, stack): enough for the walk and for stack traces (TaskLayout), not for the typed
+helpers, which raise TypeLookupError saying so.
 
 Task states follow drgn's task_state_to_char (letters from the kernel's own
 `task_state_array`, R S D T t X Z P I) and crash's two-letter codes (RU IN UN ST TR DE ZO PA ID).
@@ -19,16 +23,20 @@ Task states follow drgn's task_state_to_char (letters from the kernel's own
 from __future__ import annotations
 
 import re
+import struct
 import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptKernelDataError, MemoryReadError, TypeLookupError, VmcorekitError
-from ..program.objects import Object, per_cpu_ptr
+from ..errors import (CorruptKernelDataError, MemoryReadError, SymbolError, TypeLookupError,
+                      VmcorekitError, partial_result)
+from ..program.objects import Object
 from ..program.types.model import TypeKind
 from . import cpus as _cpus
-from .lists import list_for_each_entry
+from .lists import list_nodes
+from .panic import crash_context
+from .percpu import per_cpu_ptr
 
 if TYPE_CHECKING:
     from ..program.core import Program
@@ -36,7 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["for_each_task", "for_each_thread", "find_task", "task_state_to_char",
            "task_state_crash", "task_cpu", "task_comm", "task_rss", "task_vsz_pages",
            "is_kernel_thread", "is_group_leader", "task_summary", "task_table", "TaskSummary",
-           "RssCounters", "CRASH_STATE_CODES", "PF_KTHREAD", "MAX_TASKS"]
+           "RssCounters", "CRASH_STATE_CODES", "PF_KTHREAD", "MAX_TASKS", "TaskLayout",
+           "task_layout", "TaskInfo", "task_info", "for_each_task_address", "find_task_addresses"]
 
 # More tasks than PID_MAX_LIMIT (4M) cannot exist; a longer walk is a corrupted list.
 MAX_TASKS = 1 << 22
@@ -50,8 +59,9 @@ CRASH_STATE_CODES = {"R": "RU", "S": "IN", "D": "UN", "T": "ST", "t": "TR", "X":
 # fs/proc/array.c task_state_array, for a dump whose copy cannot be read.
 _DEFAULT_STATE_CHARS = "RSDTtXZPI"
 _STATE_ENTRY = re.compile(rb"^([A-Za-z]) \(")
+_MASK = 0xFFFFFFFFFFFFFFFF
 
-_CACHE: "weakref.WeakKeyDictionary[Any, _Layout]" = weakref.WeakKeyDictionary()
+_CACHE: "weakref.WeakKeyDictionary[Any, TaskLayout]" = weakref.WeakKeyDictionary()
 
 
 def _no_btf(what: str) -> TypeLookupError:
@@ -60,18 +70,66 @@ def _no_btf(what: str) -> TypeLookupError:
                            f"so tasks cannot be listed")
 
 
-class _Layout:
-    """Which members this kernel's task/mm structs have (from BTF), found once per Program."""
+# -- the layout -------------------------------------------------------------------------------
+class TaskLayout:
+    """Where this kernel keeps what we read of a task, found once per Program (task_layout()).
 
-    def __init__(self, prog: "Program") -> None:
-        if not _cpus._has_btf(prog):
-            raise _no_btf("listing tasks")
+    `offsets` are byte offsets in struct task_struct (None: unknown), from BTF, else from the
+    few task_struct offsets VMCOREINFO carries: enough to walk the task list and trace stacks
+    without BTF. The typed helpers need BTF and ask require_btf(), which also says which
+    members this kernel's task/mm structs have. (It keeps no reference to the Program: it is
+    cached in a weak-keyed table by it.)"""
+
+    def __init__(self, offsets: dict[str, int | None]) -> None:
+        self.offsets = offsets
+        o = offsets
+        self.threads = ("thread_head" if None not in (o["signal"], o["thread_head"], o["thread_node"])
+                        else "thread_group" if o["thread_group"] is not None else None)
+        self._typed = False
+
+    @classmethod
+    def of(cls, prog: "Program") -> "TaskLayout":
+        """The layout the dump's types (else VMCOREINFO) give."""
+        T = "struct task_struct"
+
+        def off(spec: str, *members: str) -> int | None:
+            for m in members:  # the first member this kernel has
+                try:
+                    return int(prog.offsetof(spec, m))
+                except (VmcorekitError, ImportError, LookupError):
+                    continue
+            return None
+
+        o: dict[str, int | None] = {
+            "tasks": off(T, "tasks"), "pid": off(T, "pid"), "tgid": off(T, "tgid"),
+            "comm": off(T, "comm"), "state": off(T, "__state", "state"), "flags": off(T, "flags"),
+            "stack": off(T, "stack"),
+            # x86: thread.sp; arm64: the sp cpu_switch_to() saved in thread.cpu_context
+            "thread_sp": off(T, "thread.sp", "thread.cpu_context.sp"),
+            "mm": off(T, "mm"), "on_cpu": off(T, "on_cpu"), "cpu": off(T, "cpu", "thread_info.cpu"),
+            "signal": off(T, "signal"), "thread_node": off(T, "thread_node"),
+            "thread_group": off(T, "thread_group"),
+            "thread_head": off("struct signal_struct", "thread_head"),
+        }
+        vi = prog.vmcoreinfo.offsets
+        for key, vname in (("tasks", "task_struct.tasks"), ("pid", "task_struct.pid"),
+                           ("comm", "task_struct.comm"), ("stack", "task_struct.stack")):
+            if o[key] is None and vname in vi:
+                o[key] = vi[vname]
+        return cls(o)
+
+    def require_btf(self, prog: "Program", what: str = "listing tasks") -> "TaskLayout":
+        """This layout, with the typed facts filled in; TypeLookupError without BTF."""
+        if self._typed:
+            return self
+        if not prog.has_btf:
+            raise _no_btf(what)
         T = prog.types
         ts = "struct task_struct"
         try:
             T.lookup(ts)
         except TypeLookupError as e:
-            raise _no_btf(f"listing tasks ({e})") from None
+            raise _no_btf(f"{what} ({e})") from None
         self.state = "__state" if T.has_member(ts, "__state") else "state"
         if T.has_member(ts, "thread_info.cpu"):
             self.cpu: str | None = "thread_info.cpu"
@@ -79,9 +137,6 @@ class _Layout:
             self.cpu = "cpu"
         else:
             self.cpu = None  # a kernel without SMP has no CPU member
-        self.threads = ("thread_head" if T.has_member("struct signal_struct", "thread_head")
-                        and T.has_member(ts, "thread_node") else
-                        "thread_group" if T.has_member(ts, "thread_group") else None)
         # RSS counters: enum MM_FILEPAGES.. (names the kernel gives them).
         self.mm_counters: dict[str, int] = {}
         for name in ("MM_FILEPAGES", "MM_ANONPAGES", "MM_SWAPENTS", "MM_SHMEMPAGES"):
@@ -98,26 +153,34 @@ class _Layout:
                 self.rss_kind = "atomic"  # struct mm_rss_stat { atomic_long_t count[]; }
         self.split_rss = T.has_member(ts, "rss_stat.count")
         self.state_chars, self.task_report = _state_table(prog)
+        self._typed = True
+        return self
 
 
-def _layout(prog: "Program") -> _Layout:
+def task_layout(prog: "Program") -> TaskLayout:
+    """The TaskLayout of `prog` (found once)."""
     lay = _CACHE.get(prog)
     if lay is None:
-        lay = _Layout(prog)
+        lay = TaskLayout.of(prog)
         _CACHE[prog] = lay
     return lay
+
+
+def _layout(prog: "Program") -> TaskLayout:
+    """The layout with its typed facts (the typed helpers' entry: no BTF raises)."""
+    return task_layout(prog).require_btf(prog)
 
 
 def _state_table(prog: "Program") -> tuple[str, int]:
     """(letters by state bit, TASK_REPORT mask) from the kernel's task_state_array, the way
     drgn builds them: the array is what /proc prints, so it follows the running kernel."""
     chars = ""
-    addr = _cpus._sym(prog, "task_state_array")
+    addr = prog.try_symbol_address("task_state_array")
     if addr is not None:
-        ps = prog.space.pointer_size
+        ps = prog.platform.pointer_size
         for i in range(16):  # the kernel has 9 entries; a longer run is not this array
             try:
-                p = _cpus._ptr(prog, addr + i * ps)
+                p = prog.read_pointer(addr + i * ps)
                 s = prog.read_cstring(p, 32) if p else b""
             except MemoryReadError:
                 break
@@ -135,77 +198,189 @@ def _state_table(prog: "Program") -> tuple[str, int]:
     return chars, report
 
 
+# -- one task by address ----------------------------------------------------------------------
+@dataclass(frozen=True)
+class TaskInfo:
+    """What the stack tracers read of a task, by raw offsets (works without BTF)."""
+
+    address: int
+    pid: int
+    tgid: int
+    comm: str
+    state: int
+    flags: int
+    cpu: int | None
+    on_cpu: int | None
+    stack: int  # task->stack (lowest address of the task's kernel stack)
+    thread_sp: int  # the stack pointer the last context switch saved in task->thread
+    mm: int
+
+    @property
+    def is_kernel_thread(self) -> bool:
+        return bool(self.flags & PF_KTHREAD) or self.mm == 0
+
+
+def task_info(prog: "Program", address: int) -> TaskInfo:
+    """The task at `address`, read in one go; TypeLookupError when even VMCOREINFO does not
+    say where its pid, comm and stack are."""
+    o = task_layout(prog).offsets
+    missing = [k for k in ("pid", "comm", "stack", "thread_sp") if o[k] is None]
+    if missing:
+        raise TypeLookupError(f"task_struct layout unknown ({', '.join(missing)}): the dump "
+                              "has no BTF")
+    end = max(v for v in o.values() if v is not None and v < 1 << 16) + 16
+    raw = prog.read(address, end)
+    unpack = prog.platform.unpack
+
+    def q(k: str, fmt: str = "Q") -> int:
+        v = o[k]
+        return struct.unpack_from(unpack(fmt), raw, v)[0] if v is not None else 0
+
+    c = o["comm"]
+    assert c is not None
+    comm = raw[c:c + 16].split(b"\0", 1)[0].decode("utf-8", "replace")
+    return TaskInfo(
+        address=address, pid=q("pid", "i"), tgid=q("tgid", "i") if o["tgid"] is not None else q("pid", "i"),
+        comm=comm, state=q("state", "I"), flags=q("flags", "I"),
+        cpu=q("cpu", "I") if o["cpu"] is not None else None,
+        on_cpu=q("on_cpu", "i") if o["on_cpu"] is not None else None,
+        stack=q("stack"), thread_sp=q("thread_sp"), mm=q("mm"))
+
+
 # -- walking ----------------------------------------------------------------------------------
-def _init_task(prog: "Program") -> Object:
-    addr = _cpus._sym(prog, "init_task")
-    if addr is None:
-        raise VmcorekitError("init_task is not in the symbol table: tasks cannot be found")
-    return Object(prog, prog.types.pointer(prog.types.lookup("struct task_struct")), addr)
+def _thread_addresses(prog: "Program", lay: TaskLayout, leader: int) -> Iterator[int]:
+    """The threads of `leader`'s group (the leader among them on 5.x+'s signal->thread_head;
+    not on the older thread_group list). One group's broken thread list costs that group's
+    remaining threads, reported as a partial result, not the rest of the task walk."""
+    o = lay.offsets
+    try:
+        if lay.threads == "thread_head":
+            sig = prog.read_pointer(leader + o["signal"])  # type: ignore[operator]
+            if sig:
+                for node in list_nodes(prog, sig + o["thread_head"], what="signal.thread_head",  # type: ignore[operator]
+                                       limit=MAX_TASKS):
+                    yield (node - o["thread_node"]) & _MASK  # type: ignore[operator]
+        elif lay.threads == "thread_group":
+            for node in list_nodes(prog, leader + o["thread_group"], what="thread_group",  # type: ignore[operator]
+                                   limit=MAX_TASKS):
+                yield (node - o["thread_group"]) & _MASK  # type: ignore[operator]
+    except MemoryReadError:
+        return
+    except CorruptKernelDataError as e:
+        partial_result(f"threads of task {leader:#x}: {e}")
+
+
+def for_each_task_address(prog: "Program", *, idle: bool = False, on_error: str = "raise",
+                          layout: TaskLayout | None = None) -> Iterator[int]:
+    """Every task's address: the thread-group leaders on init_task.tasks, each followed by its
+    other threads; with idle=True the per-CPU idle tasks (pid 0, swapper/N, on no list; CPU
+    0's is init_task) first, one per present CPU. Needs no BTF (see TaskLayout). Walks are
+    bounded and cycle-checked; a break in init_task.tasks raises CorruptKernelDataError, or
+    with on_error="warn" ends the walk with a PartialResultWarning. `layout` overrides the
+    dump's TaskLayout."""
+    if on_error not in ("raise", "warn"):
+        raise ValueError("on_error must be 'raise' or 'warn'")
+    lay = layout if layout is not None else task_layout(prog)
+    o_tasks = lay.offsets["tasks"]
+    if o_tasks is None:
+        raise TypeLookupError("task_struct.tasks offset unknown")
+    init = prog.try_symbol_address("init_task")
+    if init is None:
+        raise SymbolError("init_task is not in the symbol table: tasks cannot be found")
+    seen: set[int] = set()
+    if idle:
+        for cpu in _cpus.present_cpus(prog):
+            t = _cpus.idle_task_address(prog, cpu)
+            if t is not None and t not in seen:
+                seen.add(t)
+                yield t
+    try:
+        for node in list_nodes(prog, init + o_tasks, what="init_task.tasks", limit=MAX_TASKS):
+            leader = (node - o_tasks) & _MASK
+            if leader in seen:
+                continue
+            seen.add(leader)
+            yield leader
+            for t in _thread_addresses(prog, lay, leader):
+                if t not in seen:
+                    seen.add(t)
+                    yield t
+            if len(seen) > MAX_TASKS:
+                raise CorruptKernelDataError(f"more than {MAX_TASKS} tasks: the task lists are "
+                                             f"corrupt")
+    except CorruptKernelDataError as e:
+        if on_error == "raise":
+            raise
+        partial_result(str(e))
+
+
+def _with_pid(prog: "Program", pid: int) -> Iterator[int]:
+    """Addresses of the tasks with this pid (pid > 0), in walk order."""
+    o = task_layout(prog).offsets["pid"]
+    if o is None:
+        raise TypeLookupError("task_struct.pid offset unknown: the dump has no BTF")
+    fmt = prog.platform.unpack("i")
+    for t in for_each_task_address(prog):
+        try:
+            if struct.unpack(fmt, prog.read(t + o, 4))[0] == pid:
+                yield t
+        except MemoryReadError:
+            continue
+
+
+def find_task_addresses(prog: "Program", pid: int) -> list[int]:
+    """Every task with this pid: one for a pid or thread id, one idle task per present CPU
+    for pid 0. Needs no BTF."""
+    if pid == 0:
+        return [t for cpu in _cpus.present_cpus(prog)
+                if (t := _cpus.idle_task_address(prog, cpu)) is not None]
+    return list(_with_pid(prog, pid))
 
 
 def for_each_thread(task: Object, *, on_error: str = "raise") -> Iterator[Object]:
-    """Every thread of `task`'s thread group (task_struct *), the leader's list order."""
+    """Every thread of `task`'s thread group (task_struct *), the leader's list order. A
+    broken thread list ends the group with a partial result, whatever `on_error` (kept for
+    callers of the old signature) says: the same rule as the task walk's."""
     prog = task.prog_
     lay = _layout(prog)
+    pt = _task_pointer_type(prog)
     if lay.threads == "thread_head":
         sig = task.signal.read_()
         if not int(sig):
             yield task.read_()
             return
-        yield from list_for_each_entry("struct task_struct", sig.thread_head.address_of_(),
-                                       "thread_node", limit=MAX_TASKS, on_error=on_error)
-    elif lay.threads == "thread_group":
-        leader = task.group_leader.read_()
-        yield leader
-        yield from list_for_each_entry("struct task_struct", leader.thread_group.address_of_(),
-                                       "thread_group", limit=MAX_TASKS, on_error=on_error)
     else:
-        yield task.read_()
+        leader = task.group_leader.read_() if lay.threads == "thread_group" else task.read_()
+        yield leader
+        if lay.threads is None:
+            return
+        task = leader
+    # a task_struct * (the usual) or a struct task_struct object such as prog["init_task"]
+    ptr = task.type_.strip_typedefs().kind == TypeKind.POINTER
+    for t in _thread_addresses(prog, lay, int(task) if ptr else task.address_):
+        yield Object(prog, pt, t)
+
+
+def _task_pointer_type(prog: "Program") -> Any:
+    return prog.types.pointer(prog.types.lookup("struct task_struct"))
 
 
 def for_each_task(prog: "Program", *, idle: bool = False,
                   on_error: str = "raise") -> Iterator[Object]:
-    """Every task (struct task_struct *): the thread-group leaders on init_task.tasks, each
-    followed by its other threads. With idle=True the per-CPU idle tasks (pid 0, swapper/N,
-    which are on no list) come first, one per present CPU. Walks are bounded and
-    cycle-checked; on_error="warn" stops at corruption with a warning instead of raising."""
-    lay = _layout(prog)
-    init = _init_task(prog)
-    seen: set[int] = set()
-    if idle:
-        for cpu in _cpus.present_cpus(prog):
-            t = _cpus.idle_task(prog, cpu)
-            if t is not None and int(t) not in seen:
-                seen.add(int(t))
-                yield t
-    leaders = list_for_each_entry("struct task_struct", init.tasks.address_of_(), "tasks",
-                                  limit=MAX_TASKS, on_error=on_error)
-    for leader in leaders:
-        a = int(leader)
-        if a in seen:
-            continue
-        seen.add(a)
-        yield leader
-        if lay.threads is None:
-            continue
-        for t in for_each_thread(leader, on_error=on_error):
-            b = int(t)
-            if b not in seen:
-                seen.add(b)
-                yield t
-        if len(seen) > MAX_TASKS:
-            raise CorruptKernelDataError(f"more than {MAX_TASKS} tasks: the task lists are "
-                                         f"corrupt")
+    """Every task (struct task_struct *), as for_each_task_address() finds them (needs BTF)."""
+    _layout(prog)
+    pt = _task_pointer_type(prog)
+    for t in for_each_task_address(prog, idle=idle, on_error=on_error):
+        yield Object(prog, pt, t)
 
 
 def find_task(prog: "Program", pid: int) -> Object | None:
     """The task with this pid (the thread, for a thread id); pid 0 is CPU 0's idle task."""
     if pid == 0:
         return _cpus.idle_task(prog, 0)
-    for t in for_each_task(prog):
-        if int(t.pid) == pid:
-            return t
-    return None
+    _layout(prog)
+    t = next(_with_pid(prog, pid), None)
+    return Object(prog, _task_pointer_type(prog), t) if t is not None else None
 
 
 # -- per-task facts ---------------------------------------------------------------------------
@@ -221,7 +396,7 @@ def task_state_to_char(task: Object) -> str:
     return _state_char(lay, state, exit_state)
 
 
-def _state_char(lay: _Layout, state: int, exit_state: int) -> str:
+def _state_char(lay: TaskLayout, state: int, exit_state: int) -> str:
     rep = (state | exit_state) & lay.task_report
     idx = rep.bit_length()
     char = lay.state_chars[idx] if idx < len(lay.state_chars) else "?"
@@ -419,7 +594,7 @@ def task_table(prog: "Program", *, idle: bool = True,
         active = {}
         note(f"running tasks unknown: {e}")
     try:
-        crashed = _cpus.crash_context(prog)
+        crashed = crash_context(prog)
         panic_addr = int(crashed.task) if crashed.task is not None else None
         for n in crashed.notes:
             note(n)
@@ -430,9 +605,9 @@ def task_table(prog: "Program", *, idle: bool = True,
     idle_addrs: dict[int, int] = {}
     if idle:
         for cpu in _cpus.present_cpus(prog):
-            t = _cpus.idle_task(prog, cpu)
-            if t is not None:
-                idle_addrs[int(t)] = cpu
+            a = _cpus.idle_task_address(prog, cpu)
+            if a is not None:
+                idle_addrs[a] = cpu
     with _w.catch_warnings(record=True) as caught:
         _w.simplefilter("always")
         tasks = list(for_each_task(prog, idle=idle, on_error="warn"))

@@ -5,7 +5,7 @@
     task.mm                                  # struct mm_struct * (value object)
     task.real_parent.pid                     # members auto-dereference pointers, like '->'
     prog.object("struct list_head", addr).next.deref()
-    per_cpu(prog["runqueues"], 1).nr_running
+    (per-CPU instances: kernel/percpu.py's per_cpu(prog["runqueues"], 1).nr_running)
 
 An Object is a *reference* (a type at an address, read when its value is needed) or a *value*
 (bytes or a number already read, e.g. a pointer loaded from a member). Attribute access reads
@@ -923,8 +923,8 @@ def global_object(prog: "Program", name: str) -> Object:
             return Object(prog, t, value)
     if addr is None and info.percpu_offset is not None:
         start = _symbol_address(prog, "__per_cpu_start")
-        if start is None and prog.arch == "x86_64":
-            start = 0  # x86_64 SMP links the per-CPU section at address 0
+        if start is None and prog.platform.percpu_zero_based:
+            start = 0  # the per-CPU section is linked at address 0 (x86_64 SMP)
         if start is not None:
             addr = start + info.percpu_offset
     if addr is None:
@@ -958,41 +958,6 @@ def sizeof(obj: "Object | Type") -> int:
     return obj.type_.sizeof() if isinstance(obj, Object) else obj.sizeof()
 
 
-def _per_cpu_offset(prog: "Program", cpu: int) -> int:
-    if cpu < 0:
-        raise ObjectError(f"CPU {cpu} is negative")
-    try:
-        n = int(global_object(prog, "nr_cpu_ids"))
-    except (VmcorekitError, TypeError):
-        n = None
-    if n is not None and cpu >= n:
-        raise ObjectError(f"CPU {cpu} is beyond nr_cpu_ids ({n})")
-    base = _symbol_address(prog, "__per_cpu_offset")
-    if base is None:
-        base = prog.vmcoreinfo.symbols.get("__per_cpu_offset")
-    if base is None:
-        raise ObjectError("per-CPU access needs the __per_cpu_offset symbol")
-    psize = prog.space.pointer_size
-    return int.from_bytes(prog.read(base + cpu * psize, psize), "little")
-
-
-def per_cpu_ptr(ptr: Object, cpu: int) -> Object:
-    """The CPU's instance of what a per-CPU pointer points to (a pointer value)."""
-    s = _strip(ptr.type_)
-    if s.kind != TypeKind.POINTER:
-        raise ObjectError(f"per_cpu_ptr() needs a pointer, not {ptr.type_.type_name()!r}")
-    off = _per_cpu_offset(ptr.prog_, cpu)
-    return Object(ptr.prog_, ptr.type_, (int(ptr) + off) & 0xFFFFFFFFFFFFFFFF)
-
-
-def per_cpu(var: Object, cpu: int) -> Object:
-    """The CPU's instance of a per-CPU variable (prog["runqueues"] -> struct rq of `cpu`)."""
-    if var.address_ is None:
-        raise ObjectError("per_cpu() needs a per-CPU variable (a reference object)")
-    off = _per_cpu_offset(var.prog_, cpu)
-    return Object(var.prog_, var.type_, address=(var.address_ + off) & 0xFFFFFFFFFFFFFFFF)
-
-
 __all__ = ["Object", "ObjectError", "MemberNotFoundError", "ObjectNotFoundError", "cast",
-           "reinterpret", "NULL", "sizeof", "per_cpu", "per_cpu_ptr", "global_object",
+           "reinterpret", "NULL", "sizeof", "global_object",
            "format_enum", "c_string_literal", "gdb_string", "Qualifiers"]

@@ -122,7 +122,7 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         out = {"reason": c.reason, "kind": c.kind, "message": c.message, "rip": c.rip,
                "error_code": c.error_code, "log_cpu": c.cpu, "log_pid": c.pid, "log_comm": c.comm,
                "tainted": c.tainted, "log_call_trace": c.call_trace}
-        from ..kernel.cpus import crash_context
+        from ..kernel.panic import crash_context
         ctx = crash_context(prog)
         out["cpu"], out["cpu_source"] = ctx.cpu, ctx.how
         out["pid"] = ctx.pid
@@ -283,7 +283,7 @@ def _slept_seconds(prog: Program, t: Any) -> float | None:
     """How long a blocked task has been off the CPU: its runqueue's clock at the crash minus
     the time it last ran (sched_info.last_arrival), both in rq-clock nanoseconds."""
     try:
-        from ..kernel.cpus import _runqueue
+        from ..kernel.cpus import runqueue as _runqueue
         task = prog.object("struct task_struct", t.task)
         last = int(task.sched_info.last_arrival)
         rq = _runqueue(prog, t.cpu if t.cpu is not None else 0)

@@ -30,8 +30,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ...errors import MemoryReadError, VmcorekitError
-from .kinfo import KernelInfo, StackRange, TaskInfo
-from .model import ExceptionFrame, Frame, Trace
+from ..percpu import per_cpu
+from ..tasks import TaskInfo, task_info
+from .kinfo import KernelInfo, task_stack
+from .model import ExceptionFrame, Frame, StackRange, Trace
 from .unwind import MAX_FRAMES, StackMemory
 
 if TYPE_CHECKING:
@@ -92,6 +94,7 @@ class Arm64Kernel:
 
     def __init__(self, ki: KernelInfo) -> None:
         self.ki = ki
+        self.prog = ki.prog
 
     @cached_property
     def pt_regs(self) -> PtRegsLayout:
@@ -111,40 +114,39 @@ class Arm64Kernel:
 
     @cached_property
     def strip(self) -> Any:
-        s = getattr(self.ki.prog.space, "strip_pac", None)
+        s = getattr(self.prog.space, "strip_pac", None)
         return s if callable(s) else (lambda a: a & MASK)
 
     @cached_property
     def thread_size(self) -> int:
         """THREAD_SIZE: 16K or the page size if larger, doubled under KASAN. Confirmed by where
         init_task's final frame record lies (the top of its stack, in its pt_regs)."""
-        page = self.ki.prog.page_size
-        base = max(16384, page)
-        init = self.ki.address_of("init_task")
+        base = max(self.prog.platform.thread_size, self.prog.page_size)
+        init = self.prog.try_symbol_address("init_task")
         off = self.ki.offsetof("struct task_struct", "stack")
         if init is None or off is None:
             return base
         try:
-            stack = self.ki.u64(init + off)
+            stack = self.prog.read_u64(init + off)
             for size in (base, 2 * base):
                 rec = stack + size - self.pt_regs.size + self.pt_regs.stackframe
-                if self.ki.read(rec, 16) == bytes(16):
+                if self.prog.read(rec, 16) == bytes(16):
                     return size
         except (MemoryReadError, VmcorekitError):
             pass
         return base
 
     def _percpu_ptr(self, name: str, cpu: int) -> int | None:
-        if self.ki.address_of(name) is None:
+        if self.prog.try_symbol_address(name) is None:
             return None
         try:
-            return self.ki.u64(self.ki.per_cpu(name, cpu))
+            return self.prog.read_pointer(per_cpu(self.prog, name, cpu))
         except (MemoryReadError, VmcorekitError):
             return None
 
     def _var_size(self, name: str, default: int) -> int:
         try:
-            return int(self.ki.prog.types.global_info(name).type.sizeof())
+            return int(self.prog.types.global_info(name).type.sizeof())
         except (VmcorekitError, LookupError, AttributeError, TypeError):
             return default
 
@@ -153,9 +155,9 @@ class Arm64Kernel:
         base = self._percpu_ptr("irq_stack_ptr", cpu)
         if base:
             out.append(StackRange("IRQ", base, base + self.thread_size, cpu))
-        if self.ki.address_of("overflow_stack") is not None:
+        if self.prog.try_symbol_address("overflow_stack") is not None:
             try:
-                lo = self.ki.per_cpu("overflow_stack", cpu)
+                lo = per_cpu(self.prog, "overflow_stack", cpu)
                 out.append(StackRange("Overflow", lo, lo + self._var_size("overflow_stack", 4096), cpu))
             except VmcorekitError:
                 pass
@@ -166,16 +168,14 @@ class Arm64Kernel:
         return out
 
     def task_stack(self, info: TaskInfo) -> StackRange | None:
-        if not info.stack:
-            return None
-        return StackRange("task", info.stack, info.stack + self.thread_size, info.cpu)
+        return task_stack(info, self.thread_size)
 
     def switch_state(self, task: int) -> _State:
         """A sleeping task's context, saved by cpu_switch_to()."""
         off = self.ki.offsetof("struct task_struct", "thread.cpu_context")
         if off is None:
             raise VmcorekitError("task_struct.thread.cpu_context offset unknown (no BTF)")
-        raw = self.ki.read(task + off, 8 * len(CPU_CONTEXT))
+        raw = self.prog.read(task + off, 8 * len(CPU_CONTEXT))
         ctx = dict(zip(CPU_CONTEXT, struct.unpack(f"<{len(CPU_CONTEXT)}Q", raw)))
         return _State(pc=self.strip(ctx["pc"]), fp=ctx["fp"], sp=ctx["sp"], exact=False,
                       method="switch")
@@ -337,9 +337,10 @@ def trace(stacks: "Stacks", task: int, *, unwinder: str = "auto",
         raise VmcorekitError(f"arm64 traces follow the frame records: unwinder {unwinder!r} does "
                              "not apply (use auto or fp)")
     ki = stacks.ki
-    ak = arm64_kernel(stacks)
+    ak = stacks.arch
+    assert isinstance(ak, Arm64Kernel)  # platforms.py pairs this tracer with these facts
     cpu = stacks.cpu_of_active(task)
-    info = ki.task(task)
+    info = task_info(stacks.prog, task)
     tr = Trace(task=task, pid=info.pid, comm=info.comm, cpu=cpu if cpu is not None else info.cpu)
     ranges: list[StackRange] = []
     ts = ak.task_stack(info)
@@ -347,7 +348,7 @@ def trace(stacks: "Stacks", task: int, *, unwinder: str = "auto",
         ranges.append(ts)
     if cpu is not None:
         ranges += ak.cpu_stacks(cpu)
-    mem = StackMemory(ki.read, ranges)
+    mem = StackMemory(stacks.prog.read, ranges)
     uw = Arm64Unwinder(ak, mem, ki.symbols, max_frames=max_frames)
     tr.notes.append(f"pt_regs layout from {ak.pt_regs.source}; THREAD_SIZE {ak.thread_size:#x}")
     start = _start_state(stacks, ak, tr, task, cpu, mem)
@@ -418,75 +419,3 @@ def _stop_frame(ak: Arm64Kernel, mem: StackMemory, symbols: Any) -> _State | Non
                 return _State(pc=ret, fp=fp, sp=lo + 8 * i, exact=False, method="fp",
                               slot=lo + 8 * i + 8)
     return None
-
-
-def arm64_kernel(stacks: "Stacks") -> Arm64Kernel:
-    return stacks.ki.arm64
-
-
-# -- who panicked, without the panic_cpu symbol --------------------------------------------------
-PANIC_FUNCTIONS = ("panic", "vpanic", "nmi_panic")
-
-
-def panic_cpu_from_stacks(prog: Any, task_stack: Any = None) -> tuple[int | None, str]:
-    """(CPU, how) whose stack holds a return address into panic(): for kernels whose symbol
-    table lacks `panic_cpu`. Architecture-neutral: each CPU note's sp names a stack, scanned
-    from sp to the end of its aligned block; `task_stack(cpu)`, when given, names the base of
-    the stack of the task running there, scanned whole (panic() re-enables interrupts while it
-    waits, so its CPU may be caught on the IRQ stack)."""
-    try:
-        notes = prog.cpus
-        symbols = prog.symbols
-    except (VmcorekitError, ImportError, ValueError):
-        return None, "no CPU notes or no symbols"
-    strip = getattr(prog.space, "strip_pac", None) or (lambda a: a)
-    block = max(16384, prog.page_size)
-    hits: list[int] = []
-    for n in notes:
-        regs = n.regs or {}
-        sp = regs.get("sp") or regs.get("rsp") or 0
-        if "pstate" in regs and user_mode(regs):
-            sp = 0
-        spans = [(sp & ~7, (sp | (block - 1)) + 1)] if sp else []
-        if task_stack is not None:
-            try:
-                base = task_stack(n.cpu)
-            except (VmcorekitError, LookupError):
-                base = None
-            if base:
-                spans.append((base, base + block))
-        for lo, hi in spans:
-            if _holds_panic(prog, symbols, strip, lo, hi):
-                hits.append(n.cpu)
-                break
-    if len(hits) == 1:
-        return hits[0], "the only CPU whose stack holds a return into panic()"
-    if hits:
-        return None, f"several CPUs' stacks hold returns into panic(): {hits}"
-    return None, "no CPU's stack holds a return into panic()"
-
-
-def _holds_panic(prog: Any, symbols: Any, strip: Any, lo: int, hi: int) -> bool:
-    for w in _stack_words(prog, lo, hi):
-        if not w >> 55 & 1:  # kernel pointers have bit 55 set, PAC or not
-            continue
-        a = strip(w)
-        s = symbols.lookup(a - 1)
-        if s is not None and s.module is None and s.name in PANIC_FUNCTIONS and a != s.address:
-            return True
-    return False
-
-
-def _stack_words(prog: Any, lo: int, hi: int) -> tuple[int, ...]:
-    """The words of [lo, hi), up to the first unreadable page."""
-    page = prog.page_size
-    out = bytearray()
-    pos = lo
-    while pos < hi:
-        n = min(page - pos % page, hi - pos)
-        try:
-            out += prog.read(pos, n)
-        except (MemoryReadError, VmcorekitError):
-            break
-        pos += n
-    return struct.unpack(f"<{len(out) // 8}Q", bytes(out[: len(out) // 8 * 8]))

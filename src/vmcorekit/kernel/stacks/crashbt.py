@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ...errors import MemoryReadError, VmcorekitError
+from ..tasks import TaskInfo, task_info
 from . import orc as O
-from .kinfo import StackRange, TaskInfo
-from .model import ExceptionFrame, Frame, Trace
+from .model import ExceptionFrame, Frame, StackRange, Trace
 from .x86 import PT_REGS_SIZE, insn_length, kernel_words, parse_pt_regs, stack_effect
 
 if TYPE_CHECKING:
@@ -67,10 +67,11 @@ class CrashTracer:
     def __init__(self, s: "Stacks") -> None:
         self.s = s
         self.ki = s.ki
+        self.prog = s.prog
         self.sym = s.ki.symbols
         self._text_cache: dict[int, bytes] = {}
-        init_lo = self.ki.address_of("__init_begin")
-        init_hi = self.ki.address_of("__init_end")
+        init_lo = self.prog.try_symbol_address("__init_begin")
+        init_hi = self.prog.try_symbol_address("__init_end")
         self.init_range = (init_lo or 0, init_hi or 0)
 
     # -- symbols and text ---------------------------------------------------------------------
@@ -83,7 +84,7 @@ class CrashTracer:
 
     def code(self, start: int, end: int) -> bytes:
         try:
-            return self.ki.read(start, end - start)
+            return self.prog.read(start, end - start)
         except (MemoryReadError, VmcorekitError):
             return b""
 
@@ -153,7 +154,7 @@ class CrashTracer:
     def eframe(self, bt: _Bt, addr: int, verify: bool) -> Frame | None:
         """x86_64_exception_frame at `addr`: the pt_regs there if it verifies."""
         try:
-            raw = self.ki.read(addr, PT_REGS_SIZE)
+            raw = self.prog.read(addr, PT_REGS_SIZE)
         except (MemoryReadError, VmcorekitError):
             return None
         regs = parse_pt_regs(raw)
@@ -265,7 +266,7 @@ class CrashTracer:
         call_function: tuple[int, int] | None = None
         for stage, s in enumerate(stacks):
             try:
-                blk = self.ki.read(s.lo, s.hi - s.lo)
+                blk = self.prog.read(s.lo, s.hi - s.lo)
             except (MemoryReadError, VmcorekitError):
                 continue
             for addr, w in kernel_words(blk, s.lo):
@@ -310,21 +311,21 @@ class CrashTracer:
     def trace(self, task: int) -> Trace:
         s = self.s
         ki = self.ki
-        info = ki.task(task)
+        info = task_info(s.prog, task)
         cpu = s.cpu_of_active(task)
         self._active = cpu is not None
         tr = Trace(task=task, pid=info.pid, comm=info.comm, cpu=cpu if cpu is not None else info.cpu,
                    unwinder="crash")
-        tstack = ki.task_stack(info)
+        tstack = s.arch.task_stack(info)
         if tstack is None:
             tr.end_reason = "task has no stack"
             return tr
         try:
-            tbuf = ki.read(tstack.lo, tstack.hi - tstack.lo)
+            tbuf = s.prog.read(tstack.lo, tstack.hi - tstack.lo)
         except (MemoryReadError, VmcorekitError) as e:
             tr.end_reason = f"task stack unreadable: {e}"
             return tr
-        cpu_stacks = ki.cpu_stacks(cpu) if cpu is not None else []
+        cpu_stacks = s.arch.cpu_stacks(cpu) if cpu is not None else []
         bt = _Bt(tstack, tbuf)
         rip: int
         rsp: int
@@ -371,7 +372,7 @@ class CrashTracer:
                 break
             visited.add(cur.kind)
             try:
-                buf = ki.read(cur.lo, cur.hi - cur.lo)
+                buf = s.prog.read(cur.lo, cur.hi - cur.lo)
             except (MemoryReadError, VmcorekitError):
                 break
             bt.stack, bt.buf = cur, buf
@@ -467,7 +468,7 @@ class CrashTracer:
         """x86_64_get_stack_frame for a blocked task: thread.sp, and __schedule's return point
         (kernels since 4.9 have no thread.ip; crash uses the return address switch_to saved)."""
         off = self.ki.offsetof("struct inactive_task_frame", "ret_addr")
-        ret = self.ki.u64(info.thread_sp + (off if off is not None else 48))
+        ret = self.prog.read_u64(info.thread_sp + (off if off is not None else 48))
         return ret, info.thread_sp
 
     def _schedule_adjust(self, bt: _Bt, rsp: int, rip: int) -> tuple[int, int]:
@@ -488,7 +489,9 @@ def _int32(v: int) -> int:
 
 
 def crash_trace(s: "Stacks", task: int) -> Trace:
-    if s.prog.arch == "aarch64":  # crash's arm64 bt follows the frame records too
-        from .arm64 import trace
-        return trace(s, task)
+    """crash 8.0.2's `bt` of `task`, as the dump's platform has it (platforms.py)."""
+    return s.platform_stacks.crash_trace(s, task)
+
+
+def x86_64_crash_trace(s: "Stacks", task: int) -> Trace:
     return CrashTracer(s).trace(task)

@@ -1,4 +1,4 @@
-"""The shared result of every unwinder: a Trace of Frames.
+"""The shared result of every unwinder, a Trace of Frames, and the StackRanges they walk.
 
 A frame names the code address it was executing (`pc`), the stack pointer it had (`sp`: for a
 frame reached by a return, the value rsp had right after that return) and, like crash, the stack
@@ -26,6 +26,19 @@ A64_REGS_ORDER = ("pc", "sp", "pstate", *(f"x{i}" for i in range(31)), "orig_x0"
 def regs_order(regs: dict[str, int]) -> tuple[str, ...]:
     """The register names of `regs`' architecture, in print order."""
     return A64_REGS_ORDER if "pstate" in regs else PT_REGS_ORDER
+
+
+@dataclass(frozen=True)
+class StackRange:
+    """A kernel stack: [lo, hi), what it is, and for per-CPU stacks which CPU owns it."""
+
+    kind: str  # "task", "IRQ", "DF", "NMI", "DB", "MCE", "VC", "VC2", "Overflow", "SDEI"
+    lo: int
+    hi: int
+    cpu: int | None = None
+
+    def __contains__(self, addr: int) -> bool:
+        return self.lo <= addr < self.hi
 
 
 @dataclass
@@ -113,7 +126,7 @@ class Trace:
 
     def __str__(self) -> str:
         """The trace in crash's `bt` format."""
-        from .render import render_trace
+        from .render import render_trace  # render imports this module only for type hints
         return "\n".join(render_trace(self))
 
     def to_json(self) -> dict[str, Any]:

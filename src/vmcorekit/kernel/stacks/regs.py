@@ -2,20 +2,25 @@
 QEMU's CPU notes), or, for a task that was not running, the context switch_to() saved on its
 stack (`task->thread.sp` points at a `struct inactive_task_frame`: r15..rbp, ret_addr).
 
-Also who crashed: the panicking CPU (`panic_cpu`, else `crashing_cpu`, else the PRSTATUS whose
-pid is the task running there) and the task running on each CPU.
+Also the task running on each CPU at the crash, next to its registers (who panicked is
+kernel/panic.py's).
 """
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import MemoryReadError, VmcorekitError
-from .kinfo import KernelInfo, TaskInfo
+from ..cpus import current_task_address, present_cpus
+from ..tasks import TaskInfo
+from .kinfo import KernelInfo
 from .model import ExceptionFrame
 from .unwind import State
 from .x86 import INACTIVE_FRAME_FIELDS, kernel_words
+
+if TYPE_CHECKING:
+    from ...program import Program
 
 # Functions a CPU is parked in when a crash stops it, newest first; used to find where the
 # kernel-side stack of a stopped CPU starts when its note holds the interrupted user registers.
@@ -26,46 +31,35 @@ STOP_FUNCTIONS = ("crash_nmi_callback", "stop_this_cpu", "machine_kexec", "__cra
 @dataclass
 class CpuContext:
     cpu: int
-    task: int | None  # the task running on the CPU (per-CPU current task)
+    task: int | None  # the task running on the CPU (its `current`)
     regs: dict[str, int] | None  # from the CPU note
     source: str | None  # "prstatus", "qemu"
     note_pid: int | None  # PRSTATUS pid (kdump: the task's pid; QEMU: the vCPU thread id)
 
 
-def cpu_contexts(ki: KernelInfo) -> dict[int, CpuContext]:
+def cpu_contexts(prog: "Program") -> dict[int, CpuContext]:
     """Every CPU that has a register note or a current task."""
     out: dict[int, CpuContext] = {}
+    sp, pc = prog.platform.sp, prog.platform.pc
     try:
-        notes = ki.prog.cpus
+        notes = prog.cpus
     except (VmcorekitError, ValueError, struct.error):
         notes = []
     for n in notes:
-        regs = dict(n.regs) if n.regs and (n.regs.get("rsp") or n.regs.get("rip")
-                                           or n.regs.get("sp") or n.regs.get("pc")) else None
+        regs = dict(n.regs) if n.regs and (n.regs.get(sp) or n.regs.get(pc)) else None
         out[n.cpu] = CpuContext(n.cpu, None, regs, n.source, n.pid)
+    active: dict[int, int] = {}
     try:
-        active = ki.active_tasks()
+        for cpu in present_cpus(prog):
+            t = current_task_address(prog, cpu)
+            if t:
+                active[cpu] = t
     except (VmcorekitError, MemoryReadError):
         active = {}
     for cpu, task in active.items():
         ctx = out.setdefault(cpu, CpuContext(cpu, None, None, None, None))
         ctx.task = task
     return out
-
-
-def panic_cpu(ki: KernelInfo) -> tuple[int | None, str]:
-    """(CPU, which symbol said so) of the panic: `panic_cpu`, else x86's `crashing_cpu`."""
-    for name in ("panic_cpu", "crashing_cpu"):
-        a = ki.address_of(name)
-        if a is None:
-            continue
-        try:
-            v = ki.s32(a)
-        except (MemoryReadError, VmcorekitError):
-            continue
-        if 0 <= v < ki.nr_cpu_ids:
-            return v, name
-    return None, "no CPU panicked (panic_cpu and crashing_cpu unset)"
 
 
 def note_state(regs: dict[str, int], source: str) -> tuple[State | None, ExceptionFrame]:
@@ -89,7 +83,7 @@ def switch_state(ki: KernelInfo, task: TaskInfo) -> State:
         size = 8 * len(INACTIVE_FRAME_FIELDS)
         ret_off = 8 * INACTIVE_FRAME_FIELDS.index("ret_addr")
         bp_off = 8 * INACTIVE_FRAME_FIELDS.index("bp")
-    raw = ki.read(task.thread_sp, size)
+    raw = ki.prog.read(task.thread_sp, size)
     ret = struct.unpack_from("<Q", raw, ret_off)[0]
     bp = struct.unpack_from("<Q", raw, bp_off)[0]
     # The frame's stack address is the task's saved stack pointer (where crash shows it);
@@ -105,7 +99,7 @@ def find_stop_frame(ki: KernelInfo, stacks: list[Any], symbols: Any) -> State | 
     best: tuple[int, int] | None = None
     for s in stacks:
         try:
-            blk = ki.read(s.lo, s.hi - s.lo)
+            blk = ki.prog.read(s.lo, s.hi - s.lo)
         except (MemoryReadError, VmcorekitError):
             continue
         for addr, w in kernel_words(blk, s.lo):

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .model import ExceptionFrame, Frame, Trace
+if TYPE_CHECKING:  # the model's Trace renders itself through this module
+    from .model import ExceptionFrame, Frame, Trace
 
 IST_KINDS = ("DF", "NMI", "DB", "MCE", "VC", "VC2")
 
