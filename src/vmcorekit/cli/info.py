@@ -90,5 +90,5 @@ def _print_damage(d: dict) -> None:  # type: ignore[type-arg]
 def _damage_status(s: dict) -> None:  # type: ignore[type-arg]
     d = s.get("damage")
     if d and (d["unreadable_ranges"] or d["problems"]):
-        from ..errors import note, EXIT_PARTIAL
+        from ..errors import EXIT_PARTIAL
         raise click.exceptions.Exit(EXIT_PARTIAL)

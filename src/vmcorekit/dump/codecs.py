@@ -11,7 +11,7 @@ import zlib
 from types import ModuleType
 from typing import Any, Callable
 
-from ..errors import CodecUnavailableError, CorruptPageError, VmcorekitError
+from ..errors import CodecUnavailableError, CorruptPageError
 
 DUMP_DH_COMPRESSED_ZLIB = 0x1
 DUMP_DH_COMPRESSED_LZO = 0x2

@@ -10,7 +10,7 @@ from .classify import (DL_EXCLUDE_CACHE, DL_EXCLUDE_CACHE_PRI, DL_EXCLUDE_FREE, 
                        DL_EXCLUDE_ZERO, PageClassifier)
 from .job import (FilterJob, FilterOptions, FilterStats, MemUsage, memory_usage, reassemble_stream, run_filter,
                   split_output_names)
-from .sink import FilterError, OutputError
+from ..errors import FilterError, OutputError
 
 __all__ = ["run_filter", "reassemble_stream", "memory_usage", "FilterJob", "FilterOptions", "FilterStats",
            "MemUsage", "FilterError", "OutputError", "PageClassifier", "PageLayout", "find_memory_model",

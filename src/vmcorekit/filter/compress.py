@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from ..dump.codecs import CODEC_FLAGS, CodecUnavailableError
+from ..dump.codecs import CODEC_FLAGS
+from ..errors import CodecUnavailableError
 
 CODECS = ("none", *CODEC_FLAGS)
 LIBLZO2_NAMES = ("liblzo2.so.2", "liblzo2.so", "liblzo2.dylib")

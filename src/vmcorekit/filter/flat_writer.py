@@ -19,7 +19,8 @@ from ..dump.flat_layout import (
     TYPE_VERSION_OFF,
     flat_header,
 )
-from .sink import FilterError, OutputError, Sink
+from ..errors import FilterError, OutputError
+from .sink import Sink
 
 MAX_RECORD = 1 << 30  # a record larger than this is corrupt, not data
 

@@ -28,7 +28,7 @@ import numpy as np
 from ..dump import open_dump
 from ..dump.base import NT_PRSTATUS, Note, PhysicalMemory
 from ..dump.elf_layout import serialize_notes
-from ..errors import MemoryReadError, VmcoreinfoError, VmcorekitError
+from ..errors import FilterError, MemoryReadError, VmcoreinfoError, VmcorekitError
 from ..util.fileout import atomic_output
 from ..vmcoreinfo import VmcoreInfo
 from .bitmaps import PfnBitmap, input_bitmaps
@@ -39,7 +39,7 @@ from .elf_writer import ElfWriter, InputSegment, OutputLoad, plan_loads
 from .flat_writer import FlatSink
 from .kdump_writer import KdumpHeaderInfo, KdumpWriter, plan_layout
 from .pages import PageSource, Runs, batch_plans, run_pfns, zero_rows
-from .sink import FileSink, FilterError, NullSink, Sink
+from .sink import FileSink, NullSink, Sink
 
 Progress = Callable[[str, int, int], None]  # (phase, done, total)
 BATCH_PAGES = 256  # pages per compression task (1 MiB of 4 KiB pages)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import errno
 from typing import BinaryIO
 
-from ..errors import FilterError, OutputError, VmcorekitError
+from ..errors import OutputError
 
 
 class Sink:

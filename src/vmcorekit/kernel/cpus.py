@@ -35,31 +35,6 @@ __all__ = ["nr_cpu_ids", "possible_cpus", "present_cpus", "online_cpus", "offlin
            "task_pointer", "MAX_CPUS"]
 
 
-# -- the old private readers ------------------------------------------------------------------
-# Kept only for kernel/meminfo.py, modules.py and sysinfo.py, which have not moved to
-# Program's own try_symbol_address/read_pointer/has_btf/offsetof yet; nothing here uses them.
-def _sym(prog: "Program", name: str) -> int | None:
-    try:
-        return prog.try_symbol_address(name)
-    except VmcorekitError:  # a damaged symbol table: VMCOREINFO still knows its symbols
-        return prog.vmcoreinfo.symbols.get(name)
-
-
-def _ptr(prog: "Program", addr: int) -> int:
-    return prog.read_pointer(addr)
-
-
-def _has_btf(prog: "Program") -> bool:
-    return prog.has_btf
-
-
-def _offsetof(prog: "Program", spec: str, member: str) -> int | None:
-    try:
-        return prog.offsetof(spec, member)
-    except (VmcorekitError, ImportError):
-        return None
-
-
 def task_pointer(prog: "Program", addr: int) -> Object:
     """`addr` as a struct task_struct * (a void * when the dump has no type for it: the
     address is still right, only member access needs BTF)."""

@@ -19,8 +19,8 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from ..errors import CorruptKernelDataError, MemoryReadError, PartialResultWarning
-from ..program.objects import Object, ObjectError
+from ..errors import CorruptKernelDataError, MemoryReadError, ObjectError, PartialResultWarning
+from ..program.objects import Object
 from ..program.types.model import Type, TypeKind
 
 if TYPE_CHECKING:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import re
 import struct
-import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -60,8 +59,6 @@ CRASH_STATE_CODES = {"R": "RU", "S": "IN", "D": "UN", "T": "ST", "t": "TR", "X":
 _DEFAULT_STATE_CHARS = "RSDTtXZPI"
 _STATE_ENTRY = re.compile(rb"^([A-Za-z]) \(")
 _MASK = 0xFFFFFFFFFFFFFFFF
-
-_CACHE: "weakref.WeakKeyDictionary[Any, TaskLayout]" = weakref.WeakKeyDictionary()
 
 
 def _no_btf(what: str) -> TypeLookupError:
@@ -159,11 +156,7 @@ class TaskLayout:
 
 def task_layout(prog: "Program") -> TaskLayout:
     """The TaskLayout of `prog` (found once)."""
-    lay = _CACHE.get(prog)
-    if lay is None:
-        lay = TaskLayout.of(prog)
-        _CACHE[prog] = lay
-    return lay
+    return prog.memo(TaskLayout, lambda: TaskLayout.of(prog))
 
 
 def _layout(prog: "Program") -> TaskLayout:

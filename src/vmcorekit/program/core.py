@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..arch import AddressSpace, CpuRegisters, address_space
 from ..dump import PhysicalMemory, open_dump
@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from .objects import Object
     from .symbols import SymbolTable
     from .types import Type, TypeRegistry
+
+
+T = TypeVar("T")
 
 
 class Program:
@@ -176,6 +179,17 @@ class Program:
         if addr is None:
             raise SymbolError(f"symbol {name!r} not found")
         return addr
+
+    def memo(self, key: object, make: "Callable[[], T]") -> "T":
+        """A per-Program memo for the layers above (a task layout, the stack context): made
+        once by `make()`, kept as long as this Program. Living on the Program, an entry may
+        refer to it without keeping it alive, as a global cache keyed by it would."""
+        memo: dict[object, Any] = self.__dict__.setdefault("_memo", {})
+        try:
+            return memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = memo[key] = make()
+            return value
 
     def try_symbol_address(self, name: str) -> int | None:
         """symbol_address(), or None when no source knows the name."""

@@ -10,12 +10,13 @@ for word. Which code serves a dump is chosen by its platform (platforms.py).
 """
 from __future__ import annotations
 
-import weakref
+import struct
 from dataclasses import dataclass
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...errors import CorruptKernelDataError, MemoryReadError, SymbolError, TypeLookupError
+from ...program.modlist import program_modules
 from ..cpus import current_task_address
 from ..panic import panic_cpu
 from ..tasks import TaskInfo, find_task_addresses, task_info
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["Frame", "Trace", "ExceptionFrame", "StackRange", "TaskInfo", "Stacks", "stacks",
            "stack_trace", "crashed_task", "CrashedTask"]
 
-_CACHE: "weakref.WeakKeyDictionary[Any, Stacks]" = weakref.WeakKeyDictionary()
 MODULES_MAX = 65536
 
 
@@ -66,7 +66,6 @@ class Stacks:
     @cached_property
     def orc(self) -> O.OrcIndex | None:
         """vmlinux's and the modules' ORC tables; None for a kernel built without ORC."""
-        ki = self.ki
         if self.prog.try_symbol_address("__start_orc_unwind_ip") is None:
             self.notes.append("no ORC tables in this kernel (__start_orc_unwind_ip not found)")
             return None
@@ -87,27 +86,25 @@ class Stacks:
         return O.OrcIndex(tables, self.orc_layout, notes)
 
     def _module_tables(self, notes: list[str]) -> list[O.OrcTable]:
-        ki = self.ki
-        M = "struct module"
-        offs = {k: ki.offsetof(M, d) for k, d in (("list", "list"), ("name", "name"),
-                                                    ("ip", "arch.orc_unwind_ip"),
-                                                    ("orc", "arch.orc_unwind"),
-                                                    ("num", "arch.num_orcs"))}
-        head = ki.address_of("modules")
-        if head is None or None in offs.values():
-            if head is not None:
-                notes.append("module ORC tables skipped: struct module layout unknown (no BTF)")
+        prog = self.prog
+        if prog.try_symbol_address("modules") is None:
             return []
+        M = "struct module"
+        offs = {k: prog.try_offsetof(M, d) for k, d in (("ip", "arch.orc_unwind_ip"),
+                                                         ("orc", "arch.orc_unwind"),
+                                                         ("num", "arch.num_orcs"))}
+        if None in offs.values():
+            notes.append("module ORC tables skipped: struct module layout unknown (no BTF)")
+            return []
+        u32 = prog.platform.unpack("I")
         out: list[O.OrcTable] = []
         try:
-            for node in ki._list(head, "modules"):
-                mod = node - offs["list"]  # type: ignore[operator]
-                raw_name = ki.read(mod + offs["name"], 56)  # type: ignore[operator]
-                name = raw_name.split(b"\0", 1)[0].decode("utf-8", "replace") or f"module@{mod:#x}"
-                ip = ki.u64(mod + offs["ip"])  # type: ignore[operator]
-                oe = ki.u64(mod + offs["orc"])  # type: ignore[operator]
-                num = ki.u32(mod + offs["num"])  # type: ignore[operator]
-                t, why = O.safe_module_table(ki.read, name, ip, oe, num, self.orc_layout)
+            for m in program_modules(prog, what="modules"):
+                name = m.name or f"module@{m.address:#x}"
+                ip = prog.read_pointer(m.address + offs["ip"])  # type: ignore[operator]
+                oe = prog.read_pointer(m.address + offs["orc"])  # type: ignore[operator]
+                num = struct.unpack(u32, prog.read(m.address + offs["num"], 4))[0]  # type: ignore[operator]
+                t, why = O.safe_module_table(prog.read, name, ip, oe, num, self.orc_layout)
                 if t is not None:
                     out.append(t)
                 if why:
@@ -165,11 +162,7 @@ class Stacks:
 
 def stacks(prog: "Program") -> Stacks:
     """The per-Program stack context (cached)."""
-    s = _CACHE.get(prog)
-    if s is None:
-        s = Stacks(prog)
-        _CACHE[prog] = s
-    return s
+    return prog.memo(Stacks, lambda: Stacks(prog))
 
 
 def crashed_task(prog: "Program") -> CrashedTask:

@@ -7,11 +7,10 @@ architecture (IRQ, exception, overflow stacks) and its THREAD_SIZE are its unwin
 from __future__ import annotations
 
 from functools import cached_property
-from typing import TYPE_CHECKING, Any, Iterator, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ...errors import TypeLookupError, VmcorekitError
-from ..lists import list_nodes
-from ..tasks import MAX_TASKS, TaskInfo
+from ..tasks import TaskInfo
 from .model import StackRange
 
 if TYPE_CHECKING:
@@ -88,18 +87,6 @@ class KernelInfo:
     def symbols(self) -> Any:
         return self.prog.symbols
 
-    def address_of(self, name: str) -> int | None:
-        return self.prog.try_symbol_address(name)
-
-    def read(self, addr: int, n: int) -> bytes:
-        return self.prog.read(addr, n)
-
-    def u64(self, addr: int) -> int:
-        return self.prog.read_u64(addr)
-
-    def u32(self, addr: int) -> int:
-        return self.prog.read_u32(addr)
-
     # -- kernel release -----------------------------------------------------------------------
     @cached_property
     def version(self) -> tuple[int, ...] | None:
@@ -107,12 +94,6 @@ class KernelInfo:
             return tuple(self.prog.vmcoreinfo.kernel_version())
         except (VmcorekitError, AttributeError, TypeError, ValueError):
             return None
-
-    # -- lists ---------------------------------------------------------------------------------
-    def _list(self, head: int, what: str) -> Iterator[int]:
-        """Entries (list_head addresses) of a circular list by raw address (no types needed):
-        kernel/lists.py's bounded, cycle-checked walk; a break is CorruptKernelDataError."""
-        return list_nodes(self.prog, head, what=what, limit=MAX_TASKS)
 
 
 def task_stack(info: TaskInfo, thread_size: int) -> StackRange | None:

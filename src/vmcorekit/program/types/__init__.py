@@ -12,9 +12,9 @@ import dataclasses
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from ...errors import MemoryReadError, SymbolError, VmcorekitError, note
+from ...errors import BtfFormatError, MemoryReadError, SymbolError, VmcorekitError, note
 from ..modlist import module_nodes, module_offsets, walk_modules
-from .btf import BTF_MAX_SIZE, Btf, BtfFormatError, BtfKind, btf_from_elf, elf_build_id, parse_btf
+from .btf import BTF_MAX_SIZE, Btf, BtfKind, btf_from_elf, elf_build_id, parse_btf
 from .btf_source import BtfTypeSource
 from .fallback import VmcoreinfoTypeSource
 from .model import Member, Parameter, Qualifiers, Type, TypeKind

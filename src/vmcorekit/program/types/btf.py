@@ -25,7 +25,7 @@ from enum import IntEnum
 
 import numpy as np
 
-from ...errors import BtfFormatError, VmcorekitError
+from ...errors import BtfFormatError
 
 BTF_MAGIC = 0xEB9F
 BTF_MAX_TYPE = 0xFFFFF        # kernel limit on type ids

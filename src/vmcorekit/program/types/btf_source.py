@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .btf import BTF_INT_BOOL, BTF_INT_SIGNED, Btf, BtfFormatError, BtfKind, BtfType
+from ...errors import BtfFormatError
+from .btf import BTF_INT_BOOL, BTF_INT_SIGNED, Btf, BtfKind, BtfType
 from .cdecl import canonical_int_name
 from .model import Member, Parameter, Qualifiers, Type, TypeKind
 
