@@ -135,7 +135,8 @@ def signature_of(cls: str | None, guilty: str | None, frames: list[str], rules: 
     """Bucket id: class + guilty function + the normalised top frames (no offsets, suffixes
     stripped), with the rules version beside it (a new version may move buckets)."""
     text = "\n".join([cls or "?", guilty or CORRUPTED, *frames])
-    return {"id": hashlib.sha256(text.encode()).hexdigest()[:16], "rules_version": rules.version}
+    return {"id": hashlib.sha256(text.encode()).hexdigest()[:16], "rules_version": rules.version,
+            "frames": list(frames)}
 
 
 def title_of(rep: CrashReport, rules: RuleSet | None = None) -> Title:
@@ -173,24 +174,41 @@ def title_log(lines: Iterable[str | bytes], rules: RuleSet | None = None, *,
     return first, out
 
 
+def bug_frames(frames: Iterable[Frame | str], arch: str | None = None,
+               rules: RuleSet | None = None) -> list[Frame]:
+    """The frames of a backtrace that may name a bug, in order: without the reporting and
+    sanitizer machinery, lock and string helpers ([skip]), the architecture's entry and
+    exception code (its Platform record; every architecture's when `arch` is None) and the
+    stall plumbing. Text frames ("func+0x1/0x2 [mod]") are parsed, suffixes dropped."""
+    rules = rules or load_rules()
+    arch_res = [p for a, p in rules.arch_skip_re.items() if p is not None and (arch is None or a == arch)]
+    out: list[Frame] = []
+    for f in frames:
+        if isinstance(f, Frame):
+            fr = f
+        else:
+            m = re.search(r"\[(\w+)\]", f)
+            fr = Frame(function_name(re.split(r"[+ ]", f.strip(), maxsplit=1)[0]), f, None, None,
+                       m.group(1) if m else None)
+        fn = fr.function
+        if not fn or rules.skip.fullmatch(fn) or any(p.fullmatch(fn) for p in arch_res) \
+                or (rules.stall_skip is not None and rules.stall_skip.fullmatch(fn)):
+            continue
+        out.append(fr)
+    return out
+
+
 def stack_title(kind: str | None, frames: Iterable[Frame | str], arch: str | None = None,
                 rules: RuleSet | None = None) -> Title:
     """A title from a backtrace alone (a dump whose log holds no report): the first frame that
     names a bug, after the kind ("kernel panic", "BUG", ...)."""
     rules = rules or load_rules()
-    arch_res = [p for a, p in rules.arch_skip_re.items() if p is not None and (arch is None or a == arch)]
-    guilty: Frame | None = None
+    kept = bug_frames(frames, arch, rules)
+    guilty = kept[0] if kept else None
     names: list[str] = []
-    for f in frames:
-        fr = f if isinstance(f, Frame) else Frame(function_name(re.split(r"[+ ]", f.strip(), maxsplit=1)[0]), f)
-        fn = fr.function
-        if not fn or rules.skip.fullmatch(fn) or any(p.fullmatch(fn) for p in arch_res) \
-                or (rules.stall_skip is not None and rules.stall_skip.fullmatch(fn)):
-            continue
-        if guilty is None:
-            guilty = fr
-        if fn not in names and len(names) < TOP_FRAMES:
-            names.append(fn)
+    for fr in kept:
+        if fr.function not in names and len(names) < TOP_FRAMES:
+            names.append(fr.function)
     k = kind or "crash"
     title = f"{k} in {guilty.function if guilty else CORRUPTED}"
     gd = None if guilty is None else {"function": guilty.function, "module": guilty.module,

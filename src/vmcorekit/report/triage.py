@@ -15,7 +15,7 @@ from typing import Any
 from ..errors import VmcorekitError
 from ..program import Program
 from ..kernel.printk.events import Frame, function_name
-from .logscan import LogLine, crash_from_log, scan
+from .logscan import LogLine, crash_from_log, normalize_reason, scan
 from .signature import crash_signature
 from .titles import Title, stack_title, title_log
 
@@ -261,7 +261,12 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
     rep.section("modules", modules_section)
 
     def signature_section() -> dict[str, Any]:
+        # One bucket id per report: the title engine's (crash.signature) when there is a title.
         crash = d.get("crash", {})
+        sig = crash.get("signature")
+        if sig:
+            return {"id": sig["id"], "reason": normalize_reason(crash.get("reason") or crash.get("title") or "unknown"),
+                    "frames": list(sig.get("frames", [])), "rules_version": sig.get("rules_version")}
         frames = [f["symbolic"] for f in d.get("backtrace", {}).get("frames", [])]
         if not frames:
             frames = crash.get("log_call_trace", [])
