@@ -27,7 +27,7 @@ from ...errors import MemoryReadError, VmcorekitError
 from ..tasks import TaskInfo, task_info
 from . import orc as O
 from .model import ExceptionFrame, Frame, StackRange, Trace
-from .x86 import PT_REGS_SIZE, insn_length, kernel_words, parse_pt_regs, stack_effect
+from .x86 import PT_REGS_SIZE, insn_length, kernel_words, parse_pt_regs, readable_stacks, stack_effect
 
 if TYPE_CHECKING:
     from . import Stacks
@@ -264,11 +264,7 @@ class CrashTracer:
         crash_kexec: tuple[int, int] | None = None
         sysrq: tuple[int, int] | None = None
         call_function: tuple[int, int] | None = None
-        for stage, s in enumerate(stacks):
-            try:
-                blk = self.prog.read(s.lo, s.hi - s.lo)
-            except (MemoryReadError, VmcorekitError):
-                continue
+        for stage, (s, blk) in enumerate(readable_stacks(self.prog.read, stacks)):
             for addr, w in kernel_words(blk, s.lo):
                 name = self.name(w)
                 if name is None:

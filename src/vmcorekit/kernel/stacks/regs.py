@@ -17,7 +17,7 @@ from ..tasks import TaskInfo
 from .kinfo import KernelInfo
 from .model import ExceptionFrame
 from .unwind import State
-from .x86 import INACTIVE_FRAME_FIELDS, kernel_words
+from .x86 import INACTIVE_FRAME_FIELDS, kernel_words, readable_stacks
 
 if TYPE_CHECKING:
     from ...program import Program
@@ -97,11 +97,7 @@ def find_stop_frame(ki: KernelInfo, stacks: list[Any], symbols: Any) -> State | 
     lowest stack word that is a return address into one of STOP_FUNCTIONS."""
     names = set(STOP_FUNCTIONS)
     best: tuple[int, int] | None = None
-    for s in stacks:
-        try:
-            blk = ki.prog.read(s.lo, s.hi - s.lo)
-        except (MemoryReadError, VmcorekitError):
-            continue
+    for s, blk in readable_stacks(ki.prog.read, stacks):
         for addr, w in kernel_words(blk, s.lo):
             sym = symbols.lookup(w)
             if sym is None or sym.name not in names or w == sym.address:

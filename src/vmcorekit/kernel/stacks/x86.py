@@ -5,7 +5,10 @@ address a call (and to where), and pt_regs as laid out by the entry code (an ABI
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ...errors import MemoryReadError, VmcorekitError
 
 # The lowest address of x86_64's kernel half: a stack word below it points at no kernel text.
 KERNEL_MIN = 0xFFFF800000000000
@@ -36,6 +39,17 @@ def kernel_words(blk: bytes, base: int, start: int = 0,
         w = struct.unpack_from("<Q", blk, off)[0]
         if w >= KERNEL_MIN:
             yield base + off, w
+
+
+def readable_stacks(read: Callable[[int, int], bytes],
+                    stacks: Iterable[Any]) -> Iterator[tuple[Any, bytes]]:
+    """(stack, its bytes) for each stack range that can be read; an unreadable one (a page
+    missing from the dump) is skipped, as the stack searches want."""
+    for s in stacks:
+        try:
+            yield s, read(s.lo, s.hi - s.lo)
+        except (MemoryReadError, VmcorekitError):
+            continue
 
 
 def _modrm_length(code: bytes, pos: int) -> int | None:
