@@ -159,7 +159,7 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         frames = d.get("backtrace", {}).get("frames", [])
         if not frames:
             return None     # neither a report in the log nor a backtrace: no title
-        arch = {"arm64": "aarch64"}.get(str(prog.arch), str(prog.arch))
+        arch = prog.platform.name
         t = stack_title("kernel panic", [Frame(function_name(f["function"]), f["function"], None, None,
                                                f.get("module"), bool(f.get("reliable", True)))
                                          for f in frames if f.get("function")], arch)
