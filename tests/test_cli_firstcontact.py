@@ -154,3 +154,114 @@ def test_filter_x_and_i_and_check_params(sample_dump, tmp_path, capsys) -> None:
     assert rc == 0 and not out.exists() and "ignored -x" in err
     rc, _, err = run(capsys, "filter", "--eppic", "x.c", str(sample_dump), str(out))
     assert rc == 2
+
+
+# -- item 8: crash's names ---------------------------------------------------------------------
+
+def test_log_is_dmesg_and_takes_crash_flags(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "log", str(sample_dump))
+    assert rc == 0 and out == (REPO / "samples" / "expected" / "vmcore-dmesg.txt").read_text()
+    rc, out, _ = run(capsys, "log", "-m", str(sample_dump))
+    assert rc == 0 and out.startswith("[    0.000000] <5>Linux version")
+    rc, out, _ = run(capsys, "log", "-t", str(sample_dump))
+    assert rc == 0 and out.startswith("Linux version")
+
+
+@pytest.mark.corpus
+def test_log_m_matches_crash(corpus_case, capsys) -> None:
+    rc, out, _ = run(capsys, "log", "-m", str(corpus_case / "vmcore.c-d31.kdump"))
+    want = (corpus_case / "expected" / "crash" / "log-m.txt").read_text()
+    assert rc == 0 and out.splitlines()[:50] == want.splitlines()[:50]
+
+
+def test_kmem_without_option_is_crash_usage(sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "kmem", str(sample_dump))
+    assert rc == 2 and out == "" and err.count("\n") == 1 and "kmem -i|-V" in err
+
+
+def test_kmem_V_lists_vm_stat(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "kmem", "-V", str(sample_dump))
+    assert rc == 0 and out.startswith("  VM_ZONE_STAT:\n") and "VM_NODE_STAT:" in out
+    assert re.search(r"^ +NR_FREE_PAGES: \d+$", out, re.M)
+
+
+def test_sym_l_and_q(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "sym", "-q", "init_task", str(sample_dump))
+    assert rc == 0 and re.search(r"^[0-9a-f]{16} \(D\) init_task$", out, re.M)
+    rc, out, _ = run(capsys, "sym", "-l", str(sample_dump))
+    addrs = [int(line.split()[0], 16) for line in out.splitlines()]
+    assert rc == 0 and len(addrs) > 1000 and addrs == sorted(addrs)
+
+
+def test_rd_flags(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "rd", "-x", str(sample_dump), "init_task", "2")
+    assert rc == 0 and out.rstrip().endswith("0000000000000000") and "." not in out.split(":", 1)[1]
+    rc, out, _ = run(capsys, "rd", "-d", str(sample_dump), "init_task", "1")
+    assert rc == 0 and out.split()[-1] == "16384"
+    rc, out, _ = run(capsys, "rd", "-s", str(sample_dump), "init_task", "6")
+    assert rc == 0 and "init_stack" in out
+
+
+# -- item 9: which codec backend ---------------------------------------------------------------
+
+def test_version_lists_codec_backends(capsys) -> None:
+    rc, out, _ = run(capsys, "version", "--json")
+    d = json.loads(out)
+    assert rc == 0 and {c["codec"] for c in d["codecs"]} == {"zlib", "lzo", "snappy", "zstd"}
+    lzo = next(c for c in d["codecs"] if c["codec"] == "lzo")
+    assert lzo["write"] in ("liblzo2", "lzallright")
+
+
+def test_slow_lzo_path_is_said(sample_dump, tmp_path, capsys, monkeypatch) -> None:
+    import vmcorekit.filter.compress as compress
+    monkeypatch.setattr(compress, "_lzo_lib", False)  # as without the system's liblzo2
+    rc, out, _ = run(capsys, "version")
+    assert "lzallright" in out and "liblzo2-2" in out
+    rc, _, err = run(capsys, "filter", "-l", "-d", "31", "--no-progress", str(sample_dump), str(tmp_path / "o"))
+    assert rc == 0 and "vmcorekit: note: LZO pages by the lzallright package" in err
+
+
+# -- item 11: small things ---------------------------------------------------------------------
+
+def test_info_one_unit_and_plurals(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "info", str(sample_dump))
+    assert rc == 0 and "in 2 ranges" in out and "KiB" not in out
+    from vmcorekit.cli.info import plural
+    assert plural(1, "range") == "1 range"
+
+
+def test_rd_a_empty_string_prints_nothing(sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "rd", "-a", str(sample_dump), "init_task")  # starts with NUL bytes
+    assert rc == 0 and out == "" and "empty string" in err
+
+
+def test_struct_x_keeps_char_arrays_as_strings(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "struct", "-x", str(sample_dump), "task_struct.comm,pid", "init_task")
+    assert rc == 0 and out.splitlines() == ['  comm = "swapper/0\\000\\000\\000\\000\\000\\000",', "  pid = 0x0,"]
+
+
+def test_vtop_page_line(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "vtop", str(sample_dump), "init_task")
+    lines = out.splitlines()
+    assert rc == 0 and lines[-2] == "      PAGE       PHYSICAL      MAPPING       INDEX CNT FLAGS"
+    assert lines[-1].endswith(" reserved")
+    rc, out, _ = run(capsys, "vtop", "--help")
+    assert "--json" in out
+
+
+@pytest.mark.corpus
+def test_vtop_page_line_matches_crash(corpus_case, capsys) -> None:
+    if corpus_case.name != "qmp-kaslr":
+        pytest.skip("crash's vtop is recorded for qmp-kaslr")
+    from conftest import decompressed_elf
+    rc, out, _ = run(capsys, "vtop", str(decompressed_elf(corpus_case)), "init_task")
+    want = (corpus_case / "expected" / "crash" / "vtop-init_task.txt").read_text().splitlines()
+    assert rc == 0 and out.splitlines()[-2:] == want[-2:]
+
+
+def test_repl_echoes_objects_by_value(sample_dump) -> None:
+    from vmcorekit import Program
+    from vmcorekit.cli.shell import shown
+    with Program.open(str(sample_dump)) as prog:
+        assert repr(shown(prog["init_task"].comm)) == '"swapper/0\\000\\000\\000\\000\\000\\000"'
+        assert shown(5) == 5

@@ -46,7 +46,7 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
         ("build id", s.get("build_id") or "-"),
         ("page size", str(s["page_size"])),
         ("cpus", str(s.get("cpus") if s.get("cpus") is not None else "unknown")),
-        ("memory", f"{s['memory_bytes'] / (1 << 20):.1f} MiB in {len(s['memory_ranges'])} ranges"),
+        ("memory", f"{mib(s['memory_bytes'])} in {plural(len(s['memory_ranges']), 'range')}"),
         ("KASLR offset", hx(s.get("kaslr_offset"))),
         ("phys_base", hx(af.get("phys_base"))),
         ("paging", f"{af['paging_levels']}-level" if af.get("paging_levels") else "-"),
@@ -64,12 +64,21 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     for w in af.get("warnings") or []:
         note(w)
     print_table("Memory ranges", ["start", "end", "size"],
-                [[f"{r['start']:#014x}", f"{r['end']:#014x}", f"{r['size'] >> 10} KiB"] for r in s["memory_ranges"]])
+                [[f"{r['start']:#014x}", f"{r['end']:#014x}", mib(r["size"])] for r in s["memory_ranges"]])
     for p in s.get("problems", []):
         note(p)
     if "damage" in s:
         _print_damage(s["damage"])
         _damage_status(s)
+
+
+def mib(n: int) -> str:
+    """Every size `info` prints is in one unit (MiB); exact byte counts are in --json."""
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 or n == 0 else f"{n / (1 << 20):.3f} MiB"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _print_damage(d: dict) -> None:  # type: ignore[type-arg]
