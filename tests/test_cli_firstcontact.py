@@ -265,3 +265,42 @@ def test_repl_echoes_objects_by_value(sample_dump) -> None:
     with Program.open(str(sample_dump)) as prog:
         assert repr(shown(prog["init_task"].comm)) == '"swapper/0\\000\\000\\000\\000\\000\\000"'
         assert shown(5) == 5
+
+
+# -- item 5: folders of dumps as they lie on disk ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def crash_dir(sample_dump, tmp_path_factory):
+    """/var/crash as kdump (RHEL/Fedora), Debian/Ubuntu's kdump-tools and a --split run leave it;
+    names that say nothing (`core`) and text files beside the dumps."""
+    import shutil
+    root = tmp_path_factory.mktemp("crash")
+    (root / "127.0.0.1-2026-12-01-10:00:00").mkdir()
+    shutil.copy(sample_dump, root / "127.0.0.1-2026-12-01-10:00:00" / "vmcore")
+    (root / "127.0.0.1-2026-12-01-10:00:00" / "vmcore-dmesg.txt").write_text("[ 0.0] text\n")
+    (root / "202612011000").mkdir()
+    os.link(sample_dump, root / "202612011000" / "dump.202612011000")
+    (root / "202612011000" / "dmesg.202612011000").write_text("[ 0.0] text\n")
+    (root / "deep" / "er").mkdir(parents=True)
+    os.link(sample_dump, root / "deep" / "er" / "core")
+    (root / "split").mkdir()
+    assert main(["filter", "-d", "31", "--no-progress", "--split", str(sample_dump),
+                 str(root / "split" / "vmcore-1"), str(root / "split" / "vmcore-2")]) == 0
+    return root
+
+
+def test_triage_finds_dumps_recursively(crash_dir) -> None:
+    from vmcorekit.cli.triage import _dumps_in
+    found = [os.path.relpath(p, crash_dir) if "," not in p else
+             ",".join(os.path.relpath(x, crash_dir) for x in p.split(",")) for p in _dumps_in((str(crash_dir),))]
+    assert found == ["127.0.0.1-2026-12-01-10:00:00/vmcore", "202612011000/dump.202612011000",
+                     "deep/er/core", "split/vmcore-1,split/vmcore-2"]
+
+
+def test_triage_html_of_a_folder(crash_dir, tmp_path, capsys) -> None:
+    out = tmp_path / "report.html"
+    rc, stdout, _ = run(capsys, "triage", "-j", "2", "--html", str(out), str(crash_dir / "split"),
+                        str(crash_dir / "deep"))
+    assert rc == 0 and len(stdout.splitlines()) == 2
+    page = out.read_text()
+    assert page.count('<section id="dump-') == 2 and "vmcore-1" in page and "sysrq" in page
