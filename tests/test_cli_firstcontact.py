@@ -304,3 +304,83 @@ def test_triage_html_of_a_folder(crash_dir, tmp_path, capsys) -> None:
     assert rc == 0 and len(stdout.splitlines()) == 2
     page = out.read_text()
     assert page.count('<section id="dump-') == 2 and "vmcore-1" in page and "sysrq" in page
+
+
+# -- item 4: one JSON convention, a schema per command in the wheel ----------------------------
+
+SCHEMAS = REPO / "src" / "vmcorekit" / "schemas"
+# Keys that hold addresses wherever they appear, and subtrees that are data, not vmcorekit's words.
+ADDRESS_KEYS = {"address", "vaddr", "paddr", "start", "end", "task", "mm", "pc", "sp", "rip", "base", "module",
+                "kaslr_offset", "phys_base", "root", "entry_paddr", "table_paddr", "page_offset_base",
+                "vmemmap_base", "kernel_pgd", "mapping", "slot"}
+OPAQUE = {"value", "sizes", "offsets", "lengths", "numbers", "configs", "other", "kept_by_level", "seconds"}
+
+
+def _convention_problems(o, path: str = "") -> list[str]:
+    out = []
+    if isinstance(o, dict):
+        for k, v in o.items():
+            p = f"{path}.{k}"
+            if k in OPAQUE:
+                continue
+            if k in ADDRESS_KEYS and isinstance(v, int) and not isinstance(v, bool):
+                out.append(f"{p}: address as a number ({v})")
+            if k in ("size", "warnings", "totalram_pages", "vsz", "kerneloffset", "osrelease", "crashtime"):
+                out.append(f"{p}: not the one name of its concept")
+            if k == "regs" and isinstance(v, dict):
+                out += [f"{p}.{r}: register as a number" for r, x in v.items() if isinstance(x, int)]
+            out += _convention_problems(v, p)
+    elif isinstance(o, list):
+        for i, v in enumerate(o):
+            out += _convention_problems(v, f"{path}[{i}]")
+    return out
+
+
+def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
+    vi = str(REPO / "samples" / "vmcoreinfo.txt")
+    return [
+        ("info", ["info", "--json", dump]), ("info", ["info", "--json", "--ranges", dump]),
+        ("vmcoreinfo", ["vmcoreinfo", "--json", dump]), ("vmcoreinfo-check", ["vmcoreinfo", "--check", "--json", dump]),
+        ("vmcoreinfo-diff", ["vmcoreinfo", "--diff", vi, "--json", dump]),
+        ("vtop", ["vtop", "--json", dump, "init_task"]), ("vtop", ["vtop", "--json", dump, "0xffffffffa3e00000"]),
+        ("bt", ["bt", "--json", dump]), ("bt", ["bt", "--json", "-a", dump]),
+        ("ps", ["ps", "--json", dump]), ("sys", ["sys", "--json", dump]), ("mod", ["mod", "--json", dump]),
+        ("sym", ["sym", "--json", dump, "init_task", "0xffffffffa3e1aa48"]), ("sym", ["sym", "--json", "-q", "init_tas", dump]),
+        ("struct", ["struct", "--json", dump, "task_struct.pid,comm,stack", "init_task"]),
+        ("struct", ["struct", "--json", dump, "list_head"]),
+        ("kmem", ["kmem", "-i", "--json", dump]), ("kmem", ["kmem", "-V", "--json", dump]),
+        ("verify", ["verify", "--quick", "--json", dump]),
+        ("filter", ["filter", "--json", "--no-progress", "-d", "31", dump, str(tmp / "filtered")]),
+        ("filter", ["filter", "--json", "--no-progress", "--mem-usage", dump]),
+        ("triage", ["triage", "--json", dump]), ("triage-many", ["triage", "--json", "-j", "1", dump, dump]),
+        ("dmesg", ["dmesg", "--json", dump]), ("version", ["version", "--json"]),
+    ]
+
+
+def test_every_command_json_matches_its_schema(sample_dump, tmp_path, capsys) -> None:
+    import jsonschema
+    seen = set()
+    for name, args in _json_cases(str(sample_dump), tmp_path):
+        rc, out, err = run(capsys, *args)
+        assert rc in (0, 1), (args, rc, err)  # vmcoreinfo --diff: 1 when the notes differ
+        docs = [json.loads(line) for line in out.splitlines()] if name in ("dmesg", "triage-many") else [json.loads(out)]
+        schema = json.loads((SCHEMAS / f"{name}.json").read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        for d in docs:
+            jsonschema.validate(d, schema)
+            assert _convention_problems(d) == [], (args, _convention_problems(d)[:5])
+            if isinstance(d, dict) and name not in ("dmesg", "triage-many"):
+                assert isinstance(d.get("notes"), list), args
+        seen.add(name)
+    assert seen == {p.stem for p in SCHEMAS.glob("*.json")}  # every schema is exercised
+
+
+def test_schemas_ship_in_the_package_and_help_points_there(capsys) -> None:
+    from importlib import resources
+    assert resources.files("vmcorekit").joinpath("schemas", "triage.json").is_file()
+    text = (REPO / "pyproject.toml").read_text()
+    assert '"schemas/*.json"' in text
+    rc, out, _ = run(capsys, "triage", "--help")
+    assert "vmcorekit schema triage" in " ".join(out.split())
+    rc, out, _ = run(capsys, "schema", "triage")
+    assert rc == 0 and json.loads(out)["$id"] == "vmcorekit-triage/1"

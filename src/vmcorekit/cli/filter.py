@@ -248,10 +248,10 @@ def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, c
             stats = run_filter(dump, outputs, opts, stream=stream)
     else:
         stats = run_filter(dump, outputs, opts, stream=stream)
-    for w in stats.warnings:
-        click.echo(f"warning: {w}", err=True)
+    for w in stats.warnings:  # `vmcorekit: note:` lines, and `notes` in --json: one list of them
+        note(w)
     if as_json:
-        emit_json(stats.to_dict())
+        emit_json({k: v for k, v in stats.to_dict().items() if k != "warnings"})
     elif show_stats or dry_run:
         click.echo(stats.report(), err=flatten, nl=False)
     if outputs and not as_json and not quiet:
@@ -269,7 +269,7 @@ def _mem_usage(dump: list[str], opts: Any, as_json: bool, show: bool) -> None:
     else:
         mu = memory_usage(dump, opts)
     if as_json:
-        emit_json(mu.to_dict())
+        emit_json({k: v for k, v in mu.to_dict().items() if k != "warnings"})
         return
     ps = mu.page_size
     c = mu.by_class

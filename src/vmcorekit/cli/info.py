@@ -7,7 +7,7 @@ from ..dump import open_dump
 from ..errors import note
 from ..program.summary import dump_summary
 from ..vmcoreinfo import VmcoreInfo
-from .common import emit_json, split_dump_arg
+from .common import emit_json, json_convention, split_dump_arg
 from .render import kv_table, print_table
 
 
@@ -29,7 +29,7 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
             from ..program.summary import damage_summary
             s["damage"] = damage_summary(phys)
     if as_json:
-        emit_json(s)
+        emit_json(info_json(s))
         _damage_status(s)
         return
     af = s.get("arch_facts", {})
@@ -70,6 +70,19 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     if "damage" in s:
         _print_damage(s["damage"])
         _damage_status(s)
+
+
+INFO_ADDRESSES = frozenset({"start", "end", "kaslr_offset", "phys_base", "page_offset_base", "vmemmap_base",
+                            "kernel_pgd", "sme_mask", "phys_offset", "kimage_voffset"})
+
+
+def info_json(s: dict) -> dict:  # type: ignore[type-arg]
+    """`info --json`: the summary in the JSON convention; the dump's ELF/kdump notes are
+    `elf_notes`, so `notes` is the one list of non-fatal problems every command has."""
+    s = dict(s)
+    s["elf_notes"] = s.pop("notes", [])
+    s["notes"] = list(s.pop("problems", []))
+    return json_convention(s, INFO_ADDRESSES, {"size": "size_bytes"})
 
 
 def mib(n: int) -> str:

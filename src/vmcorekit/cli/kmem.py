@@ -7,7 +7,7 @@ import click
 
 from ..errors import note
 
-from .common import dump_arguments, emit_json, is_tty, open_program
+from .common import dump_arguments, emit_json, is_tty, meminfo_json, open_program
 
 
 @click.command("kmem")
@@ -41,7 +41,7 @@ def command(dump: str, vmcoreinfo_file: str | None, info: bool, vm_stat: bool, n
     for n in mi.notes:
         note(n)
     if as_json:
-        emit_json(mi.as_dict())
+        emit_json(meminfo_json(mi.as_dict()))
         return
     text = format_kmem_i(mi)
     if is_tty():

@@ -11,7 +11,7 @@ import click
 
 from ..errors import note
 
-from .common import dump_arguments, emit_json, is_tty, open_program
+from .common import dump_arguments, emit_json, is_tty, json_convention, open_program
 
 
 def mod_lines(mods: list) -> list[str]:  # type: ignore[type-arg]
@@ -56,7 +56,9 @@ def command(dump: str, vmcoreinfo_file: str | None, names: tuple[str, ...], as_j
     for w in warns + notes:
         note(w)
     if as_json:
-        emit_json({"modules": [m.as_dict() for m in mods], "warnings": warns})
+        # the warnings are in `notes` already (note() above): one list of problems per answer
+        emit_json(json_convention({"modules": [m.as_dict() for m in mods]}, {"module", "base"},
+                                  {"size": "size_bytes"}))
     elif is_tty():
         from .render import print_table
         rows = [[f"{m.address:016x}", m.name, "-" if m.base is None else f"{m.base:016x}",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .common import dump_arguments, emit_json, is_tty, open_program
+from .common import dump_arguments, emit_json, is_tty, open_program, ps_json
 
 SORT_KEYS = ("pid", "ppid", "cpu", "task", "state", "rss", "vsz", "comm")
 HEADER = "      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"
@@ -134,8 +134,8 @@ def command(dump: str, vmcoreinfo_file: str | None, select: tuple[str, ...], use
         partial_result("task list incomplete: " + (warns[0] if warns else "unreadable task fields"),
                        reported=False)
     if as_json:
-        emit_json({"page_size": page_size, "totalram_pages": total,
-                   "tasks": [r.as_dict() for r in rows], "warnings": warns})
+        emit_json(ps_json({"page_size": page_size, "totalram_pages": total,
+                           "tasks": [r.as_dict() for r in rows], "warnings": warns}))
         return
     if is_tty():
         _rich(rows, total, page_size)

@@ -200,8 +200,8 @@ def layout_json(t: "Type") -> dict[str, Any]:
         m = s.member(name)
         out.append({"name": name, "type": m.type.type_name(), "offset": m.bit_offset // 8,
                     "bit_offset": m.bit_offset, "bit_size": m.bit_field_size,
-                    "size": m.type.size})
-    return {"type": s.type_name(), "size": s.size,
+                    "size_bytes": m.type.size})
+    return {"type": s.type_name(), "size_bytes": s.size,
             "kind": s.kind.value if s.kind in (TypeKind.STRUCT, TypeKind.UNION) else None,
             "members": out}
 

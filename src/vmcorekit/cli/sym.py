@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import SymbolError
-from .common import dump_arguments, emit_json, open_program
+from .common import dump_arguments, emit_json, json_convention, open_program
 
 if TYPE_CHECKING:  # numpy stays unimported until a command runs
     from ..program.symbols import SymbolTable
@@ -51,6 +51,10 @@ def resolve(table: "SymbolTable", text: str) -> list[dict[str, object]]:
     return [d]
 
 
+def sym_json(d: dict[str, object]) -> dict[str, object]:
+    return json_convention(d, {"address"}, {"size": "size_bytes"})  # type: ignore[no-any-return]
+
+
 @click.command("sym")
 @dump_arguments
 @click.argument("what", nargs=-1, metavar="ADDR|NAME...")
@@ -78,7 +82,7 @@ def command(dump: str, vmcoreinfo_file: str | None, what: tuple[str, ...], list_
             found = sorted((s for s in table if search is None or search in s.name),
                            key=lambda s: (s.address, s.module or "", s.name))
             if as_json:
-                emit_json([s.to_dict() for s in found])
+                emit_json([sym_json(s.to_dict()) for s in found])
             else:
                 for sy in found:
                     click.echo(sym_line(sy.address, sy.type, sy.name, sy.module))
@@ -99,7 +103,7 @@ def command(dump: str, vmcoreinfo_file: str | None, what: tuple[str, ...], list_
                 for r in found:
                     click.echo(r["line"])
     if as_json:
-        emit_json([{k: v for k, v in r.items() if k != "line"} for r in results])
+        emit_json([sym_json({k: v for k, v in r.items() if k != "line"}) for r in results])
     if errors:
         raise SymbolError(f"{len(errors)} of {len(what)} not resolved" if len(what) > 1
                           else str(errors[0]))

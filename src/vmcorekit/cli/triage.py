@@ -23,7 +23,7 @@ import click
 
 from ..errors import DumpFormatError, VmcorekitError
 from ..report.triage import triage
-from .common import emit_json, split_dump_arg
+from .common import emit_json, json_convention, meminfo_json, split_dump_arg
 
 EXIT_PARTIAL = 3  # the report was built but some sections could not be computed
 
@@ -77,6 +77,27 @@ def _is_split_part(path: str) -> bool:
             return bool(getattr(phys, "split", False))
     except (VmcorekitError, OSError):
         return False
+
+
+def triage_json(r: dict[str, Any]) -> dict[str, Any]:
+    """The report in the JSON convention of every command (the renderers read the report as
+    built): module sizes as size_bytes, the memory summary in bytes."""
+    r = dict(r)
+    if isinstance(r.get("kernel"), dict) and "warnings" in r["kernel"]:
+        k = dict(r["kernel"])  # `notes` is the one list of non-fatal problems
+        r["notes"] = list(dict.fromkeys([*r.get("notes", []), *k.pop("warnings")]))
+        r["kernel"] = k
+    if isinstance(r.get("modules"), list):
+        r["modules"] = [json_convention(m, renames={"size": "size_bytes"}) for m in r["modules"]]
+    mem = r.get("memory")
+    if isinstance(mem, dict):
+        mem = dict(mem)
+        if isinstance(mem.get("summary"), dict):
+            mem["summary"] = meminfo_json(mem["summary"])
+        # file + anon + shmem: not crash's RSS column, which `ps --json` calls rss_bytes
+        mem["top_rss"] = [json_convention(t, renames={"rss_bytes": "rss_total_bytes"}) for t in mem.get("top_rss", [])]
+        r["memory"] = mem
+    return r
 
 
 def _one(path: str, vmcoreinfo: str | None, full: bool = False) -> dict[str, Any]:
@@ -172,7 +193,7 @@ def _logs(paths: tuple[str, ...], as_json: bool) -> None:
 @click.argument("dumps", nargs=-1, required=True)
 @click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
               help="Use this VMCOREINFO text instead of the dump's note.")
-@click.option("--json", "as_json", is_flag=True, help="The report as JSON (schema: docs/triage-schema.json).")
+@click.option("--json", "as_json", is_flag=True, help="The report as JSON (its schema: `vmcorekit schema triage`, vmcorekit/schemas/triage.json in the package).")
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), help="Also write a self-contained HTML page.")
 @click.option("-j", "--jobs", type=int, default=0, help="Parallel workers for many dumps (default: all cores).")
 @click.option("--log", "as_logs", is_flag=True,
@@ -200,7 +221,7 @@ def command(dumps: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, 
             with atomic_output(html_file) as f:
                 f.write(render_html(r).encode())
         if as_json:
-            emit_json(r)
+            emit_json(triage_json(r))
         else:
             from ..report.render_text import render_text
             render_text(r)

@@ -7,7 +7,7 @@ import click
 
 from ..arch.base import Translation
 from ..errors import TranslationError
-from .common import dump_arguments, emit_json, open_program, resolve_address
+from .common import dump_arguments, emit_json, json_convention, open_program, resolve_address
 
 
 def format_translation(t: Translation, flag_names: object = None) -> list[str]:
@@ -53,7 +53,7 @@ def page_of(prog: Any, paddr: int) -> dict[str, Any] | None:
         addr = chunk.vaddr + (pfn - chunk.pfn_start) * tp.sizeof()
         o = Object(prog, tp, address=addr)
         flags = o.flags.value_()
-        info = {"page": addr, "paddr": pfn * prog.page_size, "mapping": o.mapping.value_(),
+        info = {"address": addr, "paddr": pfn * prog.page_size, "mapping": o.mapping.value_(),
                 "index": o.index.value_(), "count": o._refcount.counter.value_(), "flags": flags}
         try:
             enums = prog.types.lookup("enum pageflags").strip_typedefs().enumerators or []
@@ -73,7 +73,7 @@ def page_of(prog: Any, paddr: int) -> dict[str, Any] | None:
 def format_page(pg: dict[str, Any]) -> list[str]:
     """crash's vtop PAGE block: columns as crash 8.0.2 aligns them."""
     return ["", PAGE_HEADER,
-            f"{pg['page']:016x}  {pg['paddr']:<8x}{pg['mapping']:>16x} {pg['index']:>8x} {pg['count']:>2} "
+            f"{pg['address']:016x}  {pg['paddr']:<8x}{pg['mapping']:>16x} {pg['index']:>8x} {pg['count']:>2} "
             f"{pg['flags']:x} {','.join(pg['flag_names'])}".rstrip()]
 
 
@@ -88,9 +88,11 @@ def command(dump: str, vmcoreinfo_file: str | None, address: str, as_json: bool)
         t = prog.space.explain(vaddr)
         pg = page_of(prog, t.paddr) if t.paddr is not None else None
         if as_json:
-            emit_json({"vaddr": t.vaddr, "paddr": t.paddr, "page_size": t.page_size, "method": t.method,
-                       "region": t.region, "root": t.root, "error": t.error,
-                       "steps": [s.__dict__ for s in t.steps], "page": pg})
+            emit_json(json_convention(
+                {"vaddr": t.vaddr, "paddr": t.paddr, "page_size": t.page_size, "method": t.method,
+                 "region": t.region, "root": t.root, "error": t.error,
+                 "steps": [s.__dict__ for s in t.steps], "struct_page": pg},
+                {"vaddr", "paddr", "root", "table_paddr", "entry_paddr", "entry", "address", "mapping", "flags"}))
             return
         fn = getattr(__import__(f"vmcorekit.arch.{prog.arch}", fromlist=["flag_names"]), "flag_names", None)
         lines = format_translation(t, fn)
