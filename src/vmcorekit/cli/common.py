@@ -56,8 +56,11 @@ def resolve_address(prog: Program, text: str) -> int:
 
 def hex_address(v: Any) -> Any:
     """An address as JSON carries it: "0x..." (a decimal above 2**53 is corrupted by jq 1.6 and
-    JavaScript); None and already-converted strings pass through."""
-    return f"{v:#x}" if isinstance(v, int) and not isinstance(v, bool) else v
+    JavaScript); None and already-converted strings pass through. A negative value is a
+    64-bit machine word read as signed (arm64's syscallno -1): written as the word."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v & 0xFFFF_FFFF_FFFF_FFFF:#x}" if v < 0 else f"{v:#x}"
+    return v
 
 
 def json_convention(obj: Any, addresses: frozenset[str] | set[str] = frozenset(),

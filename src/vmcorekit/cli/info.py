@@ -81,7 +81,9 @@ def info_json(s: dict) -> dict:  # type: ignore[type-arg]
     `elf_notes`, so `notes` is the one list of non-fatal problems every command has."""
     s = dict(s)
     s["elf_notes"] = s.pop("notes", [])
-    s["notes"] = list(s.pop("problems", []))
+    af = s["arch_facts"] = dict(s.get("arch_facts") or {})
+    for msg in [*(af.pop("warnings", None) or []), *s.pop("problems", [])]:
+        note(msg)  # said on stderr as in the text form; emit_json puts them in `notes`
     return json_convention(s, INFO_ADDRESSES, {"size": "size_bytes"})
 
 
