@@ -88,6 +88,13 @@ def test_mod_unknown_name_is_an_error(sample_dump, capsys) -> None:
     assert rc == 1 and "dummy" in out and err.strip() == "vmcorekit: error: module not loaded: nosuch"
 
 
+def test_ps_unknown_pid_is_an_error(sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "ps", str(sample_dump), "99999")
+    assert rc == 1 and out == "" and err.strip() == "vmcorekit: error: invalid task, pid or command: 99999"
+    rc, out, err = run(capsys, "ps", str(sample_dump), "1", "99999")
+    assert rc == 0 and " init" in out and "note: invalid task, pid or command: 99999" in err
+
+
 def test_info_two_dumps_must_be_a_split_set(sample_dump, tmp_path, capsys) -> None:
     rc, out, err = run(capsys, "info", str(sample_dump), str(sample_dump))
     assert rc == 1 and "split" in err and out == ""

@@ -109,7 +109,14 @@ def command(dump: str, vmcoreinfo_file: str | None, select: tuple[str, ...], use
             warns.append(f"totalram_pages unreadable: {e}")
             total = None
         page_size = prog.page_size
+    missing = [s for s in select if not _select(rows, (s,))]
     rows = _select(rows, select)
+    if missing:  # crash: "ps: invalid task or pid value"; nothing found is an error (exit 1)
+        msg = f"invalid task, pid or command: {' '.join(missing)}"
+        if not rows:
+            raise click.ClickException(msg)
+        from ..errors import note
+        note(msg)
     if user_only:
         rows = [r for r in rows if not r.kernel_thread]
     if kernel_only:
