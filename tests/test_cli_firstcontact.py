@@ -402,3 +402,45 @@ def test_schemas_ship_in_the_package_and_help_points_there(capsys) -> None:
     assert "vmcorekit schema triage" in " ".join(out.split())
     rc, out, _ = run(capsys, "schema", "triage")
     assert rc == 0 and json.loads(out)["$id"] == "vmcorekit-triage/1"
+
+
+# -- item 10: packaging ------------------------------------------------------------------------
+
+def test_license_is_the_declared_one() -> None:
+    text = (REPO / "pyproject.toml").read_text()
+    assert re.search(r'^license = "GPL-2.0-or-later"$', text, re.M)
+    assert re.search(r'^license-files = \["LICENSE"\]$', text, re.M)
+    assert re.search(r'requires = \["setuptools>=(\d+)', text) and \
+        int(re.search(r'requires = \["setuptools>=(\d+)', text).group(1)) >= 77  # PEP 639 support
+    lic = (REPO / "LICENSE").read_text()
+    assert "GNU GENERAL PUBLIC LICENSE" in lic and "Version 2, June 1991" in lic
+    assert "License ::" not in text  # a license classifier next to an SPDX expression is refused
+    assert (REPO / "CHANGELOG.md").read_text().startswith("# Changelog")
+
+
+def test_man_pages_are_current() -> None:
+    r = subprocess.run([sys.executable, str(REPO / "tools" / "make-man.py"), "--check"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (REPO / "man" / "vmcorekit-filter.1").read_text().startswith('.TH "VMCOREKIT-FILTER" "1"')
+
+
+def test_shell_completion(tmp_path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "_VMCOREKIT_COMPLETE": "bash_complete",
+           "COMP_WORDS": "vmcorekit filter --num", "COMP_CWORD": "2"}
+    r = subprocess.run([sys.executable, "-m", "vmcorekit"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "--num-threads" in r.stdout
+    env.update(_VMCOREKIT_COMPLETE="bash_source")
+    r = subprocess.run([sys.executable, "-m", "vmcorekit"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "_vmcorekit_completion" in r.stdout
+
+
+def test_readme_keeps_two_commands_for_a_fresh_machine() -> None:
+    text = (REPO / "README.md").read_text()
+    quick = text.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = [line.strip() for line in quick.splitlines() if line.startswith("    ")]
+    assert commands == ["pip install . && vmcorekit triage samples/x86_64-6.1.0-56-amd64-qmp-c-d31.kdump",
+                        "pip install -e '.[test]' && python -m pytest"]
+    for word in ("liblzo2-2", "_VMCOREKIT_COMPLETE", "pipx", "externally-managed", "vmcorekit schema",
+                 "--num-threads", "File exists"):
+        assert word in text, word

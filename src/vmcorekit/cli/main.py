@@ -106,9 +106,10 @@ def _usage_line(e: click.UsageError) -> str:
 
 
 def _run(argv: list[str] | None) -> int:
-    if not (sys.argv[1:] if argv is None else argv):
+    if not (sys.argv[1:] if argv is None else argv) and "_VMCOREKIT_COMPLETE" not in os.environ:
         # Without arguments: the help, on stdout, and success (click would say it on stderr, 2).
-        with click.Context(cli, info_name="vmcorekit") as ctx:
+        # (Shell completion also runs without arguments: click answers it below.)
+        with cli.make_context("vmcorekit", [], resilient_parsing=True) as ctx:
             click.echo(cli.get_help(ctx))
         return 0
     try:
