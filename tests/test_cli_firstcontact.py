@@ -151,6 +151,8 @@ def test_filter_split_in_makedumpfile_form(sample_dump, tmp_path, capsys) -> Non
     assert rc == 0, err
     rc, out, err = run(capsys, "info", "--json", ",".join(parts))
     assert rc == 0 and json.loads(out)["format"] == "kdump-split"
+    rc, out, err = run(capsys, "info", *parts)  # several files: said to be one split set
+    assert rc == 0 and "a --split set of 3 files" in out
 
 
 def test_filter_x_and_i_and_check_params(sample_dump, tmp_path, capsys) -> None:

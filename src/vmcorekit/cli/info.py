@@ -37,8 +37,9 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     def hx(v: object) -> str:
         return f"{v:#x}" if isinstance(v, int) else "-" if v is None else str(v)
 
+    parts = len(split_dump_arg(dump))
     rows = [
-        ("file", s["path"]),
+        ("file", s["path"] + (f"  (a --split set of {parts} files, read as one dump)" if parts > 1 else "")),
         ("format", s["format"] + (f" v{s['header_version']}" if s.get("header_version") else "")),
         ("codec", s.get("codec") or "-"),
         ("arch", s.get("arch") or "unknown"),
