@@ -202,6 +202,12 @@ def test_sym_l_and_q(sample_dump, capsys) -> None:
     assert rc == 0 and len(addrs) > 1000 and addrs == sorted(addrs)
 
 
+def test_sym_failures_are_one_error_line(sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "sym", str(sample_dump), "init_task", "nosuch1", "nosuch2")
+    assert rc == 1 and "init_task" in out
+    assert err == "vmcorekit: error: 2 of 3 not resolved: nosuch1: no such symbol; nosuch2: no such symbol\n"
+
+
 def test_rd_flags(sample_dump, capsys) -> None:
     rc, out, _ = run(capsys, "rd", "-x", str(sample_dump), "init_task", "2")
     assert rc == 0 and out.rstrip().endswith("0000000000000000") and "." not in out.split(":", 1)[1]

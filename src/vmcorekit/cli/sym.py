@@ -93,10 +93,8 @@ def command(dump: str, vmcoreinfo_file: str | None, what: tuple[str, ...], list_
             try:
                 found = resolve(table, w)
             except SymbolError as e:
-                # Like crash: say what failed, go on with the rest, fail at the end.
+                # Like crash: go on with the rest, fail at the end (one error line says which).
                 errors.append(e)
-                if not as_json and len(what) > 1:
-                    click.echo(f"vmcorekit: sym: {e}", err=True)
                 continue
             results += found
             if not as_json:
@@ -105,5 +103,5 @@ def command(dump: str, vmcoreinfo_file: str | None, what: tuple[str, ...], list_
     if as_json:
         emit_json([sym_json({k: v for k, v in r.items() if k != "line"}) for r in results])
     if errors:
-        raise SymbolError(f"{len(errors)} of {len(what)} not resolved" if len(what) > 1
-                          else str(errors[0]))
+        raise SymbolError(f"{len(errors)} of {len(what)} not resolved: {'; '.join(map(str, errors))}"
+                          if len(what) > 1 else str(errors[0]))
