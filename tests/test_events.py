@@ -376,7 +376,7 @@ def test_triage_title_fields_from_log_and_from_stack(sample_dump: Path, monkeypa
     import jsonschema
 
     from vmcorekit.report import triage as triage_mod
-    schema = json.loads((REPO / "docs" / "triage-schema.json").read_text())
+    schema = json.loads((REPO / "src" / "vmcorekit" / "schemas" / "triage.json").read_text())
     r = triage_mod.triage(str(sample_dump))
     jsonschema.validate(r, schema)
     c = r["crash"]

@@ -127,7 +127,7 @@ def test_sleeping_task_by_pid(corpus_case, corpus_elf, capsys):
     data = json.loads(run(capsys, "bt", str(corpus_elf), str(pid), "--json"))
     (tr,) = data["traces"]
     assert tr["comm"] == "sleep" and tr["pid"] == pid and tr["start"] == "saved-context"
-    assert [f["pc"] for f in tr["frames"]] == want[(pid, "sleep")]
+    assert [int(f["pc"], 16) for f in tr["frames"]] == want[(pid, "sleep")]  # addresses: "0x..."
     assert tr["frames"][0]["function"] == "__schedule"
     assert tr["user_regs"] is not None and tr["complete"]
     text = run(capsys, "bt", str(corpus_elf), str(pid))

@@ -16,7 +16,7 @@ from vmcorekit.cli.main import main
 from vmcorekit.report.render_html import render_html
 from vmcorekit.report.triage import triage
 
-SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "docs" / "triage-schema.json").read_text())
+SCHEMA = json.loads((Path(__file__).resolve().parent.parent / "src" / "vmcorekit" / "schemas" / "triage.json").read_text())
 
 
 def crash_bt_functions(path: Path) -> list[str]:

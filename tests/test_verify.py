@@ -272,7 +272,7 @@ def test_verify_cli_exit_status(tmp_path: Path, capsys) -> None:  # type: ignore
     assert rc == EXIT_PARTIAL
     d = json.loads(out)
     assert d["ok"] is False and d["pages"]["missing"] > 0
-    assert d["bad_ranges"][0]["start"] == 70 * PS
+    assert d["bad_ranges"][0]["start"] == f"{70 * PS:#x}"
     junk = write(tmp_path, b"KDUMP   " + bytes(50), "junk")
     rc, out, err = cli(capsys, "verify", junk)
     assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err

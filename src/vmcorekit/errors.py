@@ -178,6 +178,13 @@ def collecting_notes() -> "Iterator[Notes]":
         _COLLECTORS.remove(notes)
 
 
+# -- exit status of every command (README "Exit status") -------------------------------------
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input, a failed lookup: one `vmcorekit: error:` line
+EXIT_USAGE = 2  # bad arguments or options, a missing file
+# EXIT_PARTIAL = 3 is defined with partial_result above
+
+
 # -- fleet: the crash index ------------------------------------------------------------------
 class FleetError(VmcorekitError):
     """A fleet command cannot go on (bad options, an index it cannot use)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import CorruptKernelDataError, MemoryReadError, VmcorekitError
-from .common import dump_arguments, emit_json, open_program
+from .common import bt_json, dump_arguments, emit_json, open_program
 
 
 def _task_arg(text: str) -> tuple[str, int]:
@@ -102,8 +102,8 @@ def command(dump: str, vmcoreinfo_file: str | None, tasks: tuple[str, ...], acti
                     partial_result(str(e), reported=False)
 
         if as_json:
-            emit_json({"crashed": {"task": s.crashed.task, "cpu": s.crashed.cpu, "how": s.crashed.how},
-                       "traces": [tr.to_json() for tr in traces]})
+            emit_json(bt_json({"crashed": {"task": s.crashed.task, "cpu": s.crashed.cpu, "how": s.crashed.how},
+                               "traces": [tr.to_json() for tr in traces]}))
             return
         blocks: list[list[str]] = []
         mark = unwinder != "crash"

@@ -54,6 +54,77 @@ def resolve_address(prog: Program, text: str) -> int:
         return prog.symbol_address(text)
 
 
+def hex_address(v: Any) -> Any:
+    """An address as JSON carries it: "0x..." (a decimal above 2**53 is corrupted by jq 1.6 and
+    JavaScript); None and already-converted strings pass through. A negative value is a
+    64-bit machine word read as signed (arm64's syscallno -1): written as the word."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"{v & 0xFFFF_FFFF_FFFF_FFFF:#x}" if v < 0 else f"{v:#x}"
+    return v
+
+
+def json_convention(obj: Any, addresses: frozenset[str] | set[str] = frozenset(),
+                    renames: dict[str, str] | None = None, opaque: frozenset[str] | set[str] = frozenset()) -> Any:
+    """Apply vmcorekit's one JSON convention (README "JSON output") to a command's answer:
+    integers under a key in `addresses` become "0x..." strings (every integer inside, when
+    the key holds a list or an object, e.g. a register set); keys in `renames` get their one
+    name (`size` -> `size_bytes`, `kerneloffset` -> `kaslr_offset`); objects under a key in
+    `opaque` (a struct's member values, a note's raw tables) are left as they are."""
+    renames = renames or {}
+
+    def conv(o: Any, as_address: bool) -> Any:
+        if isinstance(o, dict):
+            out = {}
+            for k, v in o.items():
+                if k in opaque:
+                    out[renames.get(k, k)] = v
+                    continue
+                out[renames.get(k, k)] = conv(v, as_address or k in addresses)
+            return out
+        if isinstance(o, (list, tuple)):
+            return [conv(v, as_address) for v in o]
+        return hex_address(o) if as_address else o
+
+    return conv(obj, False)
+
+
+def meminfo_json(d: dict[str, Any]) -> dict[str, Any]:
+    """A memory summary (kernel.meminfo's as_dict: counts of pages) in bytes, the unit in the
+    key: total_bytes = pages * page_size, as `kmem -i --json` and triage's memory.summary."""
+    ps = d["page_size"]
+    out: dict[str, Any] = {"page_size": ps}
+    for k, v in (d.get("pages") or {}).items():
+        out[f"{k}_bytes"] = None if v is None else v * ps
+    out["notes"] = d.get("notes", [])
+    return out
+
+
+BT_ADDRESSES = frozenset({"task", "pc", "sp", "slot", "address", "regs", "user_regs"})
+
+
+def bt_json(d: dict[str, Any]) -> dict[str, Any]:
+    """`bt --json` in the convention: task, pc, sp, stack slots and registers as "0x..."."""
+    return json_convention(d, BT_ADDRESSES, {"size": "size_bytes"})  # type: ignore[no-any-return]
+
+
+def ps_json(d: dict[str, Any]) -> dict[str, Any]:
+    """`ps --json` in the convention: VSZ and RSS in bytes (the text shows KiB; the kernel
+    counts pages), the warnings in `notes`."""
+    ps = d["page_size"]
+
+    def task(t: dict[str, Any]) -> dict[str, Any]:
+        t = dict(t)
+        rss = t.pop("rss", None) or {}
+        t["vsz_bytes"] = t.pop("vsz", 0) * ps
+        t["rss_bytes"] = rss.get("crash", 0) * ps  # what crash's RSS column counts
+        t["rss"] = {f"{'swap' if k == 'swapents' else k}_bytes": v * ps for k, v in rss.items() if k != "crash"}
+        return json_convention(t, {"task", "mm"})  # type: ignore[no-any-return]
+
+    total = d.get("totalram_pages")
+    return {"page_size": ps, "totalram_bytes": None if total is None else total * ps,
+            "tasks": [task(t) for t in d.get("tasks", [])], "notes": list(d.get("warnings", []))}
+
+
 def emit_json(obj: Any) -> None:
     """One JSON document on stdout. An object gains `notes`: the non-fatal problems said so
     far (errors.note), the same ones printed as `vmcorekit: note:` on stderr."""

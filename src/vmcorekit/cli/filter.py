@@ -56,6 +56,32 @@ class _RichProgress:
         self.progress.update(task, completed=done, total=max(total, 1))
 
 
+# makedumpfile options that change only how makedumpfile itself runs (memory, temporary files,
+# debugging): accepted so kdump's `core_collector makedumpfile ...` lines run unchanged, and
+# said once as a note. Options that change what is written (--eppic, --config) are refused.
+IGNORED = {
+    "exclude_vmemmap": "-e (exclude unused vmemmap pages): every mem_map page is kept",
+    "vmlinux": "-x VMLINUX: page classes come from the dump's VMCOREINFO and BTF, VMLINUX is not read",
+    "work_dir": "--work-dir: vmcorekit keeps its bitmaps in memory",
+    "cyclic_buffer": "--cyclic-buffer: vmcorekit keeps its bitmaps in memory",
+    "non_cyclic": "--non-cyclic: vmcorekit keeps its bitmaps in memory",
+    "non_mmap": "--non-mmap: vmcorekit reads the dump as it sees fit",
+    "block_order": "-b: vmcorekit sizes its own caches",
+    "splitblock_size": "--splitblock-size: --split parts hold equal shares of pages",
+    "debug": "-D: no makedumpfile debug messages",
+}
+MSG_COMMON, MSG_REPORT = 2, 16  # makedumpfile's --message-level bits honoured here
+
+
+def _refuse_existing(outputs: list[str], force: bool) -> None:
+    """makedumpfile never overwrites a dump: "File exists", status 1, unless -f."""
+    for o in outputs:
+        if os.path.isdir(o):
+            raise click.BadParameter(f"{o}: is a directory", param_hint="OUTPUT")
+        if not force and os.path.lexists(o):
+            raise click.ClickException(f"{o}: File exists (as makedumpfile: -f overwrites it)")
+
+
 @click.command("filter")
 @click.argument("paths", nargs=-1, metavar="DUMP OUTPUT...")
 @click.option("-d", "--dump-level", "level", type=click.IntRange(0, 31), default=None,
@@ -73,23 +99,44 @@ class _RichProgress:
 @click.option("-E", "elf", is_flag=True, help="Write an ELF core instead of kdump-compressed.")
 @click.option("-F", "flatten", is_flag=True, help="Write the flattened format to standard output (for ssh).")
 @click.option("-R", "reassemble", is_flag=True, help="Rebuild OUTPUT from a flattened stream on standard input.")
-@click.option("--split", "split", type=click.IntRange(1, 4096), default=1,
-              help="Write N kdump files sharing the pages (OUTPUT.1..N, or N OUTPUT names).")
-@click.option("--threads", type=click.IntRange(1, 1024), default=None, help="Compression workers (default: all cores).")
+@click.option("-f", "force", is_flag=True, help="Overwrite OUTPUT if it exists (otherwise: File exists, status 1).")
+@click.option("--split", "split", is_flag=True,
+              help="Write one kdump file per OUTPUT, sharing the pages (makedumpfile's --split DUMP OUT1 OUT2...; "
+                   "also --split N DUMP OUT for OUT.1..N).")
+@click.option("--num-threads", "--threads", "threads", type=click.IntRange(1, 1024), default=None,
+              help="Compression workers (default: all cores).")
+@click.option("--message-level", type=click.IntRange(0, 31), default=None, metavar="N",
+              help="makedumpfile's message bits: without 2 (common messages) the closing 'saved' line is "
+                   "not printed; 16 (report) prints the page report as --show-stats.")
+@click.option("-i", "--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
+              help="Use this VMCOREINFO text instead of the dump's note.")
+@click.option("-x", "vmlinux", type=click.Path(exists=True, dir_okay=False), metavar="VMLINUX",
+              help="Accepted for makedumpfile's command lines; not read.")
+@click.option("-e", "exclude_vmemmap", is_flag=True, help="Accepted for makedumpfile's command lines; ignored.")
+@click.option("--work-dir", type=click.Path(), help="Accepted for makedumpfile's command lines; ignored.")
+@click.option("--cyclic-buffer", type=int, metavar="KB", help="Accepted for makedumpfile's command lines; ignored.")
+@click.option("--non-cyclic", is_flag=True, help="Accepted for makedumpfile's command lines; ignored.")
+@click.option("--non-mmap", is_flag=True, help="Accepted for makedumpfile's command lines; ignored.")
+@click.option("-b", "block_order", type=int, metavar="ORDER", help="Accepted for makedumpfile's command lines; ignored.")
+@click.option("--splitblock-size", type=int, metavar="N", help="Accepted for makedumpfile's command lines; ignored.")
+@click.option("-D", "debug", is_flag=True, help="Accepted for makedumpfile's command lines; ignored.")
+@click.option("--eppic", hidden=True, help="Refused: vmcorekit cannot erase data with eppic macros.")
+@click.option("--config", hidden=True, help="Refused: vmcorekit cannot erase data by a filter config.")
+@click.option("--check-params", is_flag=True, help="Only check the options, as makedumpfile.")
 @click.option("--dry-run", is_flag=True, help="Do everything but write; report what would be written.")
 @click.option("--show-stats", is_flag=True, help="Print the page report (pages per class) like makedumpfile.")
 @click.option("--mem-usage", is_flag=True, help="Show what each dump level would keep, then stop.")
 @click.option("--dump-dmesg", is_flag=True, help="Write the kernel log of DUMP to OUTPUT (makedumpfile's format).")
+@click.option("--partial-dmesg", is_flag=True, help="With --dump-dmesg: only the records after the last clear.")
 @click.option("--max-size", "max_size", default=None, help="Fail (leaving no file) if the output would exceed this size.")
-@click.option("--vmcoreinfo", "vmcoreinfo_file", type=click.Path(exists=True, dir_okay=False),
-              help="Use this VMCOREINFO text instead of the dump's note.")
 @click.option("--json", "as_json", is_flag=True, help="Statistics as JSON on standard output (not with -F).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, codec: str | None,
-            zlib_engine: str, elf: bool,
-            flatten: bool, reassemble: bool, split: int, threads: int | None, dry_run: bool, show_stats: bool,
-            mem_usage: bool, dump_dmesg: bool, max_size: str | None, vmcoreinfo_file: str | None, as_json: bool,
-            progress: bool | None) -> None:
+            zlib_engine: str, elf: bool, flatten: bool, reassemble: bool, force: bool, split: bool,
+            threads: int | None, message_level: int | None, vmcoreinfo_file: str | None,
+            eppic: str | None, config: str | None, check_params: bool, dry_run: bool, show_stats: bool,
+            mem_usage: bool, dump_dmesg: bool, partial_dmesg: bool, max_size: str | None, as_json: bool,
+            progress: bool | None, **ignored: Any) -> None:
     """Filter and compress a dump like makedumpfile.
 
     \b
@@ -97,51 +144,80 @@ def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, c
       vmcorekit filter -d 31 -E DUMP OUTPUT        ELF
       vmcorekit filter -d 31 -F DUMP | ssh ...     flattened stream on stdout
       vmcorekit filter -R OUTPUT < STREAM          rebuild a flattened stream
-      vmcorekit filter --split 3 DUMP OUT          OUT.1 OUT.2 OUT.3
+      vmcorekit filter --split DUMP OUT1 OUT2 OUT3 a split set of three files
       vmcorekit filter --mem-usage DUMP            what each dump level keeps
+      vmcorekit filter -l --message-level 7 -d 31 /proc/vmcore OUT   kdump's core_collector line
 
     DUMP may be an ELF core, a kdump-compressed file (re-filtering: its dump level is kept and
     raised), a flattened stream, or a --split set given as FILE1,FILE2,...
+    An existing OUTPUT is refused (File exists, status 1) unless -f.
     """
+    from ..errors import note
     from ..filter import FilterOptions
     from ..filter.job import reassemble_stream, run_filter, split_output_names
 
+    if eppic or config:
+        raise click.UsageError(f"{'--eppic' if eppic else '--config'} erases data vmcorekit cannot "
+                               "interpret; use makedumpfile for filtering by macros or a config")
+    for key, why in IGNORED.items():
+        if ignored.get(key):
+            note(f"ignored {why}")
+    quiet = message_level is not None and not message_level & MSG_COMMON
+    if message_level is not None and message_level & MSG_REPORT:
+        show_stats = True
     limit = _size(max_size)
     if reassemble:
         if len(paths) != 1:
             raise click.UsageError("-R takes one argument: the OUTPUT file to rebuild from standard input")
         if sys.stdin.isatty():
             raise click.UsageError("-R reads a flattened dump from standard input; pipe one in")
+        _refuse_existing([paths[0]], force)
+        if check_params:
+            return
         records = reassemble_stream(sys.stdin.buffer, paths[0], limit)
-        click.echo(f"The dumpfile is saved to {paths[0]} ({records} records).", err=True)
+        if not quiet:
+            click.echo(f"The dumpfile is saved to {paths[0]} ({records} records).", err=True)
         return
     if codec_flag and codec and CODEC_FLAGS[codec_flag] != codec:
         raise click.UsageError(f"-{codec_flag} and --codec {codec} name different codecs")
     if sum(map(bool, (codec_flag or codec, elf))) > 1:
         raise click.UsageError("-E writes uncompressed ELF; it cannot be combined with a codec")
     chosen = codec or (CODEC_FLAGS[codec_flag] if codec_flag else "zlib")
-    if not paths:
+    parts = list(paths)
+    n_split = 1
+    if split and len(parts) >= 3 and parts[0].isdigit() and not os.path.exists(parts[0]):
+        n_split = int(parts.pop(0))  # vmcorekit's older form: --split N DUMP OUT -> OUT.1..N
+        if not 1 <= n_split <= 4096:
+            raise click.UsageError(f"--split {n_split}: expected 1 to 4096 files")
+    if not parts:
         raise click.UsageError("missing DUMP")
-    dump = split_dump_arg(paths[0])
-    rest = list(paths[1:])
+    dump = split_dump_arg(parts[0])
+    rest = parts[1:]
+    if split and n_split == 1:
+        n_split = len(rest)
+        if n_split < 2 and not dry_run:
+            raise click.UsageError("--split needs DUMP and at least two OUTPUT files")
     if dump_dmesg:
         if len(rest) != 1:
             raise click.UsageError("--dump-dmesg takes DUMP OUTPUT")
-        _dump_dmesg(dump, rest[0], vmcoreinfo_file)
+        _refuse_existing(rest, force)
+        if not check_params:
+            _dump_dmesg(dump, rest[0], vmcoreinfo_file, partial_dmesg, quiet)
         return
     show = progress if progress is not None else sys.stderr.isatty()
     opts = FilterOptions(level=0 if level is None else level, codec=chosen, zlib_engine=zlib_engine, elf=elf,
-                         split=split, threads=threads, dry_run=dry_run, max_size=limit,
+                         split=max(n_split, 1), threads=threads, dry_run=dry_run, max_size=limit,
                          vmcoreinfo_file=vmcoreinfo_file)
     if mem_usage:
         if rest:
             raise click.UsageError("--mem-usage takes only DUMP")
-        _mem_usage(dump, opts, as_json, show)
+        if not check_params:
+            _mem_usage(dump, opts, as_json, show)
         return
     if flatten:
         if rest:
             raise click.UsageError("-F writes to standard output: give only DUMP")
-        if sys.stdout.isatty() and not dry_run:
+        if sys.stdout.isatty() and not dry_run and not check_params:
             raise click.UsageError("-F writes binary data to standard output; redirect it to a file or a pipe")
         if as_json:
             raise click.UsageError("--json prints on standard output, which -F uses for the dump")
@@ -151,16 +227,20 @@ def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, c
     else:
         if not rest:
             raise click.UsageError("missing OUTPUT")
-        if split > 1 and len(rest) == 1:
-            outputs = split_output_names(rest[0], split)
-        elif len(rest) == split:
+        if n_split > 1 and len(rest) == 1:
+            outputs = split_output_names(rest[0], n_split)
+        elif len(rest) == n_split:
             outputs = rest
         else:
-            raise click.UsageError(f"expected {'1 OUTPUT' if split == 1 else f'1 or {split} OUTPUT names'}, "
-                                   f"got {len(rest)}")
-        for o in outputs:
-            if os.path.isdir(o):
-                raise click.BadParameter(f"{o}: is a directory", param_hint="OUTPUT")
+            raise click.UsageError(f"expected 1 OUTPUT (or --split and several), got {len(rest)}")
+        _refuse_existing(outputs, force)
+    if check_params:  # makedumpfile --check-params: the options are fine, nothing is done
+        return
+    if chosen == "lzo":
+        from ..filter.compress import lzo_backend
+        if lzo_backend() != "liblzo2":
+            note("LZO pages by the lzallright package (slower, other bytes than makedumpfile's): "
+                 "install the system's liblzo2 (Debian: liblzo2-2) for makedumpfile's compressor")
     stream = sys.stdout.buffer if flatten and not dry_run else None
     if show:
         with _RichProgress() as bar:
@@ -168,13 +248,13 @@ def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, c
             stats = run_filter(dump, outputs, opts, stream=stream)
     else:
         stats = run_filter(dump, outputs, opts, stream=stream)
-    for w in stats.warnings:
-        click.echo(f"warning: {w}", err=True)
+    for w in stats.warnings:  # `vmcorekit: note:` lines, and `notes` in --json: one list of them
+        note(w)
     if as_json:
-        emit_json(stats.to_dict())
+        emit_json({k: v for k, v in stats.to_dict().items() if k != "warnings"})
     elif show_stats or dry_run:
         click.echo(stats.report(), err=flatten, nl=False)
-    if outputs and not as_json:
+    if outputs and not as_json and not quiet:
         where = ", ".join(outputs)
         click.echo(f"The dumpfile is saved to {where}.", err=True)
 
@@ -189,7 +269,7 @@ def _mem_usage(dump: list[str], opts: Any, as_json: bool, show: bool) -> None:
     else:
         mu = memory_usage(dump, opts)
     if as_json:
-        emit_json(mu.to_dict())
+        emit_json({k: v for k, v in mu.to_dict().items() if k != "warnings"})
         return
     ps = mu.page_size
     c = mu.by_class
@@ -207,19 +287,21 @@ def _mem_usage(dump: list[str], opts: Any, as_json: bool, show: bool) -> None:
     click.echo(f"page size: {ps}   pages on system: {mu.existing}   present in dump: {mu.present}")
 
 
-def _dump_dmesg(dump: list[str], output: str, vmcoreinfo_file: str | None) -> None:
+def _dump_dmesg(dump: list[str], output: str, vmcoreinfo_file: str | None, partial: bool = False,
+                quiet: bool = False) -> None:
     """The kernel log as makedumpfile --dump-dmesg writes it, through atomic_output."""
     from ..program import Program
     from ..util.fileout import atomic_output
     try:
-        from ..kernel.printk import read_log, render
+        from ..kernel.printk import read_log, render, since_clear
     except ImportError as e:
         raise click.ClickException(f"--dump-dmesg needs vmcorekit.kernel.printk ({e})") from None
     with Program.open(dump, vmcoreinfo=vmcoreinfo_file) as prog:
         log = read_log(prog)
         with atomic_output(output) as f:
-            for _rec, line in render(log, style="makedumpfile"):
+            for _rec, line in render(log, since_clear(log) if partial else None, style="makedumpfile"):
                 f.write(line)
     for w in getattr(log, "warnings", []) or []:
         click.echo(f"warning: {w}", err=True)
-    click.echo(f"The dmesg log is saved to {output}.", err=True)
+    if not quiet:
+        click.echo(f"The dmesg log is saved to {output}.", err=True)

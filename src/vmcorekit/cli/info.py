@@ -7,7 +7,7 @@ from ..dump import open_dump
 from ..errors import note
 from ..program.summary import dump_summary
 from ..vmcoreinfo import VmcoreInfo
-from .common import emit_json, split_dump_arg
+from .common import emit_json, json_convention, split_dump_arg
 from .render import kv_table, print_table
 
 
@@ -29,7 +29,7 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
             from ..program.summary import damage_summary
             s["damage"] = damage_summary(phys)
     if as_json:
-        emit_json(s)
+        emit_json(info_json(s))
         _damage_status(s)
         return
     af = s.get("arch_facts", {})
@@ -37,8 +37,9 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     def hx(v: object) -> str:
         return f"{v:#x}" if isinstance(v, int) else "-" if v is None else str(v)
 
+    parts = len(split_dump_arg(dump))
     rows = [
-        ("file", s["path"]),
+        ("file", s["path"] + (f"  (a --split set of {parts} files, read as one dump)" if parts > 1 else "")),
         ("format", s["format"] + (f" v{s['header_version']}" if s.get("header_version") else "")),
         ("codec", s.get("codec") or "-"),
         ("arch", s.get("arch") or "unknown"),
@@ -46,7 +47,7 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
         ("build id", s.get("build_id") or "-"),
         ("page size", str(s["page_size"])),
         ("cpus", str(s.get("cpus") if s.get("cpus") is not None else "unknown")),
-        ("memory", f"{s['memory_bytes'] / (1 << 20):.1f} MiB in {len(s['memory_ranges'])} ranges"),
+        ("memory", f"{mib(s['memory_bytes'])} in {plural(len(s['memory_ranges']), 'range')}"),
         ("KASLR offset", hx(s.get("kaslr_offset"))),
         ("phys_base", hx(af.get("phys_base"))),
         ("paging", f"{af['paging_levels']}-level" if af.get("paging_levels") else "-"),
@@ -64,12 +65,36 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     for w in af.get("warnings") or []:
         note(w)
     print_table("Memory ranges", ["start", "end", "size"],
-                [[f"{r['start']:#014x}", f"{r['end']:#014x}", f"{r['size'] >> 10} KiB"] for r in s["memory_ranges"]])
+                [[f"{r['start']:#014x}", f"{r['end']:#014x}", mib(r["size"])] for r in s["memory_ranges"]])
     for p in s.get("problems", []):
         note(p)
     if "damage" in s:
         _print_damage(s["damage"])
         _damage_status(s)
+
+
+INFO_ADDRESSES = frozenset({"start", "end", "kaslr_offset", "phys_base", "page_offset_base", "vmemmap_base",
+                            "kernel_pgd", "sme_mask", "phys_offset", "kimage_voffset"})
+
+
+def info_json(s: dict) -> dict:  # type: ignore[type-arg]
+    """`info --json`: the summary in the JSON convention; the dump's ELF/kdump notes are
+    `elf_notes`, so `notes` is the one list of non-fatal problems every command has."""
+    s = dict(s)
+    s["elf_notes"] = s.pop("notes", [])
+    af = s["arch_facts"] = dict(s.get("arch_facts") or {})
+    for msg in [*(af.pop("warnings", None) or []), *s.pop("problems", [])]:
+        note(msg)  # said on stderr as in the text form; emit_json puts them in `notes`
+    return json_convention(s, INFO_ADDRESSES, {"size": "size_bytes"})
+
+
+def mib(n: int) -> str:
+    """Every size `info` prints is in one unit (MiB); exact byte counts are in --json."""
+    return f"{n / (1 << 20):.1f} MiB" if n >= 1 << 20 or n == 0 else f"{n / (1 << 20):.3f} MiB"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
 
 
 def _print_damage(d: dict) -> None:  # type: ignore[type-arg]

@@ -1,11 +1,13 @@
 """`vmcorekit kmem -i DUMP`: memory usage summary, line for line crash's `kmem -i`."""
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ..errors import note
 
-from .common import dump_arguments, emit_json, is_tty, open_program
+from .common import dump_arguments, emit_json, is_tty, meminfo_json, open_program
 
 
 @click.command("kmem")
@@ -13,22 +15,33 @@ from .common import dump_arguments, emit_json, is_tty, open_program
 @click.option("-i", "--info", "info", is_flag=True,
               help="Memory usage summary (total, free, used, shared, buffers, cached, slab, huge "
                    "pages, swap, commit limit / committed), as crash's kmem -i.")
+@click.option("-V", "vm_stat", is_flag=True, help="The vm_stat counters (zone and node items), as crash's kmem -V.")
 @click.option("--no-shared", is_flag=True,
               help="Skip SHARED (it reads every struct page of the machine).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def command(dump: str, vmcoreinfo_file: str | None, info: bool, no_shared: bool,
+def command(dump: str, vmcoreinfo_file: str | None, info: bool, vm_stat: bool, no_shared: bool,
             as_json: bool) -> None:
-    """Kernel memory information. Only -i (the summary) is implemented."""
+    """Kernel memory information, as crash's kmem: -i (the summary) or -V (vm_stat counters)."""
     from ..kernel.meminfo import format_kmem_i, memory_summary
 
-    if not info:
-        raise click.UsageError("only `kmem -i` (the memory summary) is implemented; add -i")
+    if info == vm_stat:
+        # crash's `kmem` without an option prints its usage; so does this, in one line.
+        raise click.UsageError("usage: vmcorekit kmem -i|-V [--json] DUMP (crash's kmem; -i memory summary, "
+                               "-V vm_stat counters; other kmem options are not implemented)")
+    if vm_stat:
+        with open_program(dump, vmcoreinfo_file) as prog:
+            groups = vm_stat_counters(prog)
+        if as_json:
+            emit_json({"vm_stat": groups})
+            return
+        click.echo("\n".join(format_vm_stat(groups)))
+        return
     with open_program(dump, vmcoreinfo_file) as prog:
         mi = memory_summary(prog, shared=not no_shared)
     for n in mi.notes:
         note(n)
     if as_json:
-        emit_json(mi.as_dict())
+        emit_json(meminfo_json(mi.as_dict()))
         return
     text = format_kmem_i(mi)
     if is_tty():
@@ -51,3 +64,44 @@ def command(dump: str, vmcoreinfo_file: str | None, info: bool, no_shared: bool,
         Console().print(t)
         return
     click.echo(text, nl=False)
+
+
+# crash's kmem -V sections: (title, enum tag of the items, the counter arrays in kernel order)
+VM_STAT_GROUPS = (("VM_ZONE_STAT", "zone_stat_item"), ("VM_NODE_STAT", "node_stat_item"))
+
+
+def vm_stat_counters(prog: "Any") -> dict[str, dict[str, int]]:
+    """{section: {ITEM: value}} for every item of the kernel's stat enums (the NR_VM_*_ITEMS
+    count and aliases sharing a value left out), read through kernel.meminfo.vm_stat."""
+    from ..errors import TypeLookupError, VmcorekitError
+    from ..kernel.meminfo import vm_stat
+    out: dict[str, dict[str, int]] = {}
+    for title, tag in VM_STAT_GROUPS:
+        try:
+            enums = prog.types.lookup(f"enum {tag}").strip_typedefs().enumerators or []
+        except (TypeLookupError, VmcorekitError):
+            note(f"{title}: the dump's BTF has no enum {tag}")
+            continue
+        seen: set[int] = set()
+        items: dict[str, int] = {}
+        for name, value in enums:
+            if name.startswith("NR_VM_") or value in seen:
+                continue
+            seen.add(value)
+            v = vm_stat(prog, name)
+            if v is not None:
+                items[name] = v
+        out[title] = items
+    return out
+
+
+def format_vm_stat(groups: dict[str, dict[str, int]]) -> list[str]:
+    """crash's layout: the section name, then `NAME: value` with names right-aligned."""
+    lines: list[str] = []
+    for title, items in groups.items():
+        if lines:
+            lines.append("")
+        lines.append(f"  {title}:")
+        w = max((len(n) for n in items), default=0)
+        lines += [f"{n:>{w + 2}}: {v}" for n, v in items.items()]
+    return lines

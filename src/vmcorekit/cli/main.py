@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from ..errors import EXIT_PARTIAL, PartialResultWarning, VmcorekitError, collecting_notes
+from ..errors import EXIT_PARTIAL, EXIT_USAGE, PartialResultWarning, VmcorekitError, collecting_notes
 
 
 # Modules of this package that are not commands.
@@ -98,7 +98,20 @@ def main(argv: list[str] | None = None) -> int:
     return EXIT_PARTIAL if rc == 0 and partial else rc
 
 
+def _usage_line(e: click.UsageError) -> str:
+    """click's three-line usage error as one line, with the hint to --help at its end."""
+    msg = " ".join(e.format_message().split()).rstrip(".")
+    path = e.ctx.command_path if e.ctx is not None else "vmcorekit"
+    return f"{msg} (see '{path} --help')"
+
+
 def _run(argv: list[str] | None) -> int:
+    if not (sys.argv[1:] if argv is None else argv) and "_VMCOREKIT_COMPLETE" not in os.environ:
+        # Without arguments: the help, on stdout, and success (click would say it on stderr, 2).
+        # (Shell completion also runs without arguments: click answers it below.)
+        with cli.make_context("vmcorekit", [], resilient_parsing=True) as ctx:
+            click.echo(cli.get_help(ctx))
+        return 0
     try:
         rv = cli.main(args=argv, prog_name="vmcorekit", standalone_mode=False)
         # click returns the status of a command that ended with ctx.exit(n) / Exit(n)
@@ -109,8 +122,11 @@ def _run(argv: list[str] | None) -> int:
     except click.exceptions.Abort:
         click.echo("vmcorekit: aborted", err=True)
         return 130
+    except click.UsageError as e:
+        click.echo(f"vmcorekit: error: {_usage_line(e)}", err=True)
+        return EXIT_USAGE
     except click.ClickException as e:
-        e.show()
+        click.echo(f"vmcorekit: error: {' '.join(e.format_message().split())}", err=True)
         return e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code

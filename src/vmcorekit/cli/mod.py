@@ -11,7 +11,7 @@ import click
 
 from ..errors import note
 
-from .common import dump_arguments, emit_json, is_tty, open_program
+from .common import dump_arguments, emit_json, is_tty, json_convention, open_program
 
 
 def mod_lines(mods: list) -> list[str]:  # type: ignore[type-arg]
@@ -47,19 +47,19 @@ def command(dump: str, vmcoreinfo_file: str | None, names: tuple[str, ...], as_j
     with open_program(dump, vmcoreinfo_file) as prog:
         warns: list[str] = []
         mods = module_table(prog, warnings=warns)
+    missing: list[str] = []
     if names:
-        missing = set(names) - {m.name for m in mods}
-        if missing:
-            warns.append(f"not loaded: {', '.join(sorted(missing))}")
+        missing = sorted(set(names) - {m.name for m in mods})
         mods = [m for m in mods if m.name in names]
     mods.sort(key=lambda m: (m.base if m.base is not None else m.address, m.address))
     notes = sorted({p for m in mods for p in m.problems})
     for w in warns + notes:
         note(w)
     if as_json:
-        emit_json({"modules": [m.as_dict() for m in mods], "warnings": warns})
-        return
-    if is_tty():
+        # the warnings are in `notes` already (note() above): one list of problems per answer
+        emit_json(json_convention({"modules": [m.as_dict() for m in mods]}, {"module", "base"},
+                                  {"size": "size_bytes"}))
+    elif is_tty():
         from .render import print_table
         rows = [[f"{m.address:016x}", m.name, "-" if m.base is None else f"{m.base:016x}",
                  "-" if m.size is None else str(m.size), m.state,
@@ -67,6 +67,8 @@ def command(dump: str, vmcoreinfo_file: str | None, names: tuple[str, ...], as_j
                  + (" unsigned" if m.unsigned else "")] for m in mods]
         print_table("Modules", ["MODULE", "NAME", "BASE", "SIZE", "STATE", "TAINT"], rows,
                     right=(3,))
-        return
-    for line in mod_lines(mods):
-        click.echo(line)
+    else:
+        for line in mod_lines(mods):
+            click.echo(line)
+    if missing:  # like a failed lookup in crash: the others printed, then an error (exit 1)
+        raise click.ClickException(f"module not loaded: {', '.join(missing)}")

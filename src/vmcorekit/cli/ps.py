@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from .common import dump_arguments, emit_json, is_tty, open_program
+from .common import dump_arguments, emit_json, is_tty, open_program, ps_json
 
 SORT_KEYS = ("pid", "ppid", "cpu", "task", "state", "rss", "vsz", "comm")
 HEADER = "      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"
@@ -109,7 +109,14 @@ def command(dump: str, vmcoreinfo_file: str | None, select: tuple[str, ...], use
             warns.append(f"totalram_pages unreadable: {e}")
             total = None
         page_size = prog.page_size
+    missing = [s for s in select if not _select(rows, (s,))]
     rows = _select(rows, select)
+    if missing:  # crash: "ps: invalid task or pid value"; nothing found is an error (exit 1)
+        msg = f"invalid task, pid or command: {' '.join(missing)}"
+        if not rows:
+            raise click.ClickException(msg)
+        from ..errors import note
+        note(msg)
     if user_only:
         rows = [r for r in rows if not r.kernel_thread]
     if kernel_only:
@@ -134,8 +141,8 @@ def command(dump: str, vmcoreinfo_file: str | None, select: tuple[str, ...], use
         partial_result("task list incomplete: " + (warns[0] if warns else "unreadable task fields"),
                        reported=False)
     if as_json:
-        emit_json({"page_size": page_size, "totalram_pages": total,
-                   "tasks": [r.as_dict() for r in rows], "warnings": warns})
+        emit_json(ps_json({"page_size": page_size, "totalram_pages": total,
+                           "tasks": [r.as_dict() for r in rows], "warnings": warns}))
         return
     if is_tty():
         _rich(rows, total, page_size)

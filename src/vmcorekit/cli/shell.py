@@ -32,6 +32,38 @@ def repl_namespace(prog: Any) -> dict[str, Any]:
     return ns
 
 
+class _Shown:
+    """An Object as the REPL echoes it: its value the way `struct` prints it (drgn's REPL does
+    the same), not the Object(prog, 'char [16]', address=...) constructor form of repr()."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __repr__(self) -> str:
+        try:
+            return self.obj.format_()
+        except Exception as e:  # an unreadable object still echoes, with why
+            return f"{self.obj!r} ({e})"
+
+
+def shown(value: Any) -> Any:
+    """What the REPL echoes for `value`."""
+    from ..program.objects import Object
+    return _Shown(value) if isinstance(value, Object) else value
+
+
+def displayhook(value: Any) -> None:
+    """sys.displayhook of the plain REPL: Objects by value, everything else as usual."""
+    sys.__displayhook__(shown(value))
+
+
+def _configure_ptpython(repl: Any) -> None:
+    # ptpython echoes results through PythonRepl._show_result; wrap it when this version has it.
+    show = getattr(repl, "_show_result", None)
+    if callable(show):
+        repl._show_result = lambda result: show(shown(result))
+
+
 BANNER = """vmcorekit shell — {path}
 {release} ({arch}); `prog` is the dump: prog["init_task"].comm, prog.read(addr, n), prog.symbols, prog.types.
 Helper modules are loaded by name (e.g. tasks, printk); help(prog) lists the API."""
@@ -57,7 +89,12 @@ def command(dump: str, vmcoreinfo_file: str | None, code: str | None, plain: boo
             else:
                 click.echo(banner)
                 hist = os.path.join(os.path.expanduser("~"), ".vmcorekit_history")
-                embed(globals=ns, locals=ns, history_filename=hist, title="vmcorekit")
+                embed(globals=ns, locals=ns, history_filename=hist, title="vmcorekit",
+                      configure=_configure_ptpython)
                 return
         import code as _code
-        _code.interact(banner=banner, local=ns, exitmsg="")
+        hook, sys.displayhook = sys.displayhook, displayhook
+        try:
+            _code.interact(banner=banner, local=ns, exitmsg="")
+        finally:
+            sys.displayhook = hook

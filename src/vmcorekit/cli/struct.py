@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -167,15 +168,28 @@ def command(dump: str, vmcoreinfo_file: str | None, type_spec: str, address: str
                     out_json.append(rec)
                     continue
                 head = f"[{cpu}]: {addr:x}\n" if cpu is not None else ""
-                if members:
-                    chunks.append(head + obj.format_members_(members, hex=hex_))
-                else:
-                    chunks.append(head + obj.format_(hex=hex_))
+                fmt = ((lambda h: obj.format_members_(members, hex=h)) if members
+                       else (lambda h: obj.format_(hex=h)))
+                chunks.append(head + (_hex_keeping_strings(fmt(True), fmt(False)) if hex_ else fmt(False)))
         if as_json:
             emit_json(out_json[0] if len(out_json) == 1 else out_json)
         else:
             sep = "\n" if not members and count > 1 else ""
             click.echo(("\n" + sep).join(chunks))
+
+
+_BYTE_LIST = re.compile(r"^\s*[^=]+ = \{0x")
+_STRING = re.compile(r'^\s*[^=]+ = "')
+
+
+def _hex_keeping_strings(hex_text: str, plain_text: str) -> str:
+    """crash's struct -x (gdb's output radix 16) still prints char arrays as strings; the
+    printer's hex mode makes them byte lists. Both renderings have one line per member, so
+    take the string line wherever the hex one is a byte list."""
+    hx, pl = hex_text.split("\n"), plain_text.split("\n")
+    if len(hx) != len(pl):
+        return hex_text
+    return "\n".join(p if _BYTE_LIST.match(h) and _STRING.match(p) else h for h, p in zip(hx, pl))
 
 
 def layout_json(t: "Type") -> dict[str, Any]:
@@ -186,8 +200,8 @@ def layout_json(t: "Type") -> dict[str, Any]:
         m = s.member(name)
         out.append({"name": name, "type": m.type.type_name(), "offset": m.bit_offset // 8,
                     "bit_offset": m.bit_offset, "bit_size": m.bit_field_size,
-                    "size": m.type.size})
-    return {"type": s.type_name(), "size": s.size,
+                    "size_bytes": m.type.size})
+    return {"type": s.type_name(), "size_bytes": s.size,
             "kind": s.kind.value if s.kind in (TypeKind.STRUCT, TypeKind.UNION) else None,
             "members": out}
 

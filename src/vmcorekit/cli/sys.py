@@ -93,6 +93,7 @@ def command(dump: str, vmcoreinfo_file: str | None, as_json: bool) -> None:
         d = si.as_dict()
         d["dumpfile"] = path
         d["dump_level"] = level
+        d.pop("warnings", None)  # said as notes above: `notes` is the one list of them
         emit_json(d)
         return
     rows = sys_lines(si, str(dump), bool(level))

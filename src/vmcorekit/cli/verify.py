@@ -10,7 +10,7 @@ import sys
 import click
 
 from ..errors import EXIT_PARTIAL, note
-from .common import emit_json, split_dump_arg
+from .common import emit_json, json_convention, split_dump_arg
 from .render import kv_table, print_table
 
 
@@ -57,7 +57,7 @@ def command(dump: str, as_json: bool, quick: bool, threads: int | None, show_pro
             rep = verify(phys, read_data=not quick, threads=threads)
 
     if as_json:
-        emit_json(rep.to_json())
+        emit_json(json_convention(rep.to_json(), {"start", "end"}))
     else:
         p = rep.pages
         kv_table("Verify", [

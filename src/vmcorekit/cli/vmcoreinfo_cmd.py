@@ -9,7 +9,7 @@ from ..dump import detect_format, open_dump
 from ..errors import DumpFormatError, VmcoreinfoError
 from ..vmcoreinfo import VmcoreInfo, diff
 from ..vmcoreinfo.spec import check
-from .common import emit_json
+from .common import emit_json, json_convention
 from .render import print_table
 
 
@@ -65,6 +65,9 @@ def command(dump: str, as_json: bool, do_check: bool, other: str | None) -> None
                 click.echo(f"note     {n}")
         sys.exit(0 if res.ok else 1)
     if as_json:
-        emit_json(vi.to_dict())
+        # one name per concept across commands: release, kaslr_offset (an address), crash_time
+        emit_json(json_convention(vi.to_dict(), {"kerneloffset"},
+                                  {"osrelease": "release", "kerneloffset": "kaslr_offset", "crashtime": "crash_time"},
+                                  opaque={"symbols", "sizes", "offsets", "lengths", "numbers", "configs", "other"}))
     else:
         sys.stdout.write(vi.raw if vi.raw.endswith("\n") else vi.raw + "\n")

@@ -2,7 +2,7 @@
 
 Every section is computed on its own: a section that cannot be computed records why in one
 line (`sections[name]`) and the rest of the report still appears. The result is a plain dict
-(JSON-ready, schema in docs/triage-schema.json); the renderers (text, HTML) only format it.
+(JSON-ready, schema in src/vmcorekit/schemas/triage.json); the renderers (text, HTML) only format it.
 """
 from __future__ import annotations
 
@@ -279,7 +279,7 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
 
 
 def _title_fields(t: Title) -> dict[str, Any]:
-    """The crash's title fields (docs/triage-schema.json: crash.title, ...)."""
+    """The crash's title fields (src/vmcorekit/schemas/triage.json: crash.title, ...)."""
     return {"title": t.title, "alt_titles": list(t.alt_titles), "class": t.cls, "guilty_frame": t.guilty_frame,
             "title_corrupted": t.corrupted, "signature": t.signature, "title_source": t.source}
 
