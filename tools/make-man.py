@@ -86,12 +86,12 @@ def page(name: str, cmd: click.Command, version: str, see_also: list[str]) -> st
     opts = [p for p in cmd.params if isinstance(p, click.Option) and not p.hidden]
     if opts:
         out += [".SH OPTIONS", *(_option(p) for p in opts)]
-    if isinstance(cmd, click.Group):
+    if isinstance(cmd, click.Group):  # vmcorekit itself, and groups such as `fleet`
         out.append(".SH COMMANDS")
-        for sub in see_also:
-            c = cmd.get_command(None, sub.split("-", 1)[1])  # type: ignore[arg-type]
-            out += [".TP", f"\\fB{_esc(sub.split('-', 1)[1])}\\fR",
-                    _esc(c.get_short_help_str(limit=200) if c else "")]
+        for sub in cmd.list_commands(None):  # type: ignore[arg-type]
+            c = cmd.get_command(None, sub)  # type: ignore[arg-type]
+            out += [".TP", f"\\fB{_esc(sub)}\\fR", _esc(c.get_short_help_str(limit=200) if c else "")]
+    if name == "vmcorekit":
         out += [".SH EXIT STATUS", ".TP", "0", "success", ".TP", "1", "error (one line on stderr)",
                 ".TP", "2", "usage error: bad arguments or options, a missing file",
                 ".TP", "3", "partial result: the dump is damaged or filtered and part of the answer is missing",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import CorruptKernelDataError, MemoryReadError, VmcorekitError
+from ..errors import CorruptKernelDataError, MemoryReadError, VmcorekitError, partial_result
 from .common import bt_json, dump_arguments, emit_json, open_program
 
 
@@ -98,7 +98,6 @@ def command(dump: str, vmcoreinfo_file: str | None, tasks: tuple[str, ...], acti
                 from ..kernel.stacks.model import Trace
                 traces.append(Trace(task=t, end_reason=f"cannot trace task {t:#x}: {e}"))
                 if isinstance(e, MemoryReadError):  # printed as the trace's end: exit status 3
-                    from ..errors import partial_result
                     partial_result(str(e), reported=False)
 
         if as_json:
@@ -145,5 +144,5 @@ def _all_tasks(s) -> list[int]:  # type: ignore[no-untyped-def]
             items.append((info.pid, 0, t))
     except (CorruptKernelDataError, MemoryReadError) as e:
         # A broken task list still leaves the tasks found before the break worth tracing.
-        click.echo(f"vmcorekit: warning: task list incomplete: {e}", err=True)
+        partial_result(f"task list incomplete: {e}")
     return [t for _, _, t in sorted(items)]

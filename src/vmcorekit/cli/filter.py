@@ -301,7 +301,8 @@ def _dump_dmesg(dump: list[str], output: str, vmcoreinfo_file: str | None, parti
         with atomic_output(output) as f:
             for _rec, line in render(log, since_clear(log) if partial else None, style="makedumpfile"):
                 f.write(line)
+    from ..errors import note
     for w in getattr(log, "warnings", []) or []:
-        click.echo(f"warning: {w}", err=True)
+        note(w)
     if not quiet:
         click.echo(f"The dmesg log is saved to {output}.", err=True)

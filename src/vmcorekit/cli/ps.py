@@ -134,12 +134,11 @@ def command(dump: str, vmcoreinfo_file: str | None, select: tuple[str, ...], use
                 "rss": lambda r: (r.rss.crash_rss, r.pid), "vsz": lambda r: (r.vsz, r.pid),
                 "comm": lambda r: (r.comm, r.pid)}[sort_key]
         rows = sorted(rows, key=keyf, reverse=reverse)
-    for w in warns:
-        click.echo(f"vmcorekit: warning: {w}", err=True)
-    if warns or any(r.problems for r in rows):  # said above / in the rows: exit status 3 (partial)
-        from ..errors import partial_result
-        partial_result("task list incomplete: " + (warns[0] if warns else "unreadable task fields"),
-                       reported=False)
+    from ..errors import partial_result
+    for w in warns:  # the list broke: every gap is a partial result (exit 3), said once
+        partial_result(f"task list incomplete: {w}")
+    if not warns and any(r.problems for r in rows):  # said in the rows themselves
+        partial_result("task list incomplete: unreadable task fields", reported=False)
     if as_json:
         emit_json(ps_json({"page_size": page_size, "totalram_pages": total,
                            "tasks": [r.as_dict() for r in rows], "warnings": warns}))

@@ -8,7 +8,6 @@
 """
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -168,28 +167,13 @@ def command(dump: str, vmcoreinfo_file: str | None, type_spec: str, address: str
                     out_json.append(rec)
                     continue
                 head = f"[{cpu}]: {addr:x}\n" if cpu is not None else ""
-                fmt = ((lambda h: obj.format_members_(members, hex=h)) if members
-                       else (lambda h: obj.format_(hex=h)))
-                chunks.append(head + (_hex_keeping_strings(fmt(True), fmt(False)) if hex_ else fmt(False)))
+                chunks.append(head + (obj.format_members_(members, hex=hex_) if members
+                                      else obj.format_(hex=hex_)))
         if as_json:
             emit_json(out_json[0] if len(out_json) == 1 else out_json)
         else:
             sep = "\n" if not members and count > 1 else ""
             click.echo(("\n" + sep).join(chunks))
-
-
-_BYTE_LIST = re.compile(r"^\s*[^=]+ = \{0x")
-_STRING = re.compile(r'^\s*[^=]+ = "')
-
-
-def _hex_keeping_strings(hex_text: str, plain_text: str) -> str:
-    """crash's struct -x (gdb's output radix 16) still prints char arrays as strings; the
-    printer's hex mode makes them byte lists. Both renderings have one line per member, so
-    take the string line wherever the hex one is a byte list."""
-    hx, pl = hex_text.split("\n"), plain_text.split("\n")
-    if len(hx) != len(pl):
-        return hex_text
-    return "\n".join(p if _BYTE_LIST.match(h) and _STRING.match(p) else h for h, p in zip(hx, pl))
 
 
 def layout_json(t: "Type") -> dict[str, Any]:

@@ -773,7 +773,8 @@ class _Formatter:
                 return "{}"
             ptr = Type(TypeKind.POINTER, size=self.prog.space.pointer_size, type=et)
             return self.pointer(ptr, base + byte)
-        if es.kind == TypeKind.INT and esize == 1 and not self.hex:
+        if es.kind == TypeKind.INT and esize == 1:
+            # A char array is text in any radix (gdb's and crash's output radix 16 too).
             return c_string_literal(buf[byte:byte + n])
         shown = min(n, PRINT_MAX)
         parts = [self.value(et, buf, byte + i * esize, 0, None, depth + 1, base)
