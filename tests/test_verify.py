@@ -368,9 +368,11 @@ def test_atomic_output_symlink_at_temp_name_is_refused(tmp_path: Path, monkeypat
     victim.write_bytes(b"keep")
     monkeypatch.setattr(fileout.os, "urandom", lambda n: b"guessd"[:n])
     (tmp_path / f".out.{b'guessd'.hex()}.tmp").symlink_to(victim)
-    with pytest.raises(FileExistsError):
+    from vmcorekit.errors import OutputError
+    with pytest.raises(OutputError, match="out: cannot create") as e:
         with atomic_output(tmp_path / "out") as f:
             f.write(b"dump")
+    assert ".tmp" not in str(e.value)  # the user's path is named, never our temporary
     assert victim.read_bytes() == b"keep" and not (tmp_path / "out").exists()
     assert (tmp_path / f".out.{b'guessd'.hex()}.tmp").is_symlink()  # not ours: left alone
 

@@ -277,7 +277,7 @@ class FilterJob:
         t0 = time.perf_counter()
         opts, st = self.options, self.stats
         bm1, present = input_bitmaps(self.phys, self.page_size)
-        if present is not bm1 and np.array_equal(present.data, bm1.data):
+        if present is not bm1 and present.equals(bm1):
             present = bm1  # the usual ELF input: one bitmap serves both (32 MiB a TiB of RAM)
         needs_pages = bool(opts.level & ~DL_EXCLUDE_ZERO)
         counts = np.zeros(8, dtype=np.int64)
