@@ -10,6 +10,8 @@ from ..vmcoreinfo import VmcoreInfo
 from .common import emit_json, split_dump_arg
 from .render import kv_table, print_table
 
+MAX_RANGE_ROWS = 1000  # rows of the text table of memory ranges
+
 
 @click.command("info")
 @click.argument("dump", nargs=-1, required=True)
@@ -63,8 +65,12 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     kv_table("Dump", rows)
     for w in af.get("warnings") or []:
         note(w)
+    ranges = s["memory_ranges"]
+    # A table is for reading: a file may claim a million ranges (--json lists them all).
     print_table("Memory ranges", ["start", "end", "size"],
-                [[f"{r['start']:#014x}", f"{r['end']:#014x}", f"{r['size'] >> 10} KiB"] for r in s["memory_ranges"]])
+                [[f"{r['start']:#014x}", f"{r['end']:#014x}", f"{r['size'] >> 10} KiB"] for r in ranges[:MAX_RANGE_ROWS]])
+    if len(ranges) > MAX_RANGE_ROWS:
+        click.echo(f"... and {len(ranges) - MAX_RANGE_ROWS} more ranges (--json lists them all)")
     for p in s.get("problems", []):
         note(p)
     if "damage" in s:

@@ -9,13 +9,16 @@ from __future__ import annotations
 import bisect
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import PageNotInDumpError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .checks import Progress, VerifyReport
 
 NT_PRSTATUS = 1
@@ -95,7 +98,7 @@ class PhysicalMemory(ABC):
         self.notes = []
         self.virtual_segments = []
         self._range_starts: list[int] = []
-        self._ranges: list[MemRange] = []
+        self._ranges: Sequence[MemRange] = []
 
     # -- what subclasses provide -------------------------------------------------------------
     @abstractmethod
@@ -128,14 +131,37 @@ class PhysicalMemory(ABC):
         self._ranges = merged
         self._range_starts = [r.start for r in merged]
 
+    def _set_range_arrays(self, starts: "np.ndarray", ends: "np.ndarray") -> None:
+        """_set_ranges() for many ranges at once, sorted by start (uint64 arrays): kept as
+        typed arrays, 16 bytes a range, MemRange objects made only when asked for."""
+        import numpy as np
+
+        if len(starts) == 0:
+            self._ranges, self._range_starts = [], []
+            return
+        ok = ends > starts
+        starts, ends = starts[ok], ends[ok]
+        # Merge touching or overlapping runs: a new run starts where the start passes the
+        # furthest end so far.
+        reach = np.maximum.accumulate(ends)
+        new = np.ones(len(starts), dtype=bool)
+        new[1:] = starts[1:] > reach[:-1]
+        first = np.flatnonzero(new)
+        last = np.append(first[1:], len(starts)) - 1
+        self._range_starts = array("Q", starts[first].astype(np.uint64).tobytes())
+        self._range_ends = array("Q", reach[last].astype(np.uint64).tobytes())
+        self._ranges = _RangeList(self._range_starts, self._range_ends)
+
     def ranges(self) -> list[MemRange]:
         """Physical ranges the dump describes (present, excluded or missing pages alike)."""
         return list(self._ranges)
 
     def _find_range(self, paddr: int) -> MemRange | None:
         i = bisect.bisect_right(self._range_starts, paddr) - 1
-        if i >= 0 and paddr < self._ranges[i].end:
-            return self._ranges[i]
+        if i >= 0:
+            r = self._ranges[i]
+            if paddr < r.end:
+                return r
         return None
 
     def read(self, paddr: int, size: int) -> bytes:
@@ -173,6 +199,24 @@ class PhysicalMemory(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _RangeList(Sequence[MemRange]):
+    """Merged ranges as two typed arrays; a MemRange is made for the one looked at."""
+
+    def __init__(self, starts: array, ends: array) -> None:  # type: ignore[type-arg]
+        self._starts, self._ends = starts, ends
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [MemRange(a, b) for a, b in zip(self._starts[i], self._ends[i])]
+        return MemRange(self._starts[i], self._ends[i])
+
+    def __iter__(self) -> "Iterator[MemRange]":
+        return map(MemRange, self._starts, self._ends)
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,14 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
+from array import array
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..errors import DumpFormatError, PageExcludedError, PageMissingError, PageNotInDumpError, UnsupportedDumpError
-from .base import DumpFormat, DumpInfo, MemRange, PageState, PhysicalMemory, VirtualSegment
+from .base import DumpFormat, DumpInfo, PageState, PhysicalMemory, VirtualSegment
 from .elf_layout import (
     EHDR64,
     ELF_MAGIC,
@@ -26,13 +30,22 @@ from .elf_layout import (
     PT_LOAD,
     PT_NOTE,
     SHDR64,
+    NOTES_CAP,
     parse_notes,
 )
 
 if TYPE_CHECKING:
     from .checks import Progress, VerifyReport
 
-MAX_NOTES_BYTES = 64 << 20  # far above any real note area; bounds hostile p_filesz
+MAX_NOTES_BYTES = 64 << 20  # note bytes parsed in all: far above any real note area
+# Counts a file may claim, far above real dumps (a few notes per CPU; a PT_LOAD per memory
+# range): past them a file is refused, so work and memory stay bounded by these, not by it.
+MAX_NOTES = NOTES_CAP
+MAX_PT_LOAD = 1 << 20  # kept as numpy columns (40 bytes each), never one object per segment
+MAX_PHNUM = MAX_PT_LOAD + MAX_NOTES
+PHDR_DTYPE = np.dtype([("type", "<u4"), ("flags", "<u4"), ("offset", "<u8"), ("vaddr", "<u8"), ("paddr", "<u8"),
+                       ("filesz", "<u8"), ("memsz", "<u8"), ("align", "<u8")])
+NO_PADDR = 0xFFFFFFFFFFFFFFFF
 
 
 def is_elf(head: bytes) -> bool:
@@ -44,6 +57,49 @@ class _Segment:
 
     def __init__(self, paddr: int, vaddr: int, offset: int, filesz: int, memsz: int) -> None:
         self.paddr, self.vaddr, self.offset, self.filesz, self.memsz = paddr, vaddr, offset, filesz, memsz
+
+
+class _Segments(Sequence[_Segment]):
+    """PT_LOADs as numpy columns; a _Segment is made only for the one looked at."""
+
+    def __init__(self, paddr: np.ndarray, vaddr: np.ndarray, offset: np.ndarray, filesz: np.ndarray,
+                 memsz: np.ndarray) -> None:
+        self.paddr, self.vaddr, self.offset, self.filesz, self.memsz = paddr, vaddr, offset, filesz, memsz
+
+    def __len__(self) -> int:
+        return len(self.paddr)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return _Segment(int(self.paddr[i]), int(self.vaddr[i]), int(self.offset[i]), int(self.filesz[i]),
+                        int(self.memsz[i]))
+
+    def __iter__(self) -> "Iterator[_Segment]":
+        cols = (self.paddr.tolist(), self.vaddr.tolist(), self.offset.tolist(), self.filesz.tolist(),
+                self.memsz.tolist())
+        for p, v, o, f, m in zip(*cols):
+            yield _Segment(p, v, o, f, m)
+
+
+class _VirtualSegments(Sequence[VirtualSegment]):
+    """PhysicalMemory.virtual_segments over the PT_LOAD columns (objects made on demand)."""
+
+    def __init__(self, segs: _Segments) -> None:
+        self._s = segs
+
+    def __len__(self) -> int:
+        return len(self._s)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        p = int(self._s.paddr[i])
+        return VirtualSegment(int(self._s.vaddr[i]), None if p == NO_PADDR else p, int(self._s.memsz[i]))
+
+    def __iter__(self) -> "Iterator[VirtualSegment]":
+        for v, p, m in zip(self._s.vaddr.tolist(), self._s.paddr.tolist(), self._s.memsz.tolist()):
+            yield VirtualSegment(v, None if p == NO_PADDR else p, m)
 
 
 BULK_READ = 64 << 10  # reads this large go through pread (see ElfDump.read)
@@ -109,81 +165,123 @@ class ElfDump(PhysicalMemory):
                 e_phnum = sh[7]  # sh_info
         if e_phnum and e_phentsize < PHDR64.size:
             raise self._err(54, f"expected e_phentsize >= {PHDR64.size}, found {e_phentsize}")
+        if e_phnum > MAX_PHNUM:
+            raise self._err(56, f"{e_phnum} program headers; expected at most {MAX_PHNUM} "
+                                f"({MAX_PT_LOAD} PT_LOAD and {MAX_NOTES} PT_NOTE)")
         if e_phoff + e_phnum * e_phentsize > self.file_size:
             raise self._err(e_phoff, f"{e_phnum} program headers of {e_phentsize} bytes run past the end "
                                      f"of the file ({self.file_size} bytes)")
-        segs: list[_Segment] = []
-        table = bytes(data[e_phoff:e_phoff + e_phnum * e_phentsize])
-        for i in range(e_phnum):
-            off = e_phoff + i * e_phentsize
-            p_type, _, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _ = PHDR64.unpack_from(table, i * e_phentsize)
-            if p_type == PT_NOTE:
-                if p_offset >= self.file_size:
-                    continue
-                size = min(p_filesz, self.file_size - p_offset, MAX_NOTES_BYTES)
-                self.notes.extend(parse_notes(bytes(data[p_offset:p_offset + size]), p_offset, path=self.path))
-            elif p_type == PT_LOAD:
-                if p_memsz >= 1 << 62 or p_filesz > p_memsz:
-                    raise self._err(off, f"PT_LOAD {i}: implausible sizes (filesz {p_filesz:#x}, memsz {p_memsz:#x})")
-                segs.append(_Segment(p_paddr, p_vaddr, p_offset, p_filesz, p_memsz))
+        # The table as numpy columns: one pass, no object per header.
+        table = np.frombuffer(bytes(data[e_phoff:e_phoff + e_phnum * e_phentsize]), dtype=np.uint8)
+        rows = table.reshape(e_phnum, e_phentsize)[:, :PHDR_DTYPE.itemsize] if e_phnum else table[:0]
+        ph = np.ascontiguousarray(rows).view(PHDR_DTYPE).reshape(-1)
+        del table, rows
+        loads = np.flatnonzero(ph["type"] == PT_LOAD)
+        if len(loads) > MAX_PT_LOAD:
+            raise self._err(e_phoff + int(loads[MAX_PT_LOAD]) * e_phentsize,
+                            f"more than {MAX_PT_LOAD} PT_LOAD program headers; expected at most {MAX_PT_LOAD}")
+        self._parse_notes(data, ph, e_phoff, e_phentsize)
+        lp = ph[loads]
+        bad = (lp["memsz"] >= np.uint64(1 << 62)) | (lp["filesz"] > lp["memsz"])
+        if bad.any():
+            k = int(np.flatnonzero(bad)[0])
+            i = int(loads[k])
+            raise self._err(e_phoff + i * e_phentsize, f"PT_LOAD {i}: implausible sizes (filesz "
+                                                       f"{int(lp['filesz'][k]):#x}, memsz {int(lp['memsz'][k]):#x})")
+        segs = _Segments(lp["paddr"].copy(), lp["vaddr"].copy(), lp["offset"].copy(), lp["filesz"].copy(),
+                         lp["memsz"].copy())
+        del ph, lp
         self._load_segments(segs)
         ps = 4096
         self.info.page_size = ps
-        trunc = [s for s in segs if s.offset + s.filesz > self.file_size]
-        if trunc:
+        # Where the data of some segment runs past the end of the file (sums in Python ints:
+        # hostile offsets near 2^64 must not wrap).
+        ends = segs.offset.astype(object) + segs.filesz.astype(object) if len(segs) and \
+            int(segs.offset.max()) >= 1 << 62 else segs.offset + segs.filesz
+        if len(segs) and (ends > self.file_size).any():
             self.info.incomplete = True
             self.info.extra["truncated_at"] = self.file_size
         self.info.extra["phnum"] = e_phnum
         self.info.extra["pt_load"] = len(segs)
 
-    def _load_segments(self, segs: list[_Segment]) -> None:
-        # /proc/kcore marks segments without a physical address with p_paddr = -1 (or 0 for
-        # some); those are only reachable by virtual address.
-        self.virtual_segments = [
-            VirtualSegment(s.vaddr, None if s.paddr in (0xFFFFFFFFFFFFFFFF,) else s.paddr, s.memsz) for s in segs
-        ]
-        phys = [s for s in segs if s.paddr != 0xFFFFFFFFFFFFFFFF]
-        # kexec-tools also emits a PT_LOAD for the kernel-text mapping whose physical range
-        # duplicates part of a direct-map one; keep one segment per physical byte.
-        phys.sort(key=lambda s: (s.paddr, -s.memsz))
-        kept: list[_Segment] = []
-        for s in phys:
-            if kept and s.paddr + s.memsz <= kept[-1].paddr + kept[-1].memsz:
+    def _parse_notes(self, data: "mmap.mmap | _PreadView | bytes", ph: np.ndarray, e_phoff: int,
+                     e_phentsize: int) -> None:
+        """The notes of every PT_NOTE, at most MAX_NOTES in all and MAX_NOTES_BYTES read."""
+        budget = MAX_NOTES_BYTES
+        for i in np.flatnonzero(ph["type"] == PT_NOTE).tolist():
+            p_offset, p_filesz = int(ph["offset"][i]), int(ph["filesz"][i])
+            if p_offset >= self.file_size or budget <= 0:
                 continue
-            kept.append(s)
+            size = min(p_filesz, self.file_size - p_offset, budget)
+            budget -= size
+            room = MAX_NOTES - len(self.notes)
+            if isinstance(data, mmap.mmap):
+                # Parsed where it lies: only the pages the walk reaches are touched.
+                with memoryview(data) as whole, whole[p_offset:p_offset + size] as area:
+                    notes = parse_notes(area, p_offset, path=self.path, limit=room + 1)  # type: ignore[arg-type]
+            else:
+                notes = parse_notes(bytes(data[p_offset:p_offset + size]), p_offset, path=self.path, limit=room + 1)
+            if len(notes) > room:
+                where = notes[room].offset
+                raise self._err(where, f"more than {MAX_NOTES} ELF notes (PT_NOTE {i}); expected at most "
+                                       f"{MAX_NOTES}: a few per CPU")
+            self.notes.extend(notes)
+
+    def _load_segments(self, segs: _Segments) -> None:
+        self._all_segs = segs
+        # /proc/kcore marks segments without a physical address with p_paddr = -1; those are
+        # only reachable by virtual address.
+        self.virtual_segments = _VirtualSegments(segs)  # type: ignore[assignment]
+        has = segs.paddr != np.uint64(NO_PADDR)
+        paddr, memsz = segs.paddr[has], segs.memsz[has]
+        # An end past 2^64 is cut there (only a hostile header says so).
+        end = paddr + np.minimum(memsz, np.uint64(NO_PADDR) - paddr)
+        # kexec-tools also emits a PT_LOAD for the kernel-text mapping whose physical range
+        # duplicates part of a direct-map one; keep one segment per physical byte: sorted by
+        # (start, longest first), a segment ending within the furthest end so far is dropped.
+        order = np.lexsort((np.iinfo(np.uint64).max - memsz, paddr))
+        end_sorted = end[order]
+        before = np.maximum.accumulate(end_sorted)
+        keep = np.ones(len(order), dtype=bool)
+        keep[1:] = end_sorted[1:] > before[:-1]
+        idx = np.flatnonzero(has)[order[keep]]
+        kept = _Segments(segs.paddr[idx], segs.vaddr[idx], segs.offset[idx], segs.filesz[idx], segs.memsz[idx])
         self._segs = kept
-        self._seg_starts = [s.paddr for s in kept]
-        self._set_ranges([MemRange(s.paddr, s.paddr + s.memsz) for s in kept])
+        # Per-read lookups: typed arrays (bisect works on them; 8 bytes a segment).
+        self._seg_starts = array("Q", kept.paddr.tobytes())
+        self._seg_ends = array("Q", (kept.paddr + np.minimum(kept.memsz, np.uint64(NO_PADDR) - kept.paddr)).tobytes())
+        self._seg_off = array("Q", kept.offset.tobytes())
+        self._seg_filesz = array("Q", kept.filesz.tobytes())
+        self._set_range_arrays(kept.paddr, np.frombuffer(self._seg_ends, dtype=np.uint64))
 
     # -- reads -------------------------------------------------------------------------------
-    def _segment(self, paddr: int) -> _Segment | None:
+    def _segment(self, paddr: int) -> int:
+        """Index of the kept segment holding `paddr`, or -1."""
         i = bisect.bisect_right(self._seg_starts, paddr) - 1
-        while i >= 0:
-            s = self._segs[i]
-            if paddr < s.paddr + s.memsz:
-                return s
-            if s.paddr + s.memsz <= paddr:
-                return None
-            i -= 1
-        return None
+        # Kept segments never nest, so the one starting last at or below paddr is the only
+        # candidate (an earlier one ends before it ends).
+        if i >= 0 and paddr < self._seg_ends[i]:
+            return i
+        return -1
 
     def _read_in_range(self, paddr: int, size: int) -> bytes:
         out = []
         end = paddr + size
         pos = paddr
         while pos < end:
-            s = self._segment(pos)
-            if s is None:
+            i = self._segment(pos)
+            if i < 0:
                 raise PageNotInDumpError(pos, "not in any PT_LOAD of the dump")
-            rel = pos - s.paddr
-            n = min(end, s.paddr + s.memsz) - pos
-            if rel >= s.filesz:
+            start, seg_end, foff0, filesz = self._seg_starts[i], self._seg_ends[i], self._seg_off[i], self._seg_filesz[i]
+            rel = pos - start
+            n = min(end, seg_end) - pos
+            if rel >= filesz:
                 # Past p_filesz: makedumpfile -E leaves excluded pages out this way.
                 raise PageExcludedError(pos, "beyond the segment's p_filesz (excluded from the dump)")
-            n = min(n, s.filesz - rel)
-            foff = s.offset + rel
+            n = min(n, filesz - rel)
+            foff = foff0 + rel
             if foff + n > self.file_size:
-                raise PageMissingError(max(pos, s.paddr + (self.file_size - s.offset)),
+                raise PageMissingError(max(pos, start + (self.file_size - foff0)),
                                        f"segment data runs past the end of the file ({self.file_size} bytes)")
             out.append(self._map[foff:foff + n])
             pos += n
@@ -193,10 +291,9 @@ class ElfDump(PhysicalMemory):
         # Fast path for the common case: one segment, fully in the file.
         i = bisect.bisect_right(self._seg_starts, paddr) - 1
         if i >= 0 and size > 0:
-            s = self._segs[i]
-            rel = paddr - s.paddr
-            if rel + size <= s.filesz and s.offset + rel + size <= self.file_size:
-                off = s.offset + rel
+            rel = paddr - self._seg_starts[i]
+            if rel + size <= self._seg_filesz[i] and self._seg_off[i] + rel + size <= self.file_size:
+                off = self._seg_off[i] + rel
                 if size >= BULK_READ and isinstance(self._map, mmap.mmap):
                     # Bulk reads (a filter's struct pages: 1.6% of RAM) by pread, not through
                     # the mapping, whose touched pages would stay in this process's RSS.
@@ -208,22 +305,23 @@ class ElfDump(PhysicalMemory):
 
     def page_state(self, pfn: int) -> PageState:
         paddr = pfn * self.page_size
-        s = self._segment(paddr)
-        if s is None:
+        i = self._segment(paddr)
+        if i < 0:
             return PageState.HOLE
-        rel = paddr - s.paddr
-        if rel >= s.filesz:
+        rel = paddr - self._seg_starts[i]
+        filesz = self._seg_filesz[i]
+        if rel >= filesz:
             return PageState.EXCLUDED
-        if s.offset + rel + min(self.page_size, s.filesz - rel) > self.file_size:
+        if self._seg_off[i] + rel + min(self.page_size, filesz - rel) > self.file_size:
             return PageState.MISSING
         return PageState.PRESENT
 
     def file_offset(self, paddr: int) -> int | None:
         """Where physical address `paddr` is stored in the file, if it is."""
-        s = self._segment(paddr)
-        if s is None or paddr - s.paddr >= s.filesz:
+        i = self._segment(paddr)
+        if i < 0 or paddr - self._seg_starts[i] >= self._seg_filesz[i]:
             return None
-        return s.offset + paddr - s.paddr
+        return self._seg_off[i] + paddr - self._seg_starts[i]
 
     def fileno(self) -> int:
         """The dump file's open descriptor, for bulk reads (os.preadv) at file_offset()s."""
