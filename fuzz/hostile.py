@@ -76,16 +76,17 @@ def elf_many_loads(count: int = 1 << 20) -> tuple[bytes, int]:
     return body + bytes(data_off - len(body)) + b"\x5a" * 4096, data_off + 4096
 
 
-def zstd_bomb(inflated: int = 3 << 30) -> tuple[bytes, int]:
-    """A .zst of `inflated` zero bytes (a few hundred KiB compressed), content size declared."""
+def zstd_bomb(inflated: int = 3 << 30, head: bytes = b"", declare: bool = True) -> tuple[bytes, int]:
+    """A .zst of `head` then zeros, `inflated` bytes in all (96 KiB compressed for 3 GiB), its
+    content size declared in the frame header (as zstd(1) writes it for a file) or not."""
     import zstandard
 
     cctx = zstandard.ZstdCompressor(level=3)
     chunk = bytes(1 << 24)
-    # One frame, streamed, with the size in its header (as zstd(1) writes it for a file).
-    co = cctx.compressobj(size=inflated)
-    parts = [co.compress(chunk) for _ in range(inflated // len(chunk))]
-    parts.append(co.compress(bytes(inflated % len(chunk))))
+    co = cctx.compressobj(size=inflated if declare else -1)
+    body = inflated - len(head)
+    parts = [co.compress(head)] + [co.compress(chunk) for _ in range(body // len(chunk))]
+    parts.append(co.compress(bytes(body % len(chunk))))
     parts.append(co.flush())
     blob = b"".join(parts)
     return blob, len(blob)

@@ -470,8 +470,6 @@ def test_decompressed_copy_cache_must_be_private(tmp_path: Path, monkeypatch) ->
     """Dumps shipped compressed are decompressed into a cache folder with a predictable name; a
     folder someone else can write to (or a link planted at the default name) could hold planted
     copies: refused."""
-    import tempfile
-
     from vmcorekit.dump.wrapped import cache_dir
     from vmcorekit.errors import VmcorekitError
 
@@ -488,13 +486,16 @@ def test_decompressed_copy_cache_must_be_private(tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("VMCOREKIT_CACHE", str(shared))
     with pytest.raises(VmcorekitError, match="no one else can write"):
         cache_dir()
-    # The default, predictable name: a link planted there is refused.
+    # The default name ($XDG_CACHE_HOME/vmcorekit): a link planted there is refused.
     monkeypatch.delenv("VMCOREKIT_CACHE")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    (tmp_path / "tmp" / f"vmcorekit-{os.getuid()}").symlink_to(ok)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "xdg").mkdir()
+    (tmp_path / "xdg" / "vmcorekit").symlink_to(ok)
     with pytest.raises(VmcorekitError):
         cache_dir()
+    (tmp_path / "xdg" / "vmcorekit").unlink()
+    assert cache_dir() == str(tmp_path / "xdg" / "vmcorekit")
+    assert stat.S_IMODE((tmp_path / "xdg" / "vmcorekit").stat().st_mode) == 0o700
 
 
 def test_windows_do_not_change_the_result(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

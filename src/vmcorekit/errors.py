@@ -176,3 +176,8 @@ def collecting_notes() -> "Iterator[Notes]":
         yield notes
     finally:
         _COLLECTORS.remove(notes)
+
+
+class CacheError(VmcorekitError):
+    """The decompressed copy of a compressed dump cannot be made within bounds: it would pass
+    VMCOREKIT_MAX_DECOMPRESSED or fill the cache folder's file system."""

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING
 from ..errors import PageNotInDumpError
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from .checks import Progress, VerifyReport
 
 NT_PRSTATUS = 1
@@ -131,26 +129,22 @@ class PhysicalMemory(ABC):
         self._ranges = merged
         self._range_starts = [r.start for r in merged]
 
-    def _set_range_arrays(self, starts: "np.ndarray", ends: "np.ndarray") -> None:
-        """_set_ranges() for many ranges at once, sorted by start (uint64 arrays): kept as
-        typed arrays, 16 bytes a range, MemRange objects made only when asked for."""
-        import numpy as np
-
-        if len(starts) == 0:
-            self._ranges, self._range_starts = [], []
-            return
-        ok = ends > starts
-        starts, ends = starts[ok], ends[ok]
-        # Merge touching or overlapping runs: a new run starts where the start passes the
-        # furthest end so far.
-        reach = np.maximum.accumulate(ends)
-        new = np.ones(len(starts), dtype=bool)
-        new[1:] = starts[1:] > reach[:-1]
-        first = np.flatnonzero(new)
-        last = np.append(first[1:], len(starts)) - 1
-        self._range_starts = array("Q", starts[first].astype(np.uint64).tobytes())
-        self._range_ends = array("Q", reach[last].astype(np.uint64).tobytes())
-        self._ranges = _RangeList(self._range_starts, self._range_ends)
+    def _set_range_arrays(self, starts: "Sequence[int]", ends: "Sequence[int]") -> None:
+        """_set_ranges() for many ranges at once, sorted by start: kept as typed arrays, 16
+        bytes a range, a MemRange made only for the one looked at."""
+        rs, re_ = array("Q"), array("Q")
+        for a, b in zip(starts, ends):
+            if b <= a:
+                continue
+            if rs and a <= re_[-1]:  # touching or overlapping: one range
+                if b > re_[-1]:
+                    re_[-1] = b
+                continue
+            rs.append(a)
+            re_.append(b)
+        self._range_starts = rs  # type: ignore[assignment]
+        self._range_ends = re_
+        self._ranges = _RangeList(rs, re_)
 
     def ranges(self) -> list[MemRange]:
         """Physical ranges the dump describes (present, excluded or missing pages alike)."""
@@ -240,4 +234,5 @@ class DumpFormat:
     check: Callable[[VerifyReport, PhysicalMemory, bool, int, Progress | None], None] | None = None
     # A cheap look for damage that reads no page data (None: nothing seen).
     damage_hint: Callable[[PhysicalMemory], str | None] | None = None
-    unwrap: Callable[[str], str] | None = None
+    # unwrap(path, accept): accept(first bytes) tells whether the plain content is a dump.
+    unwrap: Callable[[str, Callable[[bytes], bool]], str] | None = None

@@ -14,8 +14,6 @@ from array import array
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from ..errors import DumpFormatError, PageExcludedError, PageMissingError, PageNotInDumpError, UnsupportedDumpError
 from .base import DumpFormat, DumpInfo, PageState, PhysicalMemory, VirtualSegment
 from .elf_layout import (
@@ -43,8 +41,6 @@ MAX_NOTES_BYTES = 64 << 20  # note bytes parsed in all: far above any real note 
 MAX_NOTES = NOTES_CAP
 MAX_PT_LOAD = 1 << 20  # kept as numpy columns (40 bytes each), never one object per segment
 MAX_PHNUM = MAX_PT_LOAD + MAX_NOTES
-PHDR_DTYPE = np.dtype([("type", "<u4"), ("flags", "<u4"), ("offset", "<u8"), ("vaddr", "<u8"), ("paddr", "<u8"),
-                       ("filesz", "<u8"), ("memsz", "<u8"), ("align", "<u8")])
 NO_PADDR = 0xFFFFFFFFFFFFFFFF
 
 
@@ -60,10 +56,11 @@ class _Segment:
 
 
 class _Segments(Sequence[_Segment]):
-    """PT_LOADs as numpy columns; a _Segment is made only for the one looked at."""
+    """PT_LOADs as typed columns (array('Q'): 8 bytes a field, no numpy needed to read an
+    ELF core); a _Segment is made only for the one looked at."""
 
-    def __init__(self, paddr: np.ndarray, vaddr: np.ndarray, offset: np.ndarray, filesz: np.ndarray,
-                 memsz: np.ndarray) -> None:
+    def __init__(self, paddr: array, vaddr: array, offset: array, filesz: array,  # type: ignore[type-arg]
+                 memsz: array) -> None:  # type: ignore[type-arg]
         self.paddr, self.vaddr, self.offset, self.filesz, self.memsz = paddr, vaddr, offset, filesz, memsz
 
     def __len__(self) -> int:
@@ -72,14 +69,14 @@ class _Segments(Sequence[_Segment]):
     def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        return _Segment(int(self.paddr[i]), int(self.vaddr[i]), int(self.offset[i]), int(self.filesz[i]),
-                        int(self.memsz[i]))
+        return _Segment(self.paddr[i], self.vaddr[i], self.offset[i], self.filesz[i], self.memsz[i])
 
     def __iter__(self) -> "Iterator[_Segment]":
-        cols = (self.paddr.tolist(), self.vaddr.tolist(), self.offset.tolist(), self.filesz.tolist(),
-                self.memsz.tolist())
-        for p, v, o, f, m in zip(*cols):
-            yield _Segment(p, v, o, f, m)
+        return map(_Segment, self.paddr, self.vaddr, self.offset, self.filesz, self.memsz)
+
+    def take(self, idx: "list[int]") -> "_Segments":
+        return _Segments(*(array("Q", [col[i] for i in idx]) for col in
+                           (self.paddr, self.vaddr, self.offset, self.filesz, self.memsz)))
 
 
 class _VirtualSegments(Sequence[VirtualSegment]):
@@ -94,11 +91,11 @@ class _VirtualSegments(Sequence[VirtualSegment]):
     def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
         if isinstance(i, slice):
             return [self[k] for k in range(*i.indices(len(self)))]
-        p = int(self._s.paddr[i])
-        return VirtualSegment(int(self._s.vaddr[i]), None if p == NO_PADDR else p, int(self._s.memsz[i]))
+        p = self._s.paddr[i]
+        return VirtualSegment(self._s.vaddr[i], None if p == NO_PADDR else p, self._s.memsz[i])
 
     def __iter__(self) -> "Iterator[VirtualSegment]":
-        for v, p, m in zip(self._s.vaddr.tolist(), self._s.paddr.tolist(), self._s.memsz.tolist()):
+        for v, p, m in zip(self._s.vaddr, self._s.paddr, self._s.memsz):
             yield VirtualSegment(v, None if p == NO_PADDR else p, m)
 
 
@@ -171,45 +168,46 @@ class ElfDump(PhysicalMemory):
         if e_phoff + e_phnum * e_phentsize > self.file_size:
             raise self._err(e_phoff, f"{e_phnum} program headers of {e_phentsize} bytes run past the end "
                                      f"of the file ({self.file_size} bytes)")
-        # The table as numpy columns: one pass, no object per header.
-        table = np.frombuffer(bytes(data[e_phoff:e_phoff + e_phnum * e_phentsize]), dtype=np.uint8)
-        rows = table.reshape(e_phnum, e_phentsize)[:, :PHDR_DTYPE.itemsize] if e_phnum else table[:0]
-        ph = np.ascontiguousarray(rows).view(PHDR_DTYPE).reshape(-1)
-        del table, rows
-        loads = np.flatnonzero(ph["type"] == PT_LOAD)
-        if len(loads) > MAX_PT_LOAD:
-            raise self._err(e_phoff + int(loads[MAX_PT_LOAD]) * e_phentsize,
-                            f"more than {MAX_PT_LOAD} PT_LOAD program headers; expected at most {MAX_PT_LOAD}")
-        self._parse_notes(data, ph, e_phoff, e_phentsize)
-        lp = ph[loads]
-        bad = (lp["memsz"] >= np.uint64(1 << 62)) | (lp["filesz"] > lp["memsz"])
-        if bad.any():
-            k = int(np.flatnonzero(bad)[0])
-            i = int(loads[k])
-            raise self._err(e_phoff + i * e_phentsize, f"PT_LOAD {i}: implausible sizes (filesz "
-                                                       f"{int(lp['filesz'][k]):#x}, memsz {int(lp['memsz'][k]):#x})")
-        segs = _Segments(lp["paddr"].copy(), lp["vaddr"].copy(), lp["offset"].copy(), lp["filesz"].copy(),
-                         lp["memsz"].copy())
-        del ph, lp
+        # The table as typed columns: one pass, no object kept per header.
+        table = bytes(data[e_phoff:e_phoff + e_phnum * e_phentsize])
+        cols: tuple[array, ...] = tuple(array("Q") for _ in range(5))  # type: ignore[type-arg]
+        a_paddr, a_vaddr, a_off, a_filesz, a_memsz = cols
+        notes_at: list[tuple[int, int, int]] = []
+        unpack = PHDR64.unpack_from
+        for i in range(e_phnum):
+            p_type, _, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _ = unpack(table, i * e_phentsize)
+            if p_type == PT_NOTE:
+                notes_at.append((i, p_offset, p_filesz))
+            elif p_type == PT_LOAD:
+                if len(a_paddr) == MAX_PT_LOAD:
+                    raise self._err(e_phoff + i * e_phentsize, f"more than {MAX_PT_LOAD} PT_LOAD program headers; "
+                                                               f"expected at most {MAX_PT_LOAD}")
+                if p_memsz >= 1 << 62 or p_filesz > p_memsz:
+                    raise self._err(e_phoff + i * e_phentsize, f"PT_LOAD {i}: implausible sizes (filesz "
+                                                               f"{p_filesz:#x}, memsz {p_memsz:#x})")
+                a_paddr.append(p_paddr)
+                a_vaddr.append(p_vaddr)
+                a_off.append(p_offset)
+                a_filesz.append(p_filesz)
+                a_memsz.append(p_memsz)
+        del table
+        self._parse_notes(data, notes_at)
+        segs = _Segments(*cols)
         self._load_segments(segs)
         ps = 4096
         self.info.page_size = ps
-        # Where the data of some segment runs past the end of the file (sums in Python ints:
-        # hostile offsets near 2^64 must not wrap).
-        ends = segs.offset.astype(object) + segs.filesz.astype(object) if len(segs) and \
-            int(segs.offset.max()) >= 1 << 62 else segs.offset + segs.filesz
-        if len(segs) and (ends > self.file_size).any():
+        size = self.file_size
+        if any(o + f > size for o, f in zip(a_off, a_filesz)):
             self.info.incomplete = True
-            self.info.extra["truncated_at"] = self.file_size
+            self.info.extra["truncated_at"] = size
         self.info.extra["phnum"] = e_phnum
         self.info.extra["pt_load"] = len(segs)
 
-    def _parse_notes(self, data: "mmap.mmap | _PreadView | bytes", ph: np.ndarray, e_phoff: int,
-                     e_phentsize: int) -> None:
-        """The notes of every PT_NOTE, at most MAX_NOTES in all and MAX_NOTES_BYTES read."""
+    def _parse_notes(self, data: "mmap.mmap | _PreadView | bytes", notes_at: list[tuple[int, int, int]]) -> None:
+        """The notes of every PT_NOTE (index, offset, size), at most MAX_NOTES in all and
+        MAX_NOTES_BYTES read."""
         budget = MAX_NOTES_BYTES
-        for i in np.flatnonzero(ph["type"] == PT_NOTE).tolist():
-            p_offset, p_filesz = int(ph["offset"][i]), int(ph["filesz"][i])
+        for i, p_offset, p_filesz in notes_at:
             if p_offset >= self.file_size or budget <= 0:
                 continue
             size = min(p_filesz, self.file_size - p_offset, budget)
@@ -222,37 +220,36 @@ class ElfDump(PhysicalMemory):
             else:
                 notes = parse_notes(bytes(data[p_offset:p_offset + size]), p_offset, path=self.path, limit=room + 1)
             if len(notes) > room:
-                where = notes[room].offset
-                raise self._err(where, f"more than {MAX_NOTES} ELF notes (PT_NOTE {i}); expected at most "
-                                       f"{MAX_NOTES}: a few per CPU")
+                raise self._err(notes[room].offset, f"more than {MAX_NOTES} ELF notes (PT_NOTE {i}); expected at "
+                                                    f"most {MAX_NOTES}: a few per CPU")
             self.notes.extend(notes)
 
     def _load_segments(self, segs: _Segments) -> None:
-        self._all_segs = segs
         # /proc/kcore marks segments without a physical address with p_paddr = -1; those are
         # only reachable by virtual address.
         self.virtual_segments = _VirtualSegments(segs)  # type: ignore[assignment]
-        has = segs.paddr != np.uint64(NO_PADDR)
-        paddr, memsz = segs.paddr[has], segs.memsz[has]
-        # An end past 2^64 is cut there (only a hostile header says so).
-        end = paddr + np.minimum(memsz, np.uint64(NO_PADDR) - paddr)
+        paddr, memsz = segs.paddr, segs.memsz
         # kexec-tools also emits a PT_LOAD for the kernel-text mapping whose physical range
         # duplicates part of a direct-map one; keep one segment per physical byte: sorted by
         # (start, longest first), a segment ending within the furthest end so far is dropped.
-        order = np.lexsort((np.iinfo(np.uint64).max - memsz, paddr))
-        end_sorted = end[order]
-        before = np.maximum.accumulate(end_sorted)
-        keep = np.ones(len(order), dtype=bool)
-        keep[1:] = end_sorted[1:] > before[:-1]
-        idx = np.flatnonzero(has)[order[keep]]
-        kept = _Segments(segs.paddr[idx], segs.vaddr[idx], segs.offset[idx], segs.filesz[idx], segs.memsz[idx])
-        self._segs = kept
-        # Per-read lookups: typed arrays (bisect works on them; 8 bytes a segment).
-        self._seg_starts = array("Q", kept.paddr.tobytes())
-        self._seg_ends = array("Q", (kept.paddr + np.minimum(kept.memsz, np.uint64(NO_PADDR) - kept.paddr)).tobytes())
-        self._seg_off = array("Q", kept.offset.tobytes())
-        self._seg_filesz = array("Q", kept.filesz.tobytes())
-        self._set_range_arrays(kept.paddr, np.frombuffer(self._seg_ends, dtype=np.uint64))
+        # (An end past 2^64 is cut there: only a hostile header says so.)
+        order = sorted((i for i in range(len(segs)) if paddr[i] != NO_PADDR), key=lambda i: (paddr[i], -memsz[i]))
+        kept: list[int] = []
+        reach = -1
+        for i in order:
+            end = min(paddr[i] + memsz[i], NO_PADDR)
+            if end > reach:
+                kept.append(i)
+                reach = end
+        k = segs.take(kept)
+        del order, kept
+        self._segs = k
+        # Per-read lookups: typed arrays (bisect works on them).
+        self._seg_starts = k.paddr
+        self._seg_ends = array("Q", (min(p + m, NO_PADDR) for p, m in zip(k.paddr, k.memsz)))
+        self._seg_off = k.offset
+        self._seg_filesz = k.filesz
+        self._set_range_arrays(self._seg_starts, self._seg_ends)
 
     # -- reads -------------------------------------------------------------------------------
     def _segment(self, paddr: int) -> int:

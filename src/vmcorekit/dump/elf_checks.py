@@ -20,13 +20,15 @@ if TYPE_CHECKING:
 READ_CHUNK = 4 << 20
 
 
+PHDR_DTYPE = np.dtype([("type", "<u4"), ("flags", "<u4"), ("offset", "<u8"), ("vaddr", "<u8"), ("paddr", "<u8"),
+                       ("filesz", "<u8"), ("memsz", "<u8"), ("align", "<u8")])
 MAX_LISTED = 100  # overlapping or truncated segments named one by one; the rest counted
 
 
 def check_elf(rep: VerifyReport, d: ElfDump, read_data: bool, threads: int, progress: Progress | None) -> None:
     """The self-checks of an ELF core; see the module docstring. The program header table is
     handled as numpy columns: a file may hold a million PT_LOADs (the reader's cap)."""
-    from .elf import MAX_NOTES_BYTES, PHDR_DTYPE
+    from .elf import MAX_NOTES_BYTES
 
     size = d.file_size
     m = d._map
@@ -85,9 +87,12 @@ def check_elf(rep: VerifyReport, d: ElfDump, read_data: bool, threads: int, prog
     ps = rep.page_size
     truncated_at = size
     segs = d._segs
-    s_off = segs.offset.astype(object) if len(segs) and int(segs.offset.max()) >= 1 << 62 else segs.offset.astype(np.int64)
-    s_fs = segs.filesz.astype(s_off.dtype)
-    s_ms = segs.memsz.astype(s_off.dtype)
+    col = {name: np.frombuffer(getattr(segs, name), dtype=np.uint64) if len(segs) else np.zeros(0, np.uint64)
+           for name in ("paddr", "offset", "filesz", "memsz")}
+    big = len(segs) and int(col["offset"].max()) >= 1 << 62
+    s_off = col["offset"].astype(object if big else np.int64)
+    s_fs = col["filesz"].astype(s_off.dtype)
+    s_ms = col["memsz"].astype(s_off.dtype)
     in_file = np.where(s_off < size, np.clip(np.minimum(s_fs, size - s_off), 0, None), 0)
     all_pages = -(-s_fs // ps)
     whole = in_file >= s_fs
@@ -98,7 +103,7 @@ def check_elf(rep: VerifyReport, d: ElfDump, read_data: bool, threads: int, prog
     cut = np.flatnonzero(~whole)
     for k in cut[:MAX_LISTED].tolist():
         fp, ap = int(full_pages[k]), int(all_pages[k])
-        rep.bad_ranges.append(BadRange("missing", int(segs.paddr[k]) + fp * ps, int(segs.paddr[k]) + int(s_fs[k]),
+        rep.bad_ranges.append(BadRange("missing", int(col["paddr"][k]) + fp * ps, int(col["paddr"][k]) + int(s_fs[k]),
                                        ap - fp, f"segment data past the end of the file (truncated at {truncated_at:#x})"))
     if len(cut) > MAX_LISTED:
         rep.problems.append(f"{len(cut) - MAX_LISTED} more PT_LOADs end past the end of the file (not listed)")
