@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import SymbolError
+from ..util.text import printable
 from .common import dump_arguments, emit_json, open_program
 
 if TYPE_CHECKING:  # numpy stays unimported until a command runs
@@ -78,12 +79,12 @@ def command(dump: str, vmcoreinfo_file: str | None, what: tuple[str, ...], as_js
                 # Like crash: say what failed, go on with the rest, fail at the end.
                 errors.append(e)
                 if not as_json and len(what) > 1:
-                    click.echo(f"vmcorekit: sym: {e}", err=True)
+                    click.echo(printable(f"vmcorekit: sym: {e}"), err=True)
                 continue
             results += found
             if not as_json:
                 for r in found:
-                    click.echo(r["line"])
+                    click.echo(printable(str(r["line"])))
     if as_json:
         emit_json([{k: v for k, v in r.items() if k != "line"} for r in results])
     if errors:
