@@ -194,15 +194,7 @@ def unwrapped(path: str, accept: Callable[[bytes], bool] | None = None) -> str:
     ident = _identity(path, st)
     key = files.get(ident) or content_key(path)
     out = os.path.join(d, key + SUFFIX)
-    # Another identity of the same path (the file changed since) points at a stale copy: drop
-    # it unless some other file still uses it.
-    real = ident.split("\0", 1)[0]
-    for other, k in list(files.items()):
-        if other != ident and other.split("\0", 1)[0] == real:
-            del files[other]
-            if k != key and k not in files.values():
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(d, k + SUFFIX))
+    _prune(d, files, keep=key)
     if not os.path.exists(out):
         _decompress(path, out, d, accept)
     os.utime(out)  # last use, for the LRU
@@ -210,6 +202,26 @@ def unwrapped(path: str, accept: Callable[[bytes], bool] | None = None) -> str:
     _save_index(d, idx)
     _evict(d, out, cache_max())
     return out
+
+
+def _live(ident: str) -> bool:
+    """Whether the file an index entry was made from is still there, unchanged."""
+    path = ident.split("\0", 1)[0]
+    try:
+        return _identity(path, os.stat(path)) == ident
+    except OSError:
+        return False
+
+
+def _prune(d: str, files: dict[str, str], keep: str) -> None:
+    """Forget entries whose file changed or went away, and delete the copies no remaining
+    file uses (but `keep`): a changed dump's old copy does not pile up in the cache."""
+    used_before = set(files.values())
+    for ident in [i for i in files if not _live(i)]:
+        del files[ident]
+    for k in used_before - set(files.values()) - {keep}:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(d, k + SUFFIX))
 
 
 def _free(d: str) -> int:
