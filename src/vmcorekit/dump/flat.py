@@ -93,9 +93,12 @@ class FileSource(ByteSource):
         try:
             self.size = os.fstat(self._f.fileno()).st_size
             # mmap refuses empty files; an empty source simply reads nothing.
-            self._mm: mmap.mmap | None = (
-                mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
-            )
+            try:
+                self._mm: mmap.mmap | None = (
+                    mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+                )
+            except (OSError, ValueError) as e:  # address space exhausted (a limit), not mappable
+                raise DumpFormatError(path, None, f"cannot map the file ({self.size} bytes): {e}") from None
         except BaseException:
             self._f.close()
             raise
