@@ -28,6 +28,7 @@ from .elf_layout import (
     PT_LOAD,
     PT_NOTE,
     SHDR64,
+    NOTES_BYTES_CAP,
     NOTES_CAP,
     parse_notes,
 )
@@ -35,7 +36,7 @@ from .elf_layout import (
 if TYPE_CHECKING:
     from .checks import Progress, VerifyReport
 
-MAX_NOTES_BYTES = 64 << 20  # note bytes parsed in all: far above any real note area
+MAX_NOTES_BYTES = NOTES_BYTES_CAP
 # Counts a file may claim, far above real dumps (a few notes per CPU; a PT_LOAD per memory
 # range): past them a file is refused, so work and memory stay bounded by these, not by it.
 MAX_NOTES = NOTES_CAP

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .checks import BadRange, Done, Progress, VerifyReport
-from .elf_layout import EHDR64, PHDR64, PT_LOAD, PT_NOTE, walk_notes
+from .elf_layout import EHDR64, NOTES_BYTES_CAP, PT_LOAD, PT_NOTE, walk_notes
 
 if TYPE_CHECKING:
     from .elf import ElfDump
@@ -28,8 +28,6 @@ MAX_LISTED = 100  # overlapping or truncated segments named one by one; the rest
 def check_elf(rep: VerifyReport, d: ElfDump, read_data: bool, threads: int, progress: Progress | None) -> None:
     """The self-checks of an ELF core; see the module docstring. The program header table is
     handled as numpy columns: a file may hold a million PT_LOADs (the reader's cap)."""
-    from .elf import MAX_NOTES_BYTES
-
     size = d.file_size
     m = d._map
     ehdr = EHDR64.unpack(bytes(m[0:EHDR64.size]))
@@ -41,7 +39,7 @@ def check_elf(rep: VerifyReport, d: ElfDump, read_data: bool, threads: int, prog
     del raw
     note_problems: list[str] = []
     nnotes = 0
-    budget = MAX_NOTES_BYTES  # as the reader: note bytes walked in all
+    budget = NOTES_BYTES_CAP  # as the reader: note bytes walked in all
     for i in np.flatnonzero(ph["type"] == PT_NOTE).tolist():
         off, filesz = int(ph["offset"][i]), int(ph["filesz"][i])
         if off + filesz > size:

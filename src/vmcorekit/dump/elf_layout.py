@@ -36,6 +36,7 @@ def _align4(n: int) -> int:
 
 
 NOTES_CAP = 1 << 16  # notes a dump may hold (real ones: a few per CPU); readers refuse more
+NOTES_BYTES_CAP = 64 << 20  # note bytes parsed in all: far above any real note area
 
 
 def parse_notes(data: bytes, base_offset: int | None = 0, *, path: str = "<notes>",
