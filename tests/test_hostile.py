@@ -25,16 +25,38 @@ MAX_SECONDS = 20
 MAX_RSS = 1 << 30
 
 
+# The child reports its own peak RSS (VmHWM) as it exits: wait4's ru_maxrss would also count
+# what the child was before exec — a copy of this pytest process (fork keeps the parent's
+# high-water mark across execve), gigabytes late in a full run.
+_LAUNCH = ("import atexit, os, runpy, sys\n"
+           "out = os.environ.pop('VMCOREKIT_TEST_HWM')\n"
+           "def hwm():\n"
+           "    with open('/proc/self/status') as f:\n"
+           "        kb = next(int(ln.split()[1]) for ln in f if ln.startswith('VmHWM:'))\n"
+           "    with open(out, 'w') as f:\n"
+           "        f.write(str(kb * 1024))\n"
+           "atexit.register(hwm)\n"
+           "sys.argv = ['vmcorekit', *sys.argv[1:]]\n"
+           "runpy.run_module('vmcorekit', run_name='__main__')\n")
+
+
 def run(args: list[str], env: dict[str, str] | None = None) -> tuple[int, float, int, str]:
-    """(exit status, seconds, peak RSS in bytes, stderr) of `vmcorekit ARGS` in a child."""
-    t = time.monotonic()
-    p = subprocess.Popen([sys.executable, "-m", "vmcorekit", *args], stdout=subprocess.DEVNULL,
-                         stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
-    assert p.stderr is not None
-    err = p.stderr.read().decode(errors="replace")
-    _, status, ru = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    return p.returncode, time.monotonic() - t, ru.ru_maxrss * 1024, err
+    """(exit status, seconds, peak RSS in bytes, stderr) of `vmcorekit ARGS` in a child
+    (time and status from os.wait4, peak RSS the child's own VmHWM)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(prefix="hwm-") as hwm:
+        t = time.monotonic()
+        p = subprocess.Popen([sys.executable, "-c", _LAUNCH, *args], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, env={**os.environ, **(env or {}), "VMCOREKIT_TEST_HWM": hwm.name})
+        assert p.stderr is not None
+        err = p.stderr.read().decode(errors="replace")
+        _, status, _ = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        secs = time.monotonic() - t
+        rss = int(open(hwm.name).read() or 0)
+    assert rss > 0, err
+    return p.returncode, secs, rss, err
 
 
 def assert_held(args: list[str], path: Path, *, offset: bool = True, env: dict[str, str] | None = None,
