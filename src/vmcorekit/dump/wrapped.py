@@ -321,10 +321,11 @@ def _decompress(path: str, out: str, d: str, accept: Callable[[bytes], bool] | N
     declared = _declared_size(path, kind)
     if declared is not None:
         if declared > limit:
-            raise CacheError(f"{path}: the {kind} frame declares {declared} bytes decompressed, more than the "
+            raise CacheError(f"{path} at offset 0x0: the {kind} frame declares {declared} bytes decompressed, more than the "
                              f"limit of {limit} (VMCOREKIT_MAX_DECOMPRESSED; raise it to open this file)")
         if declared + FREE_MARGIN > _free(d):
-            raise CacheError(f"{path}: decompressing needs {_human(declared)} but the cache folder {d} has "
+            raise CacheError(f"{path} at offset 0x0: the {kind} frame declares {_human(declared)} decompressed "
+                             f"but the cache folder {d} has "
                              f"{_human(_free(d))} free (keeping {_human(FREE_MARGIN)}); free space or set "
                              "VMCOREKIT_CACHE elsewhere")
     written = 0
@@ -348,7 +349,8 @@ def _decompress(path: str, out: str, d: str, accept: Callable[[bytes], bool] | N
                 if written >= next_space:
                     next_space += SPACE_EVERY
                     if _free(d) < FREE_MARGIN + CHUNK:
-                        raise CacheError(f"{path}: the cache folder {d} is nearly full after {_human(written)} of "
+                        raise CacheError(f"{path} at offset {src.tell():#x}: the cache folder {d} is nearly full "
+                                         f"after {_human(written)} of "
                                          "the copy; free space or set VMCOREKIT_CACHE elsewhere")
                 dst.write(chunk)
                 advance(src.tell())
