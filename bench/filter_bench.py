@@ -6,9 +6,10 @@ DUMP defaults to the largest corpus ELF. Each command runs as its own process (w
 the parent; CPU time = user + sys and peak RSS from wait4), with 1 worker and with all cores;
 the runs of both tools alternate and the MEDIAN of --repeat runs is shown. Ratios are
 makedumpfile / vmcorekit: above 1 means vmcorekit is faster (or smaller). "same" says whether
-the two outputs are byte-identical. zlib runs once per --zlib-engines entry: z-isal (vmcorekit's
-default where the isal package is installed: ISA-L streams, other bytes, ~1% larger) and z-libz
-(the system libz at makedumpfile's settings: its exact bytes).
+the two outputs are byte-identical. zlib runs once per --zlib-engines entry: z-libz
+(vmcorekit's default: the system libz at makedumpfile's settings, its exact bytes, reproducible)
+and z-isal (--zlib-engine isal: ISA-L streams, faster, bytes that vary from run to run, ~4%
+larger at -d 31).
 
 Durability: vmcorekit fsyncs its output before renaming it into place (a capture kernel may
 reboot right after); makedumpfile writes the final name and never fsyncs, leaving write-back for

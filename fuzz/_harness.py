@@ -204,10 +204,11 @@ def fuzz_main(test_one_input: Callable[[bytes], None], harness_file: str,
 
 
 # -- what the dump-file harnesses do with a parsed dump -----------------------------------------
-def exercise_dump(paths: list[str]) -> None:
+def exercise_dump(paths: list[str], during: Callable[[], None] | None = None) -> None:
     """Open a dump the way the CLI does and use everything a command would: ranges, reads and
     page states at the edges of each range, the notes, verify, the damage hint, info's summary
-    (which builds the address space from the dump's VMCOREINFO)."""
+    (which builds the address space from the dump's VMCOREINFO). `during` runs while the dump
+    is open (a harness's own bounds: what the open dump holds counts)."""
     from vmcorekit.dump import open_dump
     from vmcorekit.dump.integrity import damage_hint
     from vmcorekit.errors import VmcorekitError
@@ -235,3 +236,5 @@ def exercise_dump(paths: list[str]) -> None:
                 fn()
             except VmcorekitError:
                 pass
+        if during is not None:
+            during()

@@ -149,7 +149,23 @@ def vmcoreinfo_seeds() -> None:
 SEEDERS: dict[str, Callable[[KdumpFile], None]] = {"kdump": kdump_seeds, "elf": elf_seeds}
 
 
+def hostile_seeds() -> None:
+    """The Trust classes (fuzz/hostile.py) at sizes a fuzzer can mutate: the harness makes the
+    claimed size a hole of a sparse memfd (or repeats the flood's note)."""
+    import fuzz_hostile as fh
+    import hostile
+
+    put("hostile", "kdump-bitmaps-2^31-pages", fh.encode("kdump", 1 << 31, hostile.kdump_huge_bitmaps(1 << 31)[0]))
+    put("hostile", "kdump-bitmaps-mostly-hole",
+        fh.encode("kdump", 1 << 31, hostile.kdump_huge_bitmaps(1 << 31, fill=0xFF)[0]))
+    flood = hostile.elf_note_flood(1 << 20)[0]
+    put("hostile", "elf-note-flood", fh.encode("notes", 64 << 20, flood[:64 + 2 * 56 + 16]))
+    put("hostile", "elf-many-loads", fh.encode("loads", 0, hostile.elf_many_loads(2048)[0][:2048 * 56 + 128]))
+    put("hostile", "zstd-bomb", fh.encode("zstd", 0, hostile.zstd_bomb(64 << 20, head=hostile.elf_many_loads(1)[0][:4096])[0]))
+
+
 def main() -> None:
+    hostile_seeds()
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else SAMPLE
     with open_dump(str(path)) as k:
         assert isinstance(k, KdumpFile)

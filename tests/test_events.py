@@ -14,7 +14,8 @@ import pytest
 from vmcorekit.kernel.printk.events import (arch_skip_frames, find_reports, first_report, function_name,
                                             parse_frame, strip_prefix)
 from vmcorekit.report.titles import load_rules, stack_title, title_log
-from vmcorekit.report.titles_log import escape_control, triage_lines
+from vmcorekit.report.titles_log import triage_lines
+from vmcorekit.util.text import printable as escape_control
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -368,9 +368,11 @@ def test_atomic_output_symlink_at_temp_name_is_refused(tmp_path: Path, monkeypat
     victim.write_bytes(b"keep")
     monkeypatch.setattr(fileout.os, "urandom", lambda n: b"guessd"[:n])
     (tmp_path / f".out.{b'guessd'.hex()}.tmp").symlink_to(victim)
-    with pytest.raises(FileExistsError):
+    from vmcorekit.errors import OutputError
+    with pytest.raises(OutputError, match="out: cannot create") as e:
         with atomic_output(tmp_path / "out") as f:
             f.write(b"dump")
+    assert ".tmp" not in str(e.value)  # the user's path is named, never our temporary
     assert victim.read_bytes() == b"keep" and not (tmp_path / "out").exists()
     assert (tmp_path / f".out.{b'guessd'.hex()}.tmp").is_symlink()  # not ours: left alone
 
@@ -468,8 +470,6 @@ def test_decompressed_copy_cache_must_be_private(tmp_path: Path, monkeypatch) ->
     """Dumps shipped compressed are decompressed into a cache folder with a predictable name; a
     folder someone else can write to (or a link planted at the default name) could hold planted
     copies: refused."""
-    import tempfile
-
     from vmcorekit.dump.wrapped import cache_dir
     from vmcorekit.errors import VmcorekitError
 
@@ -486,13 +486,16 @@ def test_decompressed_copy_cache_must_be_private(tmp_path: Path, monkeypatch) ->
     monkeypatch.setenv("VMCOREKIT_CACHE", str(shared))
     with pytest.raises(VmcorekitError, match="no one else can write"):
         cache_dir()
-    # The default, predictable name: a link planted there is refused.
+    # The default name ($XDG_CACHE_HOME/vmcorekit): a link planted there is refused.
     monkeypatch.delenv("VMCOREKIT_CACHE")
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    (tmp_path / "tmp").mkdir()
-    (tmp_path / "tmp" / f"vmcorekit-{os.getuid()}").symlink_to(ok)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    (tmp_path / "xdg").mkdir()
+    (tmp_path / "xdg" / "vmcorekit").symlink_to(ok)
     with pytest.raises(VmcorekitError):
         cache_dir()
+    (tmp_path / "xdg" / "vmcorekit").unlink()
+    assert cache_dir() == str(tmp_path / "xdg" / "vmcorekit")
+    assert stat.S_IMODE((tmp_path / "xdg" / "vmcorekit").stat().st_mode) == 0o700
 
 
 def test_windows_do_not_change_the_result(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -201,3 +201,8 @@ class FleetIndexError(FleetError):
 
 class FleetBusyError(FleetError):
     """Another process holds the index (a second ingest, or a writer while opening read-only)."""
+
+
+class CacheError(VmcorekitError):
+    """The decompressed copy of a compressed dump cannot be made within bounds: it would pass
+    VMCOREKIT_MAX_DECOMPRESSED or fill the cache folder's file system."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ..errors import CorruptKernelDataError, MemoryReadError, VmcorekitError, partial_result
+from ..util.text import printable
 from .common import bt_json, dump_arguments, emit_json, open_program
 
 
@@ -118,7 +119,7 @@ def command(dump: str, vmcoreinfo_file: str | None, tasks: tuple[str, ...], acti
                 lines.append(f"    note: unwinder {tr.unwinder}, started from {tr.start or '?'}, "
                              f"ended: {tr.end_reason or '?'}")
             blocks.append(lines)
-        click.echo("\n\n".join("\n".join(b) for b in blocks))
+        click.echo(printable("\n\n".join("\n".join(b) for b in blocks)))
 
 
 def _all_tasks(s) -> list[int]:  # type: ignore[no-untyped-def]

@@ -6,14 +6,21 @@ import sys
 
 import click
 
+from ..util.text import printable
 from .common import dump_arguments, open_program
 
 LEVEL_STYLES = {0: "bold white on red", 1: "bold red", 2: "bold red", 3: "red", 4: "yellow", 5: "bold",
                 6: "", 7: "dim"}
 
 
+def _safe(line: bytes) -> bytes:
+    """A rendered line (or the raw text of a plain log, several lines) with the dump's control
+    bytes escaped; its own line ends kept."""
+    return printable(line)
+
+
 def _note(message: str, kind: str = "note") -> None:
-    click.echo(f"vmcorekit: {kind}: {message}", err=True)
+    click.echo(printable(f"vmcorekit: {kind}: {message}"), err=True)
 
 
 @click.command("dmesg")
@@ -109,8 +116,11 @@ def command(dump: str, vmcoreinfo_file: str | None, style: str, as_json: bool, s
             return
         if color == "always" and not log.levels_known:
             _note(f"log levels are unknown for this dump: {log.levels_note}; no colors")
+        # Every style: controls from the dump never reach the terminal raw. vmcore-dmesg
+        # escapes ESC and the rest itself but passes CR, VT and FF (isspace); those are
+        # escaped here too (a normal log holds none, so its output stays vmcore-dmesg's).
         for _, line in lines:
-            out.write(line)
+            out.write(_safe(line))
         out.flush()
 
 
@@ -122,4 +132,4 @@ def _print_colored(lines, force: bool) -> None:  # type: ignore[no-untyped-def]
                       force_terminal=True if force else None)
     for rec, line in lines:
         style = LEVEL_STYLES.get(rec.level, "") if rec is not None and rec.level is not None else ""
-        console.print(Text(line.decode("utf-8", "replace").rstrip("\n"), style=style))
+        console.print(Text(_safe(line).decode("utf-8", "replace").rstrip("\n"), style=style))

@@ -94,8 +94,9 @@ def _refuse_existing(outputs: list[str], force: bool) -> None:
 @click.option("--codec", type=click.Choice(["zlib", "lzo", "snappy", "zstd", "none"]),
               help="Page codec by name (default zlib, where makedumpfile stores pages raw; 'none' does that).")
 @click.option("--zlib-engine", type=click.Choice(["auto", "isal", "zlib"]), default="auto", show_default=True,
-              help="zlib pages by ISA-L (isal: ~4x faster, pages ~1% larger, any zlib reads them) or by "
-                   "the system's libz (zlib: makedumpfile's exact bytes); auto = isal when installed.")
+              help="zlib pages by the system's libz (zlib: makedumpfile's exact bytes, reproducible) or by "
+                   "ISA-L (isal: ~4x faster, files ~4% larger at -d 31, any zlib reads them, but the bytes "
+                   "differ from run to run); auto = zlib.")
 @click.option("-E", "elf", is_flag=True, help="Write an ELF core instead of kdump-compressed.")
 @click.option("-F", "flatten", is_flag=True, help="Write the flattened format to standard output (for ssh).")
 @click.option("-R", "reassemble", is_flag=True, help="Rebuild OUTPUT from a flattened stream on standard input.")
@@ -298,7 +299,7 @@ def _dump_dmesg(dump: list[str], output: str, vmcoreinfo_file: str | None, parti
         raise click.ClickException(f"--dump-dmesg needs vmcorekit.kernel.printk ({e})") from None
     with Program.open(dump, vmcoreinfo=vmcoreinfo_file) as prog:
         log = read_log(prog)
-        with atomic_output(output) as f:
+        with atomic_output(output, inputs=dump) as f:
             for _rec, line in render(log, since_clear(log) if partial else None, style="makedumpfile"):
                 f.write(line)
     from ..errors import note

@@ -7,8 +7,11 @@ from ..dump import open_dump
 from ..errors import note
 from ..program.summary import dump_summary
 from ..vmcoreinfo import VmcoreInfo
+from ..util.text import printable
 from .common import emit_json, json_convention, split_dump_arg
 from .render import kv_table, print_table
+
+MAX_RANGE_ROWS = 1000  # rows of the text table of memory ranges
 
 
 @click.command("info")
@@ -61,13 +64,17 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     for key, label in (("va_bits", "VA bits"), ("phys_offset", "PHYS_OFFSET"), ("kimage_voffset", "kimage_voffset")):
         if af.get(key) is not None:
             rows.append((label, str(af[key]) if key == "va_bits" else hx(af[key])))
-    kv_table("Dump", rows)
+    kv_table("Dump", [(k, printable(v)) for k, v in rows])  # release, build id: the dump's bytes
     for w in af.get("warnings") or []:
-        note(w)
+        note(printable(w))
+    ranges = s["memory_ranges"]
+    # A table is for reading: a file may claim a million ranges (--json lists them all).
     print_table("Memory ranges", ["start", "end", "size"],
-                [[f"{r['start']:#014x}", f"{r['end']:#014x}", mib(r["size"])] for r in s["memory_ranges"]])
+                [[f"{r['start']:#014x}", f"{r['end']:#014x}", mib(r["size"])] for r in ranges[:MAX_RANGE_ROWS]])
+    if len(ranges) > MAX_RANGE_ROWS:
+        click.echo(f"... and {len(ranges) - MAX_RANGE_ROWS} more ranges (--json lists them all)")
     for p in s.get("problems", []):
-        note(p)
+        note(printable(p))
     if "damage" in s:
         _print_damage(s["damage"])
         _damage_status(s)

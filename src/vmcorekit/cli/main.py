@@ -14,6 +14,7 @@ import sys
 import click
 
 from ..errors import EXIT_PARTIAL, EXIT_USAGE, PartialResultWarning, VmcorekitError, collecting_notes
+from ..util.text import printable
 
 
 # Modules of this package that are not commands.
@@ -88,13 +89,13 @@ def main(argv: list[str] | None = None) -> int:
             if text not in partial:
                 partial.append(text)
                 if getattr(message, "reported", True):
-                    click.echo(f"vmcorekit: partial: {text}", err=True)
+                    click.echo(printable(f"vmcorekit: partial: {text}"), err=True)
 
         warnings.showwarning = show
         with collecting_notes() as notes:
             rc = _run(argv)
     for n in notes:  # errors.note(): non-fatal problems, once each, after the answer
-        click.echo(f"vmcorekit: note: {n}", err=True)
+        click.echo(printable(f"vmcorekit: note: {n}"), err=True)
     return EXIT_PARTIAL if rc == 0 and partial else rc
 
 
@@ -138,7 +139,7 @@ def _run(argv: list[str] | None) -> int:
             return 0
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except VmcorekitError as e:
-        click.echo(f"vmcorekit: error: {e}", err=True)
+        click.echo(printable(f"vmcorekit: error: {e}"), err=True)
         return 1
     except BrokenPipeError:
         # `vmcorekit dmesg | head`: the reader went away; that is not an error.
@@ -149,7 +150,7 @@ def _run(argv: list[str] | None) -> int:
             _drop_stdout()
             return 0
         where = f"{e.filename}: " if e.filename else ""
-        click.echo(f"vmcorekit: error: {where}{e.strerror or e}", err=True)
+        click.echo(printable(f"vmcorekit: error: {where}{e.strerror or e}"), err=True)
         return 1
     except KeyboardInterrupt:
         click.echo("vmcorekit: interrupted", err=True)

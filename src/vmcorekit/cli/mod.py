@@ -10,7 +10,7 @@ from __future__ import annotations
 import click
 
 from ..errors import note
-
+from ..util.text import printable
 from .common import dump_arguments, emit_json, is_tty, json_convention, open_program
 
 
@@ -30,8 +30,8 @@ def mod_lines(mods: list) -> list[str]:  # type: ignore[type-arg]
             flags.append("unsigned")
         if flags:
             taint += f" ({', '.join(flags)})"
-        out.append(f"{m.address:016x}  {m.name:<{namew}}  {base}  {size:>{sizew}}  "
-                   f"{m.state:<8}  {taint}".rstrip())
+        out.append(printable(f"{m.address:016x}  {m.name:<{namew}}  {base}  {size:>{sizew}}  "
+                             f"{m.state:<8}  {taint}".rstrip()))
     return out
 
 
@@ -54,14 +54,14 @@ def command(dump: str, vmcoreinfo_file: str | None, names: tuple[str, ...], as_j
     mods.sort(key=lambda m: (m.base if m.base is not None else m.address, m.address))
     notes = sorted({p for m in mods for p in m.problems})
     for w in warns + notes:
-        note(w)
+        note(printable(w))
     if as_json:
         # the warnings are in `notes` already (note() above): one list of problems per answer
         emit_json(json_convention({"modules": [m.as_dict() for m in mods]}, {"module", "base"},
                                   {"size": "size_bytes"}))
     elif is_tty():
         from .render import print_table
-        rows = [[f"{m.address:016x}", m.name, "-" if m.base is None else f"{m.base:016x}",
+        rows = [[f"{m.address:016x}", printable(m.name), "-" if m.base is None else f"{m.base:016x}",
                  "-" if m.size is None else str(m.size), m.state,
                  (m.taint_letters or "-") + (" out-of-tree" if m.out_of_tree else "")
                  + (" unsigned" if m.unsigned else "")] for m in mods]

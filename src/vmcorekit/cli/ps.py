@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from ..util.text import printable
 from .common import dump_arguments, emit_json, is_tty, open_program, ps_json
 
 SORT_KEYS = ("pid", "ppid", "cpu", "task", "state", "rss", "vsz", "comm")
@@ -148,7 +149,7 @@ def command(dump: str, vmcoreinfo_file: str | None, select: tuple[str, ...], use
         return
     click.echo(HEADER)
     for r in rows:
-        click.echo(crash_line(r, total, page_size))
+        click.echo(printable(crash_line(r, total, page_size)))
 
 
 def _rich(rows: list, total: int | None, page_size: int) -> None:  # type: ignore[type-arg]
@@ -169,5 +170,5 @@ def _rich(rows: list, total: int | None, page_size: int) -> None:  # type: ignor
                  "-" if r.cpu is None else str(r.cpu), f"{r.task:016x}", r.crash_state,
                  _pct(rss, total).strip(), str(r.vsz * page_size // 1024),
                  str(rss * page_size // 1024), comm + ("  (panic)" if r.panic else "")]
-        t.add_row(*[Text(c) for c in cells], style=style)  # Text: "[kthreadd]" is no markup
+        t.add_row(*[Text(printable(c)) for c in cells], style=style)  # Text: "[kthreadd]" is no markup
     Console().print(t)

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import click
 
+from ..util.text import printable
+
 
 def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[object]],
                 right: Sequence[int] = ()) -> None:
@@ -18,10 +20,10 @@ def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequen
             t.add_column(h, justify="right" if i in right else "left")
         for r in rows:
             # Text, not str: cells are data ("[swapper/0]"), never rich markup.
-            t.add_row(*[Text(str(c)) for c in r])
+            t.add_row(*[Text(printable(str(c))) for c in r])
         Console().print(t)
         return
-    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    cells = [[str(h) for h in headers]] + [[printable(str(c)) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     for r in cells:
         parts = [c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))]
@@ -37,9 +39,9 @@ def kv_table(title: str | None, rows: Sequence[tuple[str, str]]) -> None:
         t.add_column(style="bold")
         t.add_column()
         for k, v in rows:
-            t.add_row(Text(k), Text(v))
+            t.add_row(Text(printable(k)), Text(printable(v)))
         Console().print(t)
         return
     w = max(len(k) for k, _ in rows)
     for k, v in rows:
-        click.echo(f"{k.upper().ljust(w)}  {v}")
+        click.echo(printable(f"{k.upper().ljust(w)}  {v}"))

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ..util.text import printable
 from .common import dump_arguments, emit_json, open_program, parse_address
 
 if TYPE_CHECKING:
@@ -143,7 +144,7 @@ def command(dump: str, vmcoreinfo_file: str | None, type_spec: str, address: str
             if as_json:
                 emit_json(layout_json(t))
             else:
-                click.echo(format_layout(t))
+                click.echo(printable(format_layout(t)))
             return
         targets = _addresses(prog, address)
         size = t.sizeof()
@@ -173,7 +174,8 @@ def command(dump: str, vmcoreinfo_file: str | None, type_spec: str, address: str
             emit_json(out_json[0] if len(out_json) == 1 else out_json)
         else:
             sep = "\n" if not members and count > 1 else ""
-            click.echo(("\n" + sep).join(chunks))
+            # Strings from the dump (a comm, a name) may hold terminal controls.
+            click.echo(printable(("\n" + sep).join(chunks)))
 
 
 def layout_json(t: "Type") -> dict[str, Any]:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 import click
 
 from ..errors import SymbolError
+from ..util.text import printable
 from .common import dump_arguments, emit_json, json_convention, open_program
 
 if TYPE_CHECKING:  # numpy stays unimported until a command runs
@@ -99,7 +100,7 @@ def command(dump: str, vmcoreinfo_file: str | None, what: tuple[str, ...], list_
             results += found
             if not as_json:
                 for r in found:
-                    click.echo(r["line"])
+                    click.echo(printable(str(r["line"])))
     if as_json:
         emit_json([sym_json({k: v for k, v in r.items() if k != "line"}) for r in results])
     if errors:

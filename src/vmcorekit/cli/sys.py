@@ -12,6 +12,7 @@ import click
 
 from ..errors import note
 
+from ..util.text import printable
 from .common import dump_arguments, emit_json, is_tty, open_program
 
 KERNEL_TEXT = "(none: symbols from kallsyms, types from BTF in the dump)"
@@ -99,7 +100,7 @@ def command(dump: str, vmcoreinfo_file: str | None, as_json: bool) -> None:
     rows = sys_lines(si, str(dump), bool(level))
     if is_tty():
         from .render import kv_table
-        kv_table("System", rows)
+        kv_table("System", [(k, printable(str(v))) for k, v in rows])
         return
     for k, v in rows:
-        click.echo(f"{k:>12}: {v}")
+        click.echo(printable(f"{k:>12}: {v}"))

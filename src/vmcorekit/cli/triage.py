@@ -169,21 +169,22 @@ def _html_many(rows: list[dict[str, Any]], reports: list[dict[str, Any] | None])
 def _logs(paths: tuple[str, ...], as_json: bool) -> None:
     """`--log`: one answer per log, in order; unreadable inputs reported and counted."""
     from ..errors import LogInputError
-    from ..report.titles_log import escape_control, triage_log
+    from ..report.titles_log import triage_log
+    from ..util.text import printable
     failed = 0
     for p in paths:
         try:
             r = triage_log(p)
         except LogInputError as e:
             failed += 1
-            click.echo(f"vmcorekit: error: {escape_control(' '.join(str(e).split()))}", err=True)
+            click.echo(f"vmcorekit: error: {printable(' '.join(str(e).split()))}", err=True)
             continue
         if as_json:
             sys.stdout.write(json.dumps(r) + "\n")
         else:
             sig = (r.get("signature") or {}).get("id") or "-"
             title = r["title"] if r["title"] is not None else "(no crash)"
-            sys.stdout.write(escape_control(f"{title}\t{sig}\t{r['source']}") + "\n")
+            sys.stdout.write(printable(f"{title}\t{sig}\t{r['source']}") + "\n")
         sys.stdout.flush()
     if failed:
         sys.exit(EXIT_PARTIAL)

@@ -10,6 +10,7 @@ import sys
 import click
 
 from ..errors import EXIT_PARTIAL, note
+from ..util.text import printable
 from .common import emit_json, json_convention, split_dump_arg
 from .render import kv_table, print_table
 
@@ -70,14 +71,15 @@ def command(dump: str, as_json: bool, quick: bool, threads: int | None, show_pro
                      + (f" ({_size(rep.bytes_read / rep.seconds)}/s)" if rep.seconds > 0 else "")),
         ])
         print_table("Checks", ["check", "status", "detail"],
-                    [[c.name, "skip" if c.ok is None else "ok" if c.ok else "FAIL", c.detail] for c in rep.checks])
+                    [[c.name, "skip" if c.ok is None else "ok" if c.ok else "FAIL", printable(c.detail)]
+                     for c in rep.checks])
         if rep.bad_ranges:
             print_table("Unreadable pages", ["state", "start", "end", "pages", "reason"],
                         [[r.state, f"{r.start:#014x}", f"{r.end:#014x}", r.pages, r.reason] for r in rep.bad_ranges],
                         right=(3,))
         for msg in rep.problems:
-            click.echo(f"problem: {msg}")
+            click.echo(printable(f"problem: {msg}"))
         for msg in rep.notes:
-            note(msg)
+            note(printable(msg))
     if not rep.ok:
         raise click.exceptions.Exit(EXIT_PARTIAL)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import bisect
 import enum
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -95,7 +96,7 @@ class PhysicalMemory(ABC):
         self.notes = []
         self.virtual_segments = []
         self._range_starts: list[int] = []
-        self._ranges: list[MemRange] = []
+        self._ranges: Sequence[MemRange] = []
 
     # -- what subclasses provide -------------------------------------------------------------
     @abstractmethod
@@ -128,14 +129,33 @@ class PhysicalMemory(ABC):
         self._ranges = merged
         self._range_starts = [r.start for r in merged]
 
+    def _set_range_arrays(self, starts: "Sequence[int]", ends: "Sequence[int]") -> None:
+        """_set_ranges() for many ranges at once, sorted by start: kept as typed arrays, 16
+        bytes a range, a MemRange made only for the one looked at."""
+        rs, re_ = array("Q"), array("Q")
+        for a, b in zip(starts, ends):
+            if b <= a:
+                continue
+            if rs and a <= re_[-1]:  # touching or overlapping: one range
+                if b > re_[-1]:
+                    re_[-1] = b
+                continue
+            rs.append(a)
+            re_.append(b)
+        self._range_starts = rs  # type: ignore[assignment]
+        self._range_ends = re_
+        self._ranges = _RangeList(rs, re_)
+
     def ranges(self) -> list[MemRange]:
         """Physical ranges the dump describes (present, excluded or missing pages alike)."""
         return list(self._ranges)
 
     def _find_range(self, paddr: int) -> MemRange | None:
         i = bisect.bisect_right(self._range_starts, paddr) - 1
-        if i >= 0 and paddr < self._ranges[i].end:
-            return self._ranges[i]
+        if i >= 0:
+            r = self._ranges[i]
+            if paddr < r.end:
+                return r
         return None
 
     def read(self, paddr: int, size: int) -> bytes:
@@ -175,6 +195,24 @@ class PhysicalMemory(ABC):
         self.close()
 
 
+class _RangeList(Sequence[MemRange]):
+    """Merged ranges as two typed arrays; a MemRange is made for the one looked at."""
+
+    def __init__(self, starts: array, ends: array) -> None:  # type: ignore[type-arg]
+        self._starts, self._ends = starts, ends
+
+    def __len__(self) -> int:
+        return len(self._starts)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [MemRange(a, b) for a, b in zip(self._starts[i], self._ends[i])]
+        return MemRange(self._starts[i], self._ends[i])
+
+    def __iter__(self) -> "Iterator[MemRange]":
+        return map(MemRange, self._starts, self._ends)
+
+
 @dataclass(frozen=True)
 class DumpFormat:
     """What a format file registers (dump/registry.py lists them): how to recognise the format
@@ -196,4 +234,5 @@ class DumpFormat:
     check: Callable[[VerifyReport, PhysicalMemory, bool, int, Progress | None], None] | None = None
     # A cheap look for damage that reads no page data (None: nothing seen).
     damage_hint: Callable[[PhysicalMemory], str | None] | None = None
-    unwrap: Callable[[str], str] | None = None
+    # unwrap(path, accept): accept(first bytes) tells whether the plain content is a dump.
+    unwrap: Callable[[str, Callable[[bytes], bool]], str] | None = None

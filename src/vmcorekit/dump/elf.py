@@ -10,10 +10,12 @@ from __future__ import annotations
 import bisect
 import mmap
 import os
+from array import array
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import DumpFormatError, PageExcludedError, PageMissingError, PageNotInDumpError, UnsupportedDumpError
-from .base import DumpFormat, DumpInfo, MemRange, PageState, PhysicalMemory, VirtualSegment
+from .base import DumpFormat, DumpInfo, PageState, PhysicalMemory, VirtualSegment
 from .elf_layout import (
     EHDR64,
     ELF_MAGIC,
@@ -26,13 +28,21 @@ from .elf_layout import (
     PT_LOAD,
     PT_NOTE,
     SHDR64,
+    NOTES_BYTES_CAP,
+    NOTES_CAP,
     parse_notes,
 )
 
 if TYPE_CHECKING:
     from .checks import Progress, VerifyReport
 
-MAX_NOTES_BYTES = 64 << 20  # far above any real note area; bounds hostile p_filesz
+MAX_NOTES_BYTES = NOTES_BYTES_CAP
+# Counts a file may claim, far above real dumps (a few notes per CPU; a PT_LOAD per memory
+# range): past them a file is refused, so work and memory stay bounded by these, not by it.
+MAX_NOTES = NOTES_CAP
+MAX_PT_LOAD = 1 << 20  # kept as numpy columns (40 bytes each), never one object per segment
+MAX_PHNUM = MAX_PT_LOAD + MAX_NOTES
+NO_PADDR = 0xFFFFFFFFFFFFFFFF
 
 
 def is_elf(head: bytes) -> bool:
@@ -44,6 +54,50 @@ class _Segment:
 
     def __init__(self, paddr: int, vaddr: int, offset: int, filesz: int, memsz: int) -> None:
         self.paddr, self.vaddr, self.offset, self.filesz, self.memsz = paddr, vaddr, offset, filesz, memsz
+
+
+class _Segments(Sequence[_Segment]):
+    """PT_LOADs as typed columns (array('Q'): 8 bytes a field, no numpy needed to read an
+    ELF core); a _Segment is made only for the one looked at."""
+
+    def __init__(self, paddr: array, vaddr: array, offset: array, filesz: array,  # type: ignore[type-arg]
+                 memsz: array) -> None:  # type: ignore[type-arg]
+        self.paddr, self.vaddr, self.offset, self.filesz, self.memsz = paddr, vaddr, offset, filesz, memsz
+
+    def __len__(self) -> int:
+        return len(self.paddr)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return _Segment(self.paddr[i], self.vaddr[i], self.offset[i], self.filesz[i], self.memsz[i])
+
+    def __iter__(self) -> "Iterator[_Segment]":
+        return map(_Segment, self.paddr, self.vaddr, self.offset, self.filesz, self.memsz)
+
+    def take(self, idx: "list[int]") -> "_Segments":
+        return _Segments(*(array("Q", [col[i] for i in idx]) for col in
+                           (self.paddr, self.vaddr, self.offset, self.filesz, self.memsz)))
+
+
+class _VirtualSegments(Sequence[VirtualSegment]):
+    """PhysicalMemory.virtual_segments over the PT_LOAD columns (objects made on demand)."""
+
+    def __init__(self, segs: _Segments) -> None:
+        self._s = segs
+
+    def __len__(self) -> int:
+        return len(self._s)
+
+    def __getitem__(self, i):  # type: ignore[no-untyped-def, override]
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        p = self._s.paddr[i]
+        return VirtualSegment(self._s.vaddr[i], None if p == NO_PADDR else p, self._s.memsz[i])
+
+    def __iter__(self) -> "Iterator[VirtualSegment]":
+        for v, p, m in zip(self._s.vaddr, self._s.paddr, self._s.memsz):
+            yield VirtualSegment(v, None if p == NO_PADDR else p, m)
 
 
 BULK_READ = 64 << 10  # reads this large go through pread (see ElfDump.read)
@@ -109,81 +163,123 @@ class ElfDump(PhysicalMemory):
                 e_phnum = sh[7]  # sh_info
         if e_phnum and e_phentsize < PHDR64.size:
             raise self._err(54, f"expected e_phentsize >= {PHDR64.size}, found {e_phentsize}")
+        if e_phnum > MAX_PHNUM:
+            raise self._err(56, f"{e_phnum} program headers; expected at most {MAX_PHNUM} "
+                                f"({MAX_PT_LOAD} PT_LOAD and {MAX_NOTES} PT_NOTE)")
         if e_phoff + e_phnum * e_phentsize > self.file_size:
             raise self._err(e_phoff, f"{e_phnum} program headers of {e_phentsize} bytes run past the end "
                                      f"of the file ({self.file_size} bytes)")
-        segs: list[_Segment] = []
+        # The table as typed columns: one pass, no object kept per header.
         table = bytes(data[e_phoff:e_phoff + e_phnum * e_phentsize])
+        cols: tuple[array, ...] = tuple(array("Q") for _ in range(5))  # type: ignore[type-arg]
+        a_paddr, a_vaddr, a_off, a_filesz, a_memsz = cols
+        notes_at: list[tuple[int, int, int]] = []
+        unpack = PHDR64.unpack_from
         for i in range(e_phnum):
-            off = e_phoff + i * e_phentsize
-            p_type, _, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _ = PHDR64.unpack_from(table, i * e_phentsize)
+            p_type, _, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, _ = unpack(table, i * e_phentsize)
             if p_type == PT_NOTE:
-                if p_offset >= self.file_size:
-                    continue
-                size = min(p_filesz, self.file_size - p_offset, MAX_NOTES_BYTES)
-                self.notes.extend(parse_notes(bytes(data[p_offset:p_offset + size]), p_offset, path=self.path))
+                notes_at.append((i, p_offset, p_filesz))
             elif p_type == PT_LOAD:
+                if len(a_paddr) == MAX_PT_LOAD:
+                    raise self._err(e_phoff + i * e_phentsize, f"more than {MAX_PT_LOAD} PT_LOAD program headers; "
+                                                               f"expected at most {MAX_PT_LOAD}")
                 if p_memsz >= 1 << 62 or p_filesz > p_memsz:
-                    raise self._err(off, f"PT_LOAD {i}: implausible sizes (filesz {p_filesz:#x}, memsz {p_memsz:#x})")
-                segs.append(_Segment(p_paddr, p_vaddr, p_offset, p_filesz, p_memsz))
+                    raise self._err(e_phoff + i * e_phentsize, f"PT_LOAD {i}: implausible sizes (filesz "
+                                                               f"{p_filesz:#x}, memsz {p_memsz:#x})")
+                a_paddr.append(p_paddr)
+                a_vaddr.append(p_vaddr)
+                a_off.append(p_offset)
+                a_filesz.append(p_filesz)
+                a_memsz.append(p_memsz)
+        del table
+        self._parse_notes(data, notes_at)
+        segs = _Segments(*cols)
         self._load_segments(segs)
         ps = 4096
         self.info.page_size = ps
-        trunc = [s for s in segs if s.offset + s.filesz > self.file_size]
-        if trunc:
+        size = self.file_size
+        if any(o + f > size for o, f in zip(a_off, a_filesz)):
             self.info.incomplete = True
-            self.info.extra["truncated_at"] = self.file_size
+            self.info.extra["truncated_at"] = size
         self.info.extra["phnum"] = e_phnum
         self.info.extra["pt_load"] = len(segs)
 
-    def _load_segments(self, segs: list[_Segment]) -> None:
-        # /proc/kcore marks segments without a physical address with p_paddr = -1 (or 0 for
-        # some); those are only reachable by virtual address.
-        self.virtual_segments = [
-            VirtualSegment(s.vaddr, None if s.paddr in (0xFFFFFFFFFFFFFFFF,) else s.paddr, s.memsz) for s in segs
-        ]
-        phys = [s for s in segs if s.paddr != 0xFFFFFFFFFFFFFFFF]
-        # kexec-tools also emits a PT_LOAD for the kernel-text mapping whose physical range
-        # duplicates part of a direct-map one; keep one segment per physical byte.
-        phys.sort(key=lambda s: (s.paddr, -s.memsz))
-        kept: list[_Segment] = []
-        for s in phys:
-            if kept and s.paddr + s.memsz <= kept[-1].paddr + kept[-1].memsz:
+    def _parse_notes(self, data: "mmap.mmap | _PreadView | bytes", notes_at: list[tuple[int, int, int]]) -> None:
+        """The notes of every PT_NOTE (index, offset, size), at most MAX_NOTES in all and
+        MAX_NOTES_BYTES read."""
+        budget = MAX_NOTES_BYTES
+        for i, p_offset, p_filesz in notes_at:
+            if p_offset >= self.file_size or budget <= 0:
                 continue
-            kept.append(s)
-        self._segs = kept
-        self._seg_starts = [s.paddr for s in kept]
-        self._set_ranges([MemRange(s.paddr, s.paddr + s.memsz) for s in kept])
+            size = min(p_filesz, self.file_size - p_offset, budget)
+            budget -= size
+            room = MAX_NOTES - len(self.notes)
+            if isinstance(data, mmap.mmap):
+                # Parsed where it lies: only the pages the walk reaches are touched.
+                with memoryview(data) as whole, whole[p_offset:p_offset + size] as area:
+                    notes = parse_notes(area, p_offset, path=self.path, limit=room + 1)  # type: ignore[arg-type]
+            else:
+                notes = parse_notes(bytes(data[p_offset:p_offset + size]), p_offset, path=self.path, limit=room + 1)
+            if len(notes) > room:
+                raise self._err(notes[room].offset, f"more than {MAX_NOTES} ELF notes (PT_NOTE {i}); expected at "
+                                                    f"most {MAX_NOTES}: a few per CPU")
+            self.notes.extend(notes)
+
+    def _load_segments(self, segs: _Segments) -> None:
+        # /proc/kcore marks segments without a physical address with p_paddr = -1; those are
+        # only reachable by virtual address.
+        self.virtual_segments = _VirtualSegments(segs)  # type: ignore[assignment]
+        paddr, memsz = segs.paddr, segs.memsz
+        # kexec-tools also emits a PT_LOAD for the kernel-text mapping whose physical range
+        # duplicates part of a direct-map one; keep one segment per physical byte: sorted by
+        # (start, longest first), a segment ending within the furthest end so far is dropped.
+        # (An end past 2^64 is cut there: only a hostile header says so.)
+        order = sorted((i for i in range(len(segs)) if paddr[i] != NO_PADDR), key=lambda i: (paddr[i], -memsz[i]))
+        kept: list[int] = []
+        reach = -1
+        for i in order:
+            end = min(paddr[i] + memsz[i], NO_PADDR)
+            if end > reach:
+                kept.append(i)
+                reach = end
+        k = segs.take(kept)
+        del order, kept
+        self._segs = k
+        # Per-read lookups: typed arrays (bisect works on them).
+        self._seg_starts = k.paddr
+        self._seg_ends = array("Q", (min(p + m, NO_PADDR) for p, m in zip(k.paddr, k.memsz)))
+        self._seg_off = k.offset
+        self._seg_filesz = k.filesz
+        self._set_range_arrays(self._seg_starts, self._seg_ends)
 
     # -- reads -------------------------------------------------------------------------------
-    def _segment(self, paddr: int) -> _Segment | None:
+    def _segment(self, paddr: int) -> int:
+        """Index of the kept segment holding `paddr`, or -1."""
         i = bisect.bisect_right(self._seg_starts, paddr) - 1
-        while i >= 0:
-            s = self._segs[i]
-            if paddr < s.paddr + s.memsz:
-                return s
-            if s.paddr + s.memsz <= paddr:
-                return None
-            i -= 1
-        return None
+        # Kept segments never nest, so the one starting last at or below paddr is the only
+        # candidate (an earlier one ends before it ends).
+        if i >= 0 and paddr < self._seg_ends[i]:
+            return i
+        return -1
 
     def _read_in_range(self, paddr: int, size: int) -> bytes:
         out = []
         end = paddr + size
         pos = paddr
         while pos < end:
-            s = self._segment(pos)
-            if s is None:
+            i = self._segment(pos)
+            if i < 0:
                 raise PageNotInDumpError(pos, "not in any PT_LOAD of the dump")
-            rel = pos - s.paddr
-            n = min(end, s.paddr + s.memsz) - pos
-            if rel >= s.filesz:
+            start, seg_end, foff0, filesz = self._seg_starts[i], self._seg_ends[i], self._seg_off[i], self._seg_filesz[i]
+            rel = pos - start
+            n = min(end, seg_end) - pos
+            if rel >= filesz:
                 # Past p_filesz: makedumpfile -E leaves excluded pages out this way.
                 raise PageExcludedError(pos, "beyond the segment's p_filesz (excluded from the dump)")
-            n = min(n, s.filesz - rel)
-            foff = s.offset + rel
+            n = min(n, filesz - rel)
+            foff = foff0 + rel
             if foff + n > self.file_size:
-                raise PageMissingError(max(pos, s.paddr + (self.file_size - s.offset)),
+                raise PageMissingError(max(pos, start + (self.file_size - foff0)),
                                        f"segment data runs past the end of the file ({self.file_size} bytes)")
             out.append(self._map[foff:foff + n])
             pos += n
@@ -193,10 +289,9 @@ class ElfDump(PhysicalMemory):
         # Fast path for the common case: one segment, fully in the file.
         i = bisect.bisect_right(self._seg_starts, paddr) - 1
         if i >= 0 and size > 0:
-            s = self._segs[i]
-            rel = paddr - s.paddr
-            if rel + size <= s.filesz and s.offset + rel + size <= self.file_size:
-                off = s.offset + rel
+            rel = paddr - self._seg_starts[i]
+            if rel + size <= self._seg_filesz[i] and self._seg_off[i] + rel + size <= self.file_size:
+                off = self._seg_off[i] + rel
                 if size >= BULK_READ and isinstance(self._map, mmap.mmap):
                     # Bulk reads (a filter's struct pages: 1.6% of RAM) by pread, not through
                     # the mapping, whose touched pages would stay in this process's RSS.
@@ -208,22 +303,23 @@ class ElfDump(PhysicalMemory):
 
     def page_state(self, pfn: int) -> PageState:
         paddr = pfn * self.page_size
-        s = self._segment(paddr)
-        if s is None:
+        i = self._segment(paddr)
+        if i < 0:
             return PageState.HOLE
-        rel = paddr - s.paddr
-        if rel >= s.filesz:
+        rel = paddr - self._seg_starts[i]
+        filesz = self._seg_filesz[i]
+        if rel >= filesz:
             return PageState.EXCLUDED
-        if s.offset + rel + min(self.page_size, s.filesz - rel) > self.file_size:
+        if self._seg_off[i] + rel + min(self.page_size, filesz - rel) > self.file_size:
             return PageState.MISSING
         return PageState.PRESENT
 
     def file_offset(self, paddr: int) -> int | None:
         """Where physical address `paddr` is stored in the file, if it is."""
-        s = self._segment(paddr)
-        if s is None or paddr - s.paddr >= s.filesz:
+        i = self._segment(paddr)
+        if i < 0 or paddr - self._seg_starts[i] >= self._seg_filesz[i]:
             return None
-        return s.offset + paddr - s.paddr
+        return self._seg_off[i] + paddr - self._seg_starts[i]
 
     def fileno(self) -> int:
         """The dump file's open descriptor, for bulk reads (os.preadv) at file_offset()s."""

@@ -35,13 +35,19 @@ def _align4(n: int) -> int:
     return (n + 3) & ~3
 
 
-def parse_notes(data: bytes, base_offset: int | None = 0, *, path: str = "<notes>") -> list[Note]:
+NOTES_CAP = 1 << 16  # notes a dump may hold (real ones: a few per CPU); readers refuse more
+NOTES_BYTES_CAP = 64 << 20  # note bytes parsed in all: far above any real note area
+
+
+def parse_notes(data: bytes, base_offset: int | None = 0, *, path: str = "<notes>",
+                limit: int = NOTES_CAP + 1) -> list[Note]:
     """Parse a run of ELF64 notes (4-byte aligned name and descriptor). A truncated tail stops
-    the walk: what parsed before it is kept."""
+    the walk: what parsed before it is kept. At most `limit` notes are parsed: a flood of
+    empty notes costs that many, however large the area (the caller says what more means)."""
     notes: list[Note] = []
     pos = 0
     n = len(data)
-    while pos + NOTE_HEADER.size <= n:
+    while pos + NOTE_HEADER.size <= n and len(notes) < limit:
         namesz, descsz, ntype = NOTE_HEADER.unpack_from(data, pos)
         if namesz == 0 and descsz == 0 and ntype == 0:
             break  # zero padding after the last note
@@ -50,7 +56,7 @@ def parse_notes(data: bytes, base_offset: int | None = 0, *, path: str = "<notes
         desc_end = desc_start + descsz
         if desc_end > n:
             break
-        owner = data[name_start:name_start + namesz].split(b"\0", 1)[0].decode("latin-1")
+        owner = bytes(data[name_start:name_start + namesz]).split(b"\0", 1)[0].decode("latin-1")
         off = None if base_offset is None else base_offset + desc_start
         notes.append(Note(owner, ntype, bytes(data[desc_start:desc_end]), off))
         pos = desc_start + _align4(descsz)
@@ -62,6 +68,8 @@ def walk_notes(data: bytes) -> tuple[int, str | None]:
     last note is fine; anything else that does not form a note is a problem."""
     pos, n, count = 0, len(data), 0
     while pos < n:
+        if count > NOTES_CAP:
+            return count, f"more than {NOTES_CAP} notes; expected at most {NOTES_CAP} (a few per CPU)"
         if pos + NOTE_HEADER.size > n:
             if any(data[pos:]):
                 return count, f"{n - pos} stray bytes after note {count} at offset {pos:#x}"

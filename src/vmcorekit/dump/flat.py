@@ -10,11 +10,14 @@ of the described file straight from the stream, without writing the reassembled 
 from __future__ import annotations
 
 import bisect
+import contextlib
+import errno
 import heapq
 import mmap
 import os
 from abc import ABC, abstractmethod
 from array import array
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -29,6 +32,8 @@ from .flat_layout import (
     is_flattened,
 )
 
+SCAN_STEP = 8 << 20  # bytes read at once by ByteSource.scan
+
 
 class ByteSource(ABC):
     """Read-only random access to the bytes of a (possibly reassembled) dump file."""
@@ -41,6 +46,32 @@ class ByteSource(ABC):
     def read(self, offset: int, n: int) -> bytes:
         """The bytes at [offset, offset+n) that are available: shorter than n when the range
         runs past the end of the file or into a part the source does not hold."""
+
+    def view(self, offset: int, n: int) -> "bytes | memoryview":
+        """The available bytes at [offset, offset+n) without a copy where the source can give
+        one (a plain file's mapping): large tables such as the kdump bitmaps are looked at
+        where they lie, not copied into memory because a header says they are large."""
+        return self.read(offset, n)
+
+    def scan(self, offset: int, n: int, step: int = SCAN_STEP) -> "Iterator[tuple[int, bytes]]":
+        """(offset, bytes) pieces of at most `step` bytes covering the available bytes of
+        [offset, offset+n), for one pass over a large region in bounded memory. Parts of a
+        sparse file that are holes (zeros) may be skipped: callers treat what is not yielded
+        as zero bytes."""
+        end = offset + n
+        for pos in range(offset, end, step):
+            data = self.read(pos, min(step, end - pos))
+            if data:
+                yield pos, data
+
+    def extents(self, offset: int, n: int) -> list[tuple[int, int]]:
+        """[start, end) parts of [offset, offset+n) that may hold non-zero bytes (all of it,
+        unless the source knows its holes)."""
+        return [(offset, offset + n)] if n > 0 else []
+
+    def forget(self, offset: int, n: int) -> None:
+        """Drop [offset, offset+n) of the source's mapping from this process's memory (it is
+        read again from the page cache if touched): after a pass over a large view."""
 
     def close(self) -> None:
         pass
@@ -57,13 +88,17 @@ class FileSource(ByteSource):
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self._whole: memoryview | None = None
         self._f = open(path, "rb")
         try:
             self.size = os.fstat(self._f.fileno()).st_size
             # mmap refuses empty files; an empty source simply reads nothing.
-            self._mm: mmap.mmap | None = (
-                mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
-            )
+            try:
+                self._mm: mmap.mmap | None = (
+                    mmap.mmap(self._f.fileno(), 0, access=mmap.ACCESS_READ) if self.size else None
+                )
+            except (OSError, ValueError) as e:  # address space exhausted (a limit), not mappable
+                raise DumpFormatError(path, None, f"cannot map the file ({self.size} bytes): {e}") from None
         except BaseException:
             self._f.close()
             raise
@@ -73,9 +108,50 @@ class FileSource(ByteSource):
             return b""
         return self._mm[offset:offset + n]
 
+    def view(self, offset: int, n: int) -> "bytes | memoryview":
+        if self._mm is None or offset < 0 or n <= 0:
+            return b""
+        if self._whole is None:
+            self._whole = memoryview(self._mm)
+        return self._whole[offset:min(offset + n, self.size)]
+
+    def scan(self, offset: int, n: int, step: int = SCAN_STEP) -> "Iterator[tuple[int, bytes]]":
+        # pread, not the mapping: a pass over a large region must not leave all of it in this
+        # process's RSS; and holes of a sparse file (SEEK_DATA) are skipped, not read as zeros.
+        fd = self._f.fileno()
+        for a, b in _data_extents(fd, offset, min(offset + n, self.size)):
+            while a < b:
+                data = os.pread(fd, min(step, b - a), a)
+                if not data:
+                    return
+                yield a, data
+                a += len(data)
+
+    def extents(self, offset: int, n: int) -> list[tuple[int, int]]:
+        return _data_extents(self._f.fileno(), offset, min(offset + n, self.size))
+
+    def forget(self, offset: int, n: int) -> None:
+        if self._mm is None or n <= 0 or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        page = mmap.PAGESIZE
+        a = offset - offset % page
+        b = min(self.size, offset + n)
+        if b > a:
+            with contextlib.suppress(OSError, ValueError):
+                self._mm.madvise(mmap.MADV_DONTNEED, a, b - a)
+
     def close(self) -> None:
+        if self._whole is not None:
+            try:
+                self._whole.release()
+            except BufferError:  # a view is still in use: the mapping goes with the last one
+                self._mm = None
+            self._whole = None
         if self._mm is not None:
-            self._mm.close()
+            try:
+                self._mm.close()
+            except BufferError:
+                pass
             self._mm = None
         self._f.close()
 
@@ -256,3 +332,28 @@ def open_source(path: str) -> ByteSource:
     with open(path, "rb") as f:
         head = f.read(16)
     return FlatFile(path) if is_flattened(head) else FileSource(path)
+
+
+
+def _data_extents(fd: int, offset: int, end: int) -> list[tuple[int, int]]:
+    """[start, end) parts of a file's [offset, end) that are not holes (SEEK_DATA/SEEK_HOLE;
+    all of it where the system cannot tell)."""
+    pos = max(0, offset)
+    if pos >= end:
+        return []
+    if not hasattr(os, "SEEK_DATA"):
+        return [(pos, end)]
+    out = []
+    while pos < end:
+        try:
+            data_at = os.lseek(fd, pos, os.SEEK_DATA)
+            hole_at = os.lseek(fd, data_at, os.SEEK_HOLE)
+        except OSError as e:
+            if e.errno == errno.ENXIO:  # nothing but a hole up to the end of the file
+                break
+            return [(max(0, offset), end)]
+        if data_at >= end:
+            break
+        out.append((data_at, min(end, hole_at)))
+        pos = min(end, hole_at)
+    return out

@@ -15,8 +15,10 @@ A --split set is several kdump files, each holding the dumped pages of one pfn r
 from __future__ import annotations
 
 import bisect
+import contextlib
 from array import array
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -65,7 +67,8 @@ MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 1 << 18  # 256 KiB pages exist (hexagon, ppc44x); anything larger is corrupt
 CODEC_SAMPLE = 512  # descriptors read at open to name the codecs in use
 DEFAULT_CACHE_PAGES = 1024
-_RANK_BLOCK = 64  # bytes of 2nd bitmap per rank-index entry
+_RANK_BLOCK = 64  # bytes of 2nd bitmap per rank-index entry (at least; see rank_block_bytes)
+RANK_INDEX_MAX = 32 << 20  # bytes of rank index at most (64 bytes of bitmap an entry up to 256 MiB of bitmap)
 
 
 def is_kdump(head: bytes) -> bool:
@@ -90,14 +93,25 @@ def _pow2(n: int) -> bool:
 
 def bit_runs(bitmap: np.ndarray, nbits: int, chunk_bytes: int = 1 << 20) -> list[tuple[int, int]]:
     """[start, end) runs of set bits among the first `nbits` bits of a little-endian bitmap
-    (bit i is bit i%8 of byte i//8). Works chunk by chunk so memory stays bounded, with
-    shortcuts for all-clear and all-set chunks."""
+    (bit i is bit i%8 of byte i//8). Works chunk by chunk so memory stays bounded."""
+    nbytes = (nbits + 7) // 8
+    return runs_of_chunks(((b, bitmap[b:b + chunk_bytes]) for b in range(0, nbytes, chunk_bytes)), nbits)
+
+
+def runs_of_chunks(chunks: "Iterable[tuple[int, np.ndarray | bytes]]", nbits: int) -> list[tuple[int, int]]:
+    """bit_runs() over (byte offset, bytes) pieces of a bitmap in ascending order; bytes no
+    piece covers are zero (the holes ByteSource.scan skips). Shortcuts for all-clear and
+    all-set pieces."""
     edges: list[np.ndarray] = []
     prev = 0
-    nbytes = (nbits + 7) // 8
-    for base in range(0, nbytes, chunk_bytes):
-        chunk = bitmap[base:base + chunk_bytes]
+    at = 0  # the first byte not yet covered
+    for base, raw in chunks:
+        chunk = np.frombuffer(raw, dtype=np.uint8) if not isinstance(raw, np.ndarray) else raw
+        if base > at and prev:  # a gap of zero bytes ends the open run
+            edges.append(np.array([at * 8], dtype=np.int64))
+            prev = 0
         first = base * 8
+        at = base + len(chunk)
         if not chunk.any():
             if prev:
                 edges.append(np.array([first], dtype=np.int64))
@@ -118,6 +132,15 @@ def bit_runs(bitmap: np.ndarray, nbits: int, chunk_bytes: int = 1 << 20) -> list
     if len(flat) % 2:
         flat = np.append(flat, nbits)
     return list(zip(flat[0::2].tolist(), flat[1::2].tolist()))
+
+
+def rank_block_bytes(nbytes: int) -> int:
+    """Bytes of 2nd bitmap per rank-index entry: 64, or more for bitmaps so large that the
+    index (8 bytes an entry) would pass RANK_INDEX_MAX — however many pages a header claims."""
+    blk = _RANK_BLOCK
+    while nbytes // blk * 8 > RANK_INDEX_MAX:
+        blk *= 2
+    return blk
 
 
 class KdumpFile(PhysicalMemory):
@@ -258,26 +281,52 @@ class KdumpFile(PhysicalMemory):
         self._erase = (off_erase, size_erase)
 
         # -- bitmaps and the rank index. Bits past max_mapnr are never consulted: bit tests
-        # check pfn < max_mapnr first and ranks are masked below the pfn.
-        bm1 = src.read(bitmap_off, nbytes)
-        bm2 = src.read(bitmap_off + half, nbytes)
+        # check pfn < max_mapnr first and ranks are masked below the pfn. The bitmaps are
+        # looked at where they lie (a view of the file's mapping, no copy) and scanned once
+        # each in bounded pieces (holes of a sparse file skipped): what a header claims
+        # costs address space, never memory.
+        bm1 = src.view(bitmap_off, nbytes)
+        bm2 = src.view(bitmap_off + half, nbytes)
         if len(bm1) < nbytes or len(bm2) < nbytes:
             raise self._err(bitmap_off, "the bitmaps are not all in the flattened stream")
-        # Prefix sums of set bits per 512-bit block: 8 bytes of index per 64 bytes of bitmap.
-        nblk = nbytes // _RANK_BLOCK
-        counts = np.bitwise_count(np.frombuffer(bm2, dtype="<u8", count=nblk * _RANK_BLOCK // 8))
+        blk = self._rank_blk = rank_block_bytes(nbytes)
+        nblk = nbytes // blk
+        # Prefix sums of set bits per block; a block never scanned (a hole) holds none.
+        counts = np.zeros(nblk + 1, dtype=np.int64)
+        step = max(blk, (8 << 20) // blk * blk)
+        for pos, raw in src.scan(bitmap_off + half, nbytes, step):
+            rel = pos - (bitmap_off + half)
+            a = np.frombuffer(raw, dtype=np.uint8)
+            # Pieces start at any byte (SEEK_DATA): split at block edges before counting.
+            cut = min(len(a), -rel % blk)
+            if cut:
+                counts[rel // blk] += int(np.bitwise_count(a[:cut]).sum(dtype=np.int64))
+            body = a[cut:]
+            whole = len(body) // blk
+            b0 = (rel + cut) // blk
+            if whole:
+                counts[b0:b0 + whole] += np.bitwise_count(body[:whole * blk]).reshape(whole, blk).sum(
+                    axis=1, dtype=np.int64)
+            tail = body[whole * blk:]
+            if len(tail):
+                counts[b0 + whole] += int(np.bitwise_count(tail).sum(dtype=np.int64))
         prefix = np.zeros(nblk + 2, dtype=np.int64)
-        np.cumsum(counts.reshape(nblk, _RANK_BLOCK // 8).sum(axis=1, dtype=np.int64), out=prefix[1:nblk + 1])
-        prefix[nblk + 1] = prefix[nblk] + int.from_bytes(bm2[nblk * _RANK_BLOCK:], "little").bit_count()
+        np.cumsum(counts, out=prefix[1:])
         self._bm1 = bm1
         self._bm2 = bm2
+        self._bm_off = (bitmap_off, bitmap_off + half)
         self._prefix = array("q")
         self._prefix.frombytes(memoryview(prefix).cast("B"))
         del counts, prefix
         self._rank_base = self._rank(start_pfn)
         self.dumpable_pages = self._rank(end_pfn) - self._rank_base
-        self._set_ranges([MemRange(a * bs, b * bs)
-                          for a, b in bit_runs(np.frombuffer(bm1, dtype=np.uint8), max_mapnr)])
+        ranges = runs_of_chunks(((pos - bitmap_off, raw) for pos, raw in src.scan(bitmap_off, nbytes)), max_mapnr)
+        if not ranges:
+            # A header may claim any number of pages over a sparse file; a dump whose 1st
+            # bitmap marks none describes no memory at all: nothing to read, nothing to check.
+            raise self._err(bitmap_off, f"the 1st bitmap ({nbytes} bytes from offset {bitmap_off:#x}, "
+                                        f"{max_mapnr} pages) marks no page: the dump describes no memory")
+        self._set_ranges([MemRange(a * bs, b * bs) for a, b in ranges])
 
         self._pdesc_off = (1 + sub_hdr_size + bitmap_blocks) * bs
         data_off = self._pdesc_off + self.dumpable_pages * PAGE_DESC_SIZE
@@ -364,11 +413,11 @@ class KdumpFile(PhysicalMemory):
     # -- page lookup -------------------------------------------------------------------------
     def _rank(self, pfn: int) -> int:
         """Set bits of the 2nd bitmap below `pfn` (pfn <= max_mapnr)."""
-        blk = pfn >> 9
-        b = pfn & 511
+        bits = self._rank_blk * 8
+        blk, b = divmod(pfn, bits)
         r = self._prefix[blk]
         if b:
-            chunk = self._bm2[blk * _RANK_BLOCK:blk * _RANK_BLOCK + _RANK_BLOCK]
+            chunk = self._bm2[blk * self._rank_blk:blk * self._rank_blk + (b + 7) // 8]
             r += (int.from_bytes(chunk, "little") & ((1 << b) - 1)).bit_count()
         return r
 
@@ -457,10 +506,38 @@ class KdumpFile(PhysicalMemory):
             return PageState.CORRUPT
         return PageState.PRESENT
 
+    def bitmap_pieces(self, lo: int = 0, hi: int | None = None, step: int = 8 << 20
+                      ) -> "Iterator[tuple[int, np.ndarray, np.ndarray]]":
+        """(first pfn, 1st bitmap bytes, 2nd bitmap bytes) for the parts of pfns [lo, hi)
+        where either bitmap may have a set bit, `step` bytes at most at a time, in order:
+        pfns not covered are clear in both (a hole of a sparse file). Each piece is a view of
+        the file, dropped from memory once the caller moves on — a pass over bitmaps however
+        large costs `step`, not the bitmaps."""
+        hi = self.max_mapnr if hi is None else min(hi, self.max_mapnr)
+        if hi <= lo:
+            return
+        a0, b0 = lo >> 3, (hi + 7) >> 3
+        spans = sorted([(a - self._bm_off[0], b - self._bm_off[0]) for a, b in self._src.extents(self._bm_off[0] + a0, b0 - a0)]
+                       + [(a - self._bm_off[1], b - self._bm_off[1]) for a, b in self._src.extents(self._bm_off[1] + a0, b0 - a0)])
+        bm1 = np.frombuffer(self._bm1, dtype=np.uint8)
+        bm2 = np.frombuffer(self._bm2, dtype=np.uint8)
+        at = a0
+        for a, b in spans:
+            a = max(a, at)
+            while a < b:
+                e = min(b, a + step)
+                yield a * 8, bm1[a:e], bm2[a:e]
+                for k in (0, 1):
+                    self._src.forget(self._bm_off[k] + a, e - a)
+                a = at = e
+
     def dumped_pfns(self) -> np.ndarray:
         """Pfns whose data this file holds (set bits of the 2nd bitmap within its pfn range)."""
-        bits = np.unpackbits(np.frombuffer(self._bm2, dtype=np.uint8), bitorder="little")[:self.end_pfn]
-        return np.flatnonzero(bits[self.start_pfn:]) + self.start_pfn
+        out = []
+        for first, _, b2 in self.bitmap_pieces(self.start_pfn, self.end_pfn, 1 << 20):
+            p = np.flatnonzero(np.unpackbits(b2, bitorder="little")) + first
+            out.append(p[(p >= self.start_pfn) & (p < self.end_pfn)])
+        return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
 
     def eraseinfo(self) -> bytes | None:
         """The makedumpfile --config erase record, if the dump has one and it is intact."""
@@ -472,6 +549,13 @@ class KdumpFile(PhysicalMemory):
 
     def close(self) -> None:
         self._cache.clear()
+        # The bitmap views go first: the file's mapping cannot close while they are held.
+        for name in ("_bm1", "_bm2"):
+            v = getattr(self, name, None)
+            if isinstance(v, memoryview):
+                with contextlib.suppress(BufferError):
+                    v.release()
+            setattr(self, name, b"")
         self._src.close()
 
 

@@ -128,13 +128,12 @@ def check_kdump(rep: VerifyReport, k: KdumpFile, read_data: bool, threads: int, 
         rep.problems.append("flattened stream has no end marker (cut off while it was written)")
 
     # -- bitmaps
-    bm1 = np.frombuffer(k._bm1, dtype=np.uint8)
-    bm2 = np.frombuffer(k._bm2, dtype=np.uint8)
-    nstray = _bits_in(bm2 & ~bm1, 0, k.max_mapnr)
+    nstray = _and_not_bits(k, 0, k.max_mapnr, stray=True)
     bm_ok = nstray == 0
     n = k.dumpable_pages
-    excluded_in_part = _bits_in(bm1 & ~bm2, k.start_pfn, k.end_pfn)
-    dumped_in_part = _bits_in(bm2, k.start_pfn, k.end_pfn)
+    excluded_in_part = _and_not_bits(k, k.start_pfn, k.end_pfn, stray=False)
+    dumped_in_part = sum(_bits_in(b2, max(k.start_pfn, f) - f, min(k.end_pfn, f + 8 * len(b2)) - f)
+                         for f, _, b2 in k.bitmap_pieces(k.start_pfn, k.end_pfn))
     if dumped_in_part != n:
         rep.problems.append(f"2nd bitmap has {dumped_in_part} pages in [{k.start_pfn:#x}, {k.end_pfn:#x}) but the "
                             f"descriptor count is {n}")
@@ -163,7 +162,7 @@ def check_kdump(rep: VerifyReport, k: KdumpFile, read_data: bool, threads: int, 
     own = pool is None and read_data and threads > 1
     ex = pool or (ThreadPoolExecutor(max_workers=threads) if own else None)
     try:
-        for i0, pfns in _dumped_pfn_windows(bm2, k.start_pfn, k.end_pfn, n):
+        for i0, pfns in _dumped_pfn_windows(k, k.start_pfn, k.end_pfn, n):
             m = len(pfns)
             desc, present = _read_table(src, cov, k._pdesc_off + i0 * DESC_DTYPE.itemsize, m)
             state = np.full(m, GOOD, dtype=np.uint8)
@@ -256,18 +255,14 @@ def check_kdump(rep: VerifyReport, k: KdumpFile, read_data: bool, threads: int, 
         add_runs(rep, np.concatenate(bad_pfn), np.concatenate(bad_code), reasons, ps, np.concatenate(bad_idx))
 
 
-def _dumped_pfn_windows(bm2: np.ndarray, start: int, end: int, n: int):  # type: ignore[no-untyped-def]
+def _dumped_pfn_windows(k: KdumpFile, start: int, end: int, n: int):  # type: ignore[no-untyped-def]
     """(index of the first descriptor, the dumped pfns) for consecutive runs of the 2nd
     bitmap's set bits in [start, end), about DESC_WINDOW pfns at a time and never more than the
     table's `n` descriptors in all (a bitmap with extra bits must not read past the table)."""
-    step = DESC_WINDOW  # bits of bitmap per slice: at most that many pfns per window
     done = 0
-    for a in range(start - start % 8, end, step):
-        lo = max(a, start)
-        hi = min(a + step, end)
-        bits = np.unpackbits(bm2[a >> 3:(hi + 7) >> 3], bitorder="little")
-        pfns = np.flatnonzero(bits).astype(np.int64) + a
-        pfns = pfns[(pfns >= lo) & (pfns < hi)][:max(0, n - done)]
+    for first, _, b2 in k.bitmap_pieces(start, end, DESC_WINDOW // 8):
+        pfns = np.flatnonzero(np.unpackbits(b2, bitorder="little")).astype(np.int64) + first
+        pfns = pfns[(pfns >= start) & (pfns < end)][:max(0, n - done)]
         if len(pfns):
             yield done, pfns
             done += len(pfns)
@@ -303,6 +298,17 @@ def _bits_in(bitmap: np.ndarray, a: int, b: int) -> int:
     return n
 
 
+def _and_not_bits(k: KdumpFile, lo: int, hi: int, *, stray: bool) -> int:
+    """Set bits among pfns [lo, hi) of `2nd & ~1st` (stray: dumped but not in memory) or of
+    `1st & ~2nd` (excluded), a piece of the bitmaps at a time: never a temporary as large as
+    the bitmaps, whose size a header chooses."""
+    n = 0
+    for first, b1, b2 in k.bitmap_pieces(lo, hi):
+        x = (b2 & ~b1) if stray else (b1 & ~b2)
+        n += _bits_in(x, max(lo, first) - first, min(hi, first + 8 * len(x)) - first)
+    return n
+
+
 def check_split(rep: VerifyReport, s: KdumpSplitSet, read_data: bool, threads: int, progress: Progress | None) -> None:
     parts = s.parts
     totals = [0] * len(parts)
@@ -330,7 +336,6 @@ def check_split(rep: VerifyReport, s: KdumpSplitSet, read_data: bool, threads: i
     # pfns that no given part holds: every dumped page there is missing.
     ref = parts[0]
     ps = ref.page_size
-    both = np.frombuffer(ref._bm1, dtype=np.uint8) & np.frombuffer(ref._bm2, dtype=np.uint8)
     gaps, pos = [], 0
     for k in sorted((k for k in parts if k.end_pfn > k.start_pfn), key=lambda k: k.start_pfn):
         if k.start_pfn > pos:
@@ -339,11 +344,12 @@ def check_split(rep: VerifyReport, s: KdumpSplitSet, read_data: bool, threads: i
     if pos < ref.max_mapnr:
         gaps.append((pos, ref.max_mapnr))
     lost_parts, order_parts, base = [], [], 0
-    for a, b in gaps:
-        lo = a >> 3
-        bits = np.unpackbits(both[lo:(b + 7) >> 3], bitorder="little")
-        idx = np.flatnonzero(bits) + lo * 8
-        idx = idx[(idx >= a) & (idx < b)]
+    for a0, b in gaps:
+        found = []
+        for first, b1, b2 in ref.bitmap_pieces(a0, b, 1 << 20):
+            idx = np.flatnonzero(np.unpackbits(b1 & b2, bitorder="little")) + first
+            found.append(idx[(idx >= a0) & (idx < b)])
+        idx = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
         lost_parts.append(idx)
         order_parts.append(np.arange(len(idx)) + base)  # one run per gap between parts
         base += len(idx) + 1

@@ -56,6 +56,12 @@ def probe(path: str) -> DumpFormat:
                                    f"found {head[:8]!r}")
 
 
+def _is_dump_head(head: bytes) -> bool:
+    """Whether `head` starts a dump some format reads (containers aside): a compressed file
+    is decompressed only when its content is a dump."""
+    return any(f.probe(head[:PROBE_BYTES]) for f in formats() if f.unwrap is None)
+
+
 def detect_format(path: str) -> str:
     """The name of the file's format ('elf', 'kdump', 'flattened', 'wrapped'); DumpFormatError
     when none fits."""
@@ -72,7 +78,7 @@ def open_dump(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) 
     fmts = [probe(p) for p in names]
     if any(f.unwrap for f in fmts):
         originals = names
-        names = [f.unwrap(p) if f.unwrap else p for p, f in zip(names, fmts)]
+        names = [f.unwrap(p, _is_dump_head) if f.unwrap else p for p, f in zip(names, fmts)]
         phys = _open(names, [probe(p) for p in names])
         # Report the file the user named; offsets refer to its decompressed bytes.
         phys.info.extra["decompressed_from"] = ",".join(originals)

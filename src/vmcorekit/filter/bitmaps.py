@@ -17,6 +17,16 @@ from ..dump.base import PhysicalMemory
 _CHUNK_BITS = 1 << 23  # bits handled at once when scanning a whole bitmap
 
 
+def _copy_sparse(dst: np.ndarray, src: np.ndarray, step: int = 1 << 20) -> None:
+    """dst[:len(src)] = src for a zeroed `dst`, skipping all-zero pieces: the pages of a fresh
+    np.zeros that are never written take no memory, so a bitmap a header made huge but that
+    is mostly clear costs what is set, not what is claimed."""
+    for a in range(0, len(src), step):
+        piece = src[a:a + step]
+        if piece.any():
+            dst[a:a + len(piece)] = piece
+
+
 class PfnBitmap:
     """A packed bitmap of `nbits` pfns."""
 
@@ -28,12 +38,12 @@ class PfnBitmap:
         else:
             d = np.asarray(data, dtype=np.uint8)
             self.data = np.zeros(nbytes, dtype=np.uint8)
-            self.data[:min(nbytes, len(d))] = d[:nbytes]
+            _copy_sparse(self.data, d[:nbytes])
             if nbits % 8 and nbytes:
                 self.data[-1] &= np.uint8((1 << (nbits % 8)) - 1)
 
     def copy(self) -> "PfnBitmap":
-        return PfnBitmap(self.nbits, self.data.copy())
+        return PfnBitmap(self.nbits, self.data)
 
     # -- ranges of bits ----------------------------------------------------------------------
     def get(self, a: int, b: int) -> np.ndarray:
@@ -91,10 +101,20 @@ class PfnBitmap:
         return PfnBitmap(n, self.data[:nb] & other.data[:nb])
 
     # -- whole-bitmap facts ------------------------------------------------------------------
+    def equals(self, other: "PfnBitmap") -> bool:
+        """Same bits (by pieces: no temporary as large as the bitmap)."""
+        if self.nbits != other.nbits:
+            return False
+        step = 1 << 22
+        return all(np.array_equal(self.data[i:i + step], other.data[i:i + step])
+                   for i in range(0, len(self.data), step))
+
     def count(self, a: int = 0, b: int | None = None) -> int:
         b = self.nbits if b is None else min(b, self.nbits)
-        if a == 0 and b == self.nbits:
-            return int(np.bitwise_count(self.data).sum())
+        if a == 0 and b == self.nbits:  # by pieces: no temporary as large as the bitmap
+            step = 1 << 22
+            return sum(int(np.bitwise_count(self.data[i:i + step]).sum(dtype=np.int64))
+                       for i in range(0, len(self.data), step))
         return int(np.count_nonzero(self.get(a, b)))
 
     def runs(self, a: int = 0, b: int | None = None) -> list[tuple[int, int]]:
@@ -197,8 +217,22 @@ def _kdump_parts(phys: PhysicalMemory) -> tuple[PfnBitmap, PfnBitmap] | None:
         max_mapnr = getattr(m, "max_mapnr", None)
         if bm1_raw is None or bm2_raw is None or max_mapnr is None:
             return None
-        bm1 = PfnBitmap(max_mapnr, np.frombuffer(bm1_raw, dtype=np.uint8))
-        bm2 = PfnBitmap(max_mapnr, np.frombuffer(bm2_raw, dtype=np.uint8))
+        pieces = getattr(m, "bitmap_pieces", None)
+        if pieces is not None:
+            # Only the parts of the file's bitmaps that hold data are copied: np.zeros is
+            # untouched (no memory) elsewhere, however many pages the header claims.
+            bm1, bm2 = PfnBitmap(max_mapnr), PfnBitmap(max_mapnr)
+            for first, b1, b2 in pieces():
+                at = first >> 3
+                n = min(len(b1), len(bm1.data) - at)
+                bm1.data[at:at + n] = b1[:n]
+                bm2.data[at:at + n] = b2[:n]
+            for b in (bm1, bm2):
+                if max_mapnr % 8 and len(b.data):
+                    b.data[-1] &= np.uint8((1 << (max_mapnr % 8)) - 1)
+        else:
+            bm1 = PfnBitmap(max_mapnr, np.frombuffer(bm1_raw, dtype=np.uint8))
+            bm2 = PfnBitmap(max_mapnr, np.frombuffer(bm2_raw, dtype=np.uint8))
         start, end = getattr(m, "start_pfn", 0), getattr(m, "end_pfn", max_mapnr)
         if start or end < max_mapnr:  # one file of a split set holds only its pfn range
             keep = PfnBitmap(max_mapnr)

@@ -4,10 +4,14 @@ The codec flags and names are dump/codecs.py's. Levels follow makedumpfile: zlib
 Z_BEST_SPEED (compress2 with level 1, a 32 KiB window), LZO1X-1, snappy, zstd level 1. A page
 whose compressed form is not smaller than the page is stored raw (flags 0).
 
-zlib pages come from one of two engines (zlib_engine()): ISA-L's deflate (the isal package,
-level 1), ~4x faster than libz's level 1 (12.6 vs 52 us a page on the 4 GiB bench dump) for
-pages ~1% larger, which every zlib inflates; or the system's libz with makedumpfile's settings,
-whose output is makedumpfile's, byte for byte. The default is ISA-L where it is installed.
+zlib pages come from one of two engines (zlib_engine()): the system's libz with makedumpfile's
+settings, whose output is makedumpfile's, byte for byte (the default); or ISA-L's deflate (the
+isal package, level 1, asked for by name), ~4x faster than libz's level 1 (12.6 vs 52 us a page
+on the 4 GiB bench dump) for pages a few % larger, which every zlib inflates. ISA-L is not the
+default because its bytes are not reproducible: it does not clear its match table for small
+inputs, so a page's stream depends on what the same process compressed before, and which pages
+a forked worker saw before depends on scheduling (two -c -d 31 runs over the corpus ELF with 2
+workers differed in one page). Same input and options must give the same file.
 
 Where the time goes: nearly all of it is the codec itself (libz level 1 costs ~50 us of CPU for
 a 4 KiB page, as in makedumpfile). What this module saves is work whose result is known:
@@ -166,20 +170,18 @@ ZLIB_ENGINES = ("auto", "isal", "zlib")
 
 
 def zlib_engine(requested: str = "auto") -> str:
-    """The deflate implementation zlib pages are written with: "isal" (Intel ISA-L through the
-    isal package: ~4x faster than zlib's level 1 at ~1% larger pages, any zlib inflates them)
-    or "zlib" (the system's libz at makedumpfile's settings: its very bytes). "auto" is isal
-    when it is installed."""
+    """The deflate implementation zlib pages are written with: "zlib" (the system's libz at
+    makedumpfile's settings: its very bytes, reproducible) or "isal" (Intel ISA-L through the
+    isal package: ~4x faster than zlib's level 1 at pages a few % larger, any zlib inflates
+    them, but the bytes vary from run to run). "auto" is zlib: output must be reproducible."""
     if requested not in ZLIB_ENGINES:
         raise ValueError(f"unknown zlib engine {requested!r}; expected one of {', '.join(ZLIB_ENGINES)}")
-    if requested == "zlib":
+    if requested in ("zlib", "auto"):
         return "zlib"
     try:
         import isal.isal_zlib  # noqa: F401
     except ImportError as e:
-        if requested == "isal":
-            raise CodecUnavailableError(f"the isal zlib engine needs the 'isal' package ({e})") from None
-        return "zlib"
+        raise CodecUnavailableError(f"the isal zlib engine needs the 'isal' package ({e})") from None
     return "isal"
 
 

@@ -29,7 +29,7 @@ from ..dump import open_dump
 from ..dump.base import NT_PRSTATUS, Note, PhysicalMemory
 from ..dump.elf_layout import serialize_notes
 from ..errors import FilterError, MemoryReadError, VmcoreinfoError, VmcorekitError
-from ..util.fileout import atomic_output
+from ..util.fileout import atomic_output, check_output_path
 from ..vmcoreinfo import VmcoreInfo
 from .bitmaps import PfnBitmap, input_bitmaps
 from .classify import (CACHE, CACHE_PRIVATE, CLASS_KEYS, CLASS_NAMES, DL_EXCLUDE_FREE, DL_EXCLUDE_ZERO, FREE,
@@ -277,7 +277,7 @@ class FilterJob:
         t0 = time.perf_counter()
         opts, st = self.options, self.stats
         bm1, present = input_bitmaps(self.phys, self.page_size)
-        if present is not bm1 and np.array_equal(present.data, bm1.data):
+        if present is not bm1 and present.equals(bm1):
             present = bm1  # the usual ELF input: one bitmap serves both (32 MiB a TiB of RAM)
         needs_pages = bool(opts.level & ~DL_EXCLUDE_ZERO)
         counts = np.zeros(8, dtype=np.int64)
@@ -646,13 +646,12 @@ def run_filter(inputs: str | Sequence[str], outputs: Sequence[str] | None, optio
                 names = list(outputs or [])
                 if len(names) != opts.split:
                     raise FilterError(f"--split {opts.split} needs {opts.split} output files, {len(names)} given")
+                # Every name is checked before any is created: a refusal leaves nothing behind.
                 for name in names:
-                    for src in job.inputs:
-                        if os.path.exists(name) and os.path.samefile(name, src):
-                            raise FilterError(f"{name}: the output would overwrite the input dump")
+                    check_output_path(name, job.inputs)
                 sinks = []
                 for name in names:
-                    f = stack.enter_context(atomic_output(name))
+                    f = stack.enter_context(atomic_output(name, inputs=job.inputs))
                     sinks.append(FileSink(f, name, opts.max_size))
                 job.stats.outputs = names
             if opts.elf:

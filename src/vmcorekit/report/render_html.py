@@ -5,6 +5,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from ..util.text import printable
 from .render_text import _taint_text
 
 CSS = """
@@ -25,7 +26,8 @@ summary{cursor:pointer;font-weight:600}
 
 
 def _e(v: Any) -> str:
-    return escape("" if v is None else str(v))
+    # Markup escaped, and the dump's control bytes shown as \xNN (util.text), never raw.
+    return escape(printable("" if v is None else str(v)))
 
 
 def _kv(rows: list[tuple[str, Any]]) -> str:

@@ -8,6 +8,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from ..util.text import printable
+
 LEVEL_STYLE = {0: "bold red", 1: "bold red", 2: "bold red", 3: "red", 4: "yellow", 5: "cyan", 6: "", 7: "dim"}
 
 
@@ -48,8 +50,21 @@ def _title_text(cr: dict[str, Any]) -> str:
             f"bucket {sig.get('id')}, rules v{sig.get('rules_version')})")
 
 
+def _shown(v: Any) -> Any:
+    """The report with every string made printable (util.text): comms, log lines, module
+    and symbol names come from the dump and may carry terminal controls."""
+    if isinstance(v, str):
+        return printable(v)
+    if isinstance(v, dict):
+        return {k: _shown(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_shown(x) for x in v]
+    return v
+
+
 def render_text(r: dict[str, Any], console: Console | None = None) -> None:
     import sys
+    r = _shown(r)
     # Piped output is for files and diffs: no wrapping at 80 columns.
     c = console or Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
     sec = r.get("sections", {})

@@ -9,7 +9,6 @@ unreadable) raises LogInputError naming it; stray invalid bytes inside a text lo
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -20,14 +19,6 @@ from .titles import load_rules, title_log
 CHUNK = 1 << 20
 SNIFF = 64 << 10
 MAX_REPORTS = 64   # reports listed per log (the title always comes from the first)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def escape_control(text: str) -> str:
-    """Control characters (escape sequences from a log) shown as \\x1b, never sent to a terminal."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-
-
 def _check_text(sample: bytes, name: str) -> None:
     if not sample:
         raise LogInputError(f"{name}: empty file, expected a kernel log")
