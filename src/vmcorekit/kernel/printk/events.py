@@ -438,9 +438,41 @@ class RuleSet:
         return next((f for f in self.families if f.id == fid), None)
 
 
+_NAME = re.compile(r"[A-Za-z_][\w$]*")
+
+
+class _LazyPattern:
+    """An alternation of regexes, compiled on first use. The rules hold ~140 of them (the skip
+    lists run to hundreds of names: ~40 ms to compile in all) and a caller that only finds
+    reports (the panic message of `sys`) never asks most. `fullmatch` (is this function one of
+    them?) tests the plain names as a set and compiles only the real patterns."""
+
+    __slots__ = ("pattern", "_re", "_names", "_rest")
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.pattern = "|".join(f"(?:{p})" for p in patterns)
+        self._re: re.Pattern[str] | None = None
+        self._names = frozenset(p for p in patterns if _NAME.fullmatch(p))
+        rest = [p for p in patterns if p not in self._names]
+        # The other patterns' alternation: text until first use, then compiled; None if none.
+        self._rest: str | re.Pattern[str] | None = "|".join(f"(?:{p})" for p in rest) or None
+
+    def fullmatch(self, s: str) -> bool:
+        if s in self._names:
+            return True
+        if isinstance(self._rest, str):
+            self._rest = re.compile(self._rest)
+        return self._rest is not None and self._rest.fullmatch(s) is not None
+
+    def __getattr__(self, name: str) -> Any:  # match, search, ...: the whole alternation
+        if self._re is None:
+            self._re = re.compile(self.pattern)
+        return getattr(self._re, name)
+
+
 def _alt(patterns: Iterable[str]) -> re.Pattern[str] | None:
     pats = [p for p in patterns if p]
-    return re.compile("|".join(f"(?:{p})" for p in pats)) if pats else None
+    return _LazyPattern(pats) if pats else None  # type: ignore[return-value]
 
 
 def _list(v: Any) -> list[str]:
