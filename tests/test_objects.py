@@ -19,6 +19,7 @@ from vmcorekit.program.objects import (MemberNotFoundError, Object, ObjectError,
                                        ObjectNotFoundError, cast, format_enum, global_object,
                                        reinterpret)
 from vmcorekit.program.types import Btf, registry_from_btf
+from vmcorekit.program.core import Program
 
 
 class _Space:
@@ -78,6 +79,8 @@ class FakeProgram(PagedBytes):
         return struct.unpack("<I", self.read(addr, 4))[0]
 
     read_pointer = read_u64
+
+    memo = Program.memo  # the real per-Program memo: it only needs an instance __dict__
 
     def try_symbol_address(self, name: str) -> int | None:
         if name in self.vmcoreinfo.symbols:

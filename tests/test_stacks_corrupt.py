@@ -12,6 +12,7 @@ from vmcorekit.errors import CorruptKernelDataError, PartialResultWarning, Symbo
 from vmcorekit.kernel.stacks import orc as O
 from vmcorekit.kernel.tasks import TaskLayout, for_each_task_address
 from vmcorekit.kernel.stacks.unwind import State
+from vmcorekit.program.core import Program
 
 STACK = 0xFFFFC90000030000
 
@@ -167,6 +168,8 @@ class _TaskProg(PagedBytes):
         return int.from_bytes(self.read(addr, 8), "little")
 
     read_pointer = read_u64
+
+    memo = Program.memo  # the real per-Program memo: it only needs an instance __dict__
 
     def try_symbol_address(self, name: str) -> int | None:
         return INIT if name == "init_task" else None

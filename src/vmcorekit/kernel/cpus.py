@@ -49,7 +49,12 @@ def task_pointer(prog: "Program", addr: int) -> Object:
 def _cpumask(prog: "Program", which: str) -> list[int] | None:
     """CPUs set in the kernel's `which` mask (possible, present, online, active); None when
     the dump does not have it. `__cpu_<which>_mask` is the bitmap itself (4.5+); older kernels
-    have `cpu_<which>_mask`, a pointer to `cpu_<which>_bits`."""
+    have `cpu_<which>_mask`, a pointer to `cpu_<which>_bits`. Read once per dump."""
+    cpus = prog.memo((_cpumask, which), lambda: _read_cpumask(prog, which))
+    return None if cpus is None else list(cpus)
+
+
+def _read_cpumask(prog: "Program", which: str) -> tuple[int, ...] | None:
     n = nr_cpu_ids(prog)
     ps = prog.platform.pointer_size
     words = -(-n // (8 * ps))
@@ -67,7 +72,7 @@ def _cpumask(prog: "Program", which: str) -> list[int] | None:
     except MemoryReadError:
         return None
     bits = int.from_bytes(raw, prog.platform.byteorder)
-    return [c for c in range(n) if bits >> c & 1]
+    return tuple(c for c in range(n) if bits >> c & 1)
 
 
 def possible_cpus(prog: "Program") -> list[int]:

@@ -40,7 +40,12 @@ def note_cpus(prog: "Program") -> list[int]:
 
 def _read_nr_cpu_ids(prog: "Program") -> tuple[int | None, int | None]:
     """(address, value) of the kernel's nr_cpu_ids; value None when there is no such symbol.
-    Raises MemoryReadError when the symbol is known but its page is not."""
+    Raises MemoryReadError when the symbol is known but its page is not. Read once per dump:
+    every per-CPU helper asks."""
+    return prog.memo(_read_nr_cpu_ids, lambda: _read_nr_cpu_ids_once(prog))
+
+
+def _read_nr_cpu_ids_once(prog: "Program") -> tuple[int | None, int | None]:
     addr = prog.try_symbol_address("nr_cpu_ids")
     if addr is None:
         return None, None
