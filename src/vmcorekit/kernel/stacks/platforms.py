@@ -5,13 +5,12 @@ its reproduction of crash 8.0.2's `bt`. A new architecture adds its module and i
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ...errors import UnsupportedDumpError
-from . import arm64, x86_64
-from .crashbt import x86_64_crash_trace
 
 if TYPE_CHECKING:
     from ...arch import Platform
@@ -29,16 +28,23 @@ class PlatformStacks:
     crash_trace: "Callable[[Stacks, int], Trace]"
 
 
-STACK_PLATFORMS: dict[str, PlatformStacks] = {
-    "x86_64": PlatformStacks(x86_64.X86Kernel, x86_64.trace, x86_64_crash_trace),
+# "module:name" in this package for the facts, the tracer and crash's bt; a module is imported
+# only when a dump of its architecture is traced.
+STACK_PLATFORMS: dict[str, tuple[str, str, str]] = {
+    "x86_64": ("x86_64:X86Kernel", "x86_64:trace", "crashbt:x86_64_crash_trace"),
     # crash's arm64 bt follows the frame records too
-    "aarch64": PlatformStacks(arm64.Arm64Kernel, arm64.trace, arm64.trace),
+    "aarch64": ("arm64:Arm64Kernel", "arm64:trace", "arm64:trace"),
 }
+
+
+def _load(ref: str) -> Callable[..., object]:
+    module, name = ref.split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)  # type: ignore[no-any-return]
 
 
 def platform_stacks(platform: "Platform") -> PlatformStacks:
     """The stack code of `platform`; UnsupportedDumpError when vmcorekit has none."""
-    ps = STACK_PLATFORMS.get(platform.name)
-    if ps is None:
+    refs = STACK_PLATFORMS.get(platform.name)
+    if refs is None:
         raise UnsupportedDumpError("", None, f"no stack unwinder for {platform.name}")
-    return ps
+    return PlatformStacks(*(_load(r) for r in refs))  # type: ignore[arg-type]
