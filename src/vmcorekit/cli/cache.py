@@ -7,15 +7,7 @@ import datetime
 import click
 
 from .common import emit_json
-from .render import kv_table, print_table
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
+from .render import human_size, kv_table, print_table
 
 
 @click.command("cache")
@@ -34,7 +26,7 @@ def command(clear: bool, as_json: bool) -> None:
         if as_json:
             emit_json({"location": d, "removed": n, "freed_bytes": freed})
         else:
-            click.echo(f"removed {n} cached cop{'y' if n == 1 else 'ies'} ({_size(freed)}) from {d}")
+            click.echo(f"removed {n} cached cop{'y' if n == 1 else 'ies'} ({human_size(freed)}) from {d}")
         return
     es = wrapped.entries(d)
     total = sum(e["size"] for e in es)
@@ -43,11 +35,11 @@ def command(clear: bool, as_json: bool) -> None:
         emit_json({"location": d, "entries": es, "total_bytes": total, "max_bytes": cap,
                    "max_decompressed_bytes": biggest})
         return
-    kv_table("Cache", [("location", d), ("copies", str(len(es))), ("total", _size(total)),
-                       ("cap", f"{_size(cap)} (VMCOREKIT_CACHE_MAX)"),
-                       ("largest copy", f"{_size(biggest)} (VMCOREKIT_MAX_DECOMPRESSED)")])
+    kv_table("Cache", [("location", d), ("copies", str(len(es))), ("total", human_size(total)),
+                       ("cap", f"{human_size(cap)} (VMCOREKIT_CACHE_MAX)"),
+                       ("largest copy", f"{human_size(biggest)} (VMCOREKIT_MAX_DECOMPRESSED)")])
     if es:
-        rows = [[e["key"], _size(e["size"]),
+        rows = [[e["key"], human_size(e["size"]),
                  datetime.datetime.fromtimestamp(e["last_used"], datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
                  ", ".join(e["sources"]) or "-"] for e in sorted(es, key=lambda e: -e["last_used"])]
         print_table("Copies (most recently used first)", ["key", "size", "last used (UTC)", "from"], rows, right=(1,))

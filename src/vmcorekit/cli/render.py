@@ -9,6 +9,15 @@ import click
 from ..util.text import printable
 
 
+def human_size(n: float) -> str:
+    """Bytes for a person: "512 B", "1.5 MiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return str(n)
+
+
 def print_table(title: str | None, headers: Sequence[str], rows: Sequence[Sequence[object]],
                 right: Sequence[int] = ()) -> None:
     if sys.stdout.isatty():

@@ -12,15 +12,7 @@ import click
 from ..errors import EXIT_PARTIAL, note
 from ..util.text import printable
 from .common import emit_json, json_convention, split_dump_arg
-from .render import kv_table, print_table
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
-        n /= 1024
-    return str(n)
+from .render import human_size, kv_table, print_table
 
 
 @click.command("verify")
@@ -67,8 +59,8 @@ def command(dump: str, as_json: bool, quick: bool, threads: int | None, show_pro
             ("result", "OK" if rep.ok else "DAMAGED"),
             ("pages", f"good {p['good']}, zero {p['zero']}, excluded {p['excluded']}, "
                       f"missing {p['missing']}, corrupt {p['corrupt']}"),
-            ("time", f"{rep.seconds:.2f} s, {_size(rep.bytes_read)} read"
-                     + (f" ({_size(rep.bytes_read / rep.seconds)}/s)" if rep.seconds > 0 else "")),
+            ("time", f"{rep.seconds:.2f} s, {human_size(rep.bytes_read)} read"
+                     + (f" ({human_size(rep.bytes_read / rep.seconds)}/s)" if rep.seconds > 0 else "")),
         ])
         print_table("Checks", ["check", "status", "detail"],
                     [[c.name, "skip" if c.ok is None else "ok" if c.ok else "FAIL", printable(c.detail)]
