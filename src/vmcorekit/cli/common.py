@@ -144,5 +144,3 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
-def is_tty() -> bool:
-    return sys.stdout.isatty()

@@ -7,7 +7,7 @@ import click
 
 from ..errors import note
 
-from .common import dump_arguments, emit_json, is_tty, meminfo_json, open_program
+from .common import dump_arguments, emit_json, meminfo_json, open_program
 
 
 @click.command("kmem")
@@ -44,25 +44,6 @@ def command(dump: str, vmcoreinfo_file: str | None, info: bool, vm_stat: bool, n
         emit_json(meminfo_json(mi.as_dict()))
         return
     text = format_kmem_i(mi)
-    if is_tty():
-        from rich.console import Console
-        from rich.table import Table
-
-        t = Table(title="Memory", header_style="bold")
-        for h in ("", "PAGES", "TOTAL", "PERCENTAGE"):
-            t.add_column(h, justify="right")
-        for line in text.splitlines()[1:]:
-            if not line.strip():
-                t.add_section()
-                continue
-            label = line[:13].strip()
-            rest = line[13:].split(None, 1)
-            pages = rest[0] if rest else ""
-            tail = rest[1] if len(rest) > 1 else ""
-            size, _, pct = tail.partition("  ")
-            t.add_row(label, pages, size.strip(), pct.strip())
-        Console().print(t)
-        return
     click.echo(text, nl=False)
 
 

@@ -8,8 +8,13 @@ import os
 # user's own process keeps its settings; a value already in the environment wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import contextlib
 import errno
+import shlex
+import shutil
+import subprocess
 import sys
+from collections.abc import Iterator
 
 import click
 
@@ -66,10 +71,48 @@ class _LazyGroup(click.Group):
         return cmd
 
 
+# Commands whose output is never paged: interactive, long-running, or writing dump data.
+_UNPAGED = frozenset({"shell", "fleet", "filter", "crash"})
+
+
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="vmcorekit")
-def cli() -> None:
+@click.option("--no-pager", is_flag=True, envvar="VMCOREKIT_NO_PAGER",
+              help="Never page output (a terminal otherwise gets $PAGER, default 'less -FRX').")
+@click.pass_context
+def cli(ctx: click.Context, no_pager: bool) -> None:
     """Linux kernel crash dumps, from the dump alone."""
+    if not no_pager and ctx.invoked_subcommand not in _UNPAGED and sys.stdout.isatty():
+        ctx.with_resource(_paged())
+
+
+@contextlib.contextmanager
+def _paged() -> Iterator[None]:
+    """Send everything written to stdout through $PAGER (`less -FRX`: it quits at once when
+    the output fits the screen, keeps colour, leaves the screen as it was). stdout itself is
+    redirected, so every writer (click, print, rich) pages; a missing pager pages nothing."""
+    argv = shlex.split(os.environ.get("PAGER") or "less -FRX")
+    if not argv or shutil.which(argv[0]) is None:
+        yield
+        return
+    env = dict(os.environ)
+    env.setdefault("LESS", "FRX")
+    sys.stdout.flush()
+    pager = subprocess.Popen(argv, stdin=subprocess.PIPE, env=env)
+    assert pager.stdin is not None
+    saved = os.dup(1)
+    os.dup2(pager.stdin.fileno(), 1)
+    pager.stdin.close()
+    try:
+        yield
+    finally:
+        try:
+            sys.stdout.flush()
+        except OSError:
+            pass  # the reader quit early (q in less): not an error
+        os.dup2(saved, 1)
+        os.close(saved)
+        pager.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 Piped: crash's columns (MODULE, NAME, BASE, SIZE), then STATE and TAINT where crash shows the
 object file it loaded (vmcorekit loads none: module symbols come from the dump itself);
 rows in crash's order (by base address). Out-of-tree (O) and unsigned (E) modules are
-flagged in TAINT. On a terminal a rich table; --json for scripts.
+flagged in TAINT. crash's layout on a terminal and in a pipe; --json for scripts.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import click
 
 from ..errors import note
 from ..util.text import printable
-from .common import dump_arguments, emit_json, is_tty, json_convention, open_program
+from .common import dump_arguments, emit_json, json_convention, open_program
 
 
 def mod_lines(mods: list) -> list[str]:  # type: ignore[type-arg]
@@ -59,14 +59,6 @@ def command(dump: str, vmcoreinfo_file: str | None, names: tuple[str, ...], as_j
         # the warnings are in `notes` already (note() above): one list of problems per answer
         emit_json(json_convention({"modules": [m.as_dict() for m in mods]}, {"module", "base"},
                                   {"size": "size_bytes"}))
-    elif is_tty():
-        from .render import print_table
-        rows = [[f"{m.address:016x}", printable(m.name), "-" if m.base is None else f"{m.base:016x}",
-                 "-" if m.size is None else str(m.size), m.state,
-                 (m.taint_letters or "-") + (" out-of-tree" if m.out_of_tree else "")
-                 + (" unsigned" if m.unsigned else "")] for m in mods]
-        print_table("Modules", ["MODULE", "NAME", "BASE", "SIZE", "STATE", "TAINT"], rows,
-                    right=(3,))
     else:
         for line in mod_lines(mods):
             click.echo(line)

@@ -1,14 +1,16 @@
 """`vmcorekit ps DUMP [PID|TASK|COMM]...`: the tasks of the crashed kernel, like crash's `ps`.
 
 Piped, the output is crash's table column for column ('>' marks the task running on each
-CPU); on a terminal a rich table (the panicking task highlighted); --json for scripts.
+CPU), in crash's layout on a terminal and in a pipe alike (the panicking task highlighted
+when colour is on); --json for scripts.
 """
 from __future__ import annotations
 
 import click
 
 from ..util.text import printable
-from .common import dump_arguments, emit_json, is_tty, open_program, ps_json
+from .common import dump_arguments, emit_json, open_program, ps_json
+from .render import bold, color_enabled
 
 SORT_KEYS = ("pid", "ppid", "cpu", "task", "state", "rss", "vsz", "comm")
 HEADER = "      PID    PPID  CPU       TASK        ST  %MEM      VSZ      RSS  COMM"
@@ -144,31 +146,8 @@ def command(dump: str, vmcoreinfo_file: str | None, select: tuple[str, ...], use
         emit_json(ps_json({"page_size": page_size, "totalram_pages": total,
                            "tasks": [r.as_dict() for r in rows], "warnings": warns}))
         return
-    if is_tty():
-        _rich(rows, total, page_size)
-        return
-    click.echo(HEADER)
+    click.echo(bold(HEADER))
     for r in rows:
-        click.echo(printable(crash_line(r, total, page_size)))
-
-
-def _rich(rows: list, total: int | None, page_size: int) -> None:  # type: ignore[type-arg]
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(header_style="bold")
-    for h, just in (("", "left"), ("PID", "right"), ("PPID", "right"), ("CPU", "right"),
-                    ("TASK", "left"), ("ST", "left"), ("%MEM", "right"), ("VSZ", "right"),
-                    ("RSS", "right"), ("COMM", "left")):
-        t.add_column(h, justify=just)  # type: ignore[arg-type]
-    for r in rows:
-        rss = r.rss.crash_rss
-        comm = f"[{r.comm}]" if r.kernel_thread else r.comm
-        style = "bold red" if r.panic else "bold" if r.active else None
-        cells = [">" if r.active else "", str(r.pid), str(0 if r.idle else r.ppid),
-                 "-" if r.cpu is None else str(r.cpu), f"{r.task:016x}", r.crash_state,
-                 _pct(rss, total).strip(), str(r.vsz * page_size // 1024),
-                 str(rss * page_size // 1024), comm + ("  (panic)" if r.panic else "")]
-        t.add_row(*[Text(printable(c)) for c in cells], style=style)  # Text: "[kthreadd]" is no markup
-    Console().print(t)
+        line = printable(crash_line(r, total, page_size))
+        click.echo(click.style(line, bold=True, fg="red" if r.panic else None)
+                   if (r.active or r.panic) and color_enabled() else line)

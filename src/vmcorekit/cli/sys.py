@@ -13,7 +13,8 @@ import click
 from ..errors import note
 
 from ..util.text import printable
-from .common import dump_arguments, emit_json, is_tty, open_program
+from .common import dump_arguments, emit_json, open_program
+from .render import bold
 
 KERNEL_TEXT = "(none: symbols from kallsyms, types from BTF in the dump)"
 
@@ -98,9 +99,5 @@ def command(dump: str, vmcoreinfo_file: str | None, as_json: bool) -> None:
         emit_json(d)
         return
     rows = sys_lines(si, str(dump), bool(level))
-    if is_tty():
-        from .render import kv_table
-        kv_table("System", [(k, printable(str(v))) for k, v in rows])
-        return
-    for k, v in rows:
-        click.echo(printable(f"{k:>12}: {v}"))
+    for k, v in rows:  # crash's layout, on a terminal too
+        click.echo(bold(printable(f"{k:>12}:")) + printable(f" {v}"))
