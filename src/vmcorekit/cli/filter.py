@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -73,11 +74,15 @@ IGNORED = {
 MSG_COMMON, MSG_REPORT = 2, 16  # makedumpfile's --message-level bits honoured here
 
 
-def _refuse_existing(outputs: list[str], force: bool) -> None:
-    """makedumpfile never overwrites a dump: "File exists", status 1, unless -f."""
+def _refuse_existing(outputs: list[str], force: bool, inputs: Sequence[str] = ()) -> None:
+    """makedumpfile never overwrites a dump: "File exists", status 1, unless -f. What -f never
+    replaces (a device, FIFO or folder, also through a symlink; the input dump) is refused
+    first, saying which."""
+    from ..util.fileout import check_output_path
     for o in outputs:
         if os.path.isdir(o):
             raise click.BadParameter(f"{o}: is a directory", param_hint="OUTPUT")
+        check_output_path(o, inputs)
         if not force and os.path.lexists(o):
             raise click.ClickException(f"{o}: File exists (as makedumpfile: -f overwrites it)")
 
@@ -201,7 +206,7 @@ def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, c
     if dump_dmesg:
         if len(rest) != 1:
             raise click.UsageError("--dump-dmesg takes DUMP OUTPUT")
-        _refuse_existing(rest, force)
+        _refuse_existing(rest, force, dump)
         if not check_params:
             _dump_dmesg(dump, rest[0], vmcoreinfo_file, partial_dmesg, quiet)
         return
@@ -234,7 +239,7 @@ def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, c
             outputs = rest
         else:
             raise click.UsageError(f"expected 1 OUTPUT (or --split and several), got {len(rest)}")
-        _refuse_existing(outputs, force)
+        _refuse_existing(outputs, force, dump)
     if check_params:  # makedumpfile --check-params: the options are fine, nothing is done
         return
     if chosen == "lzo":
