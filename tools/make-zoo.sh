@@ -86,7 +86,7 @@ kind_knobs() {  # kind_knobs KIND: the kernel command line knobs that make KIND 
 
 # ------------------------------------------------------------------ prepare
 stage_install() {
-    local pkgs="busybox-static makedumpfile cpio gzip xz-utils zstd python3 psmisc make gcc-12 libelf-dev"
+    local pkgs="busybox-static makedumpfile cpio gzip xz-utils zstd python3 psmisc make gcc-12 libelf-dev dwarves"
     if [ "$ARCH" = arm64 ]; then
         dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64
         pkgs="$pkgs qemu-system-arm gcc-12-aarch64-linux-gnu"
