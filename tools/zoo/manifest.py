@@ -172,6 +172,9 @@ def entry(ddir, kind, boot, env, f, text):
         guilty = f["hung"][0]["comm"] if f.get("hung") else "?"
     if guilty and guilty not in text:
         raise ValueError("guilty function %s not in the console log" % guilty)
+    if kind == "fortify" and re.search(r"WARNING: CPU: \d+ PID: \d+ at \S+ __fortify_report", text):
+        # 6.12: __fortify_report() WARNs first, then __fortify_panic() BUGs: the first report names it
+        fam = "WARNING in {fn}"
     title = fam.format(fn=guilty, panic=f["panic"])
     arch, kv = env["ARCH"], env["KV"]
     dumpf = "vmcore.c-d31.kdump" if os.path.exists(os.path.join(ddir, "vmcore.c-d31.kdump")) else "dump.elf.zst"
