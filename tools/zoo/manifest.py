@@ -170,11 +170,28 @@ def entry(ddir, kind, boot, env, f, text):
         guilty = f["hung"][0]["comm"] if f.get("hung") else "?"
     elif kind == "abba":
         guilty = f["hung"][0]["comm"] if f.get("hung") else "?"
+    note = ""
     if guilty and guilty not in text:
-        raise ValueError("guilty function %s not in the console log" % guilty)
+        # The console may not name the guilty function although the dump holds it:
+        # (1) a noreturn call (panic) as the function's last instruction: the saved return
+        #     address is the first byte after it, printed as the NEXT symbol "+0x0" (arm64);
+        # (2) a CPU spinning with irqs off that the architecture cannot NMI-backtrace (arm64
+        #     without pseudo-NMI): only the dump's register note of that CPU shows it.
+        m = re.search(r"\bpanic\+0x[0-9a-f]+/0x[0-9a-f]+\n\s*(\S+\+0x0/0x[0-9a-f]+)", text)
+        if kind in ("panic", "sysrq") and m:
+            note = ("the return address of %s's noreturn call to panic() is the first byte after it: "
+                    "the console prints it as %s" % (guilty, m[1]))
+        elif kind == "rcu_stall" and f.get("stalled_cpus") and "NMI backtrace for cpu" not in text:
+            note = ("no NMI backtrace of the stalled CPU (irqs off, no pseudo-NMI): the console never "
+                    "names %s; the dump's registers of CPU %d do" % (guilty, f["stalled_cpus"][0]))
+        else:
+            raise ValueError("guilty function %s not in the console log" % guilty)
     if kind == "fortify" and re.search(r"WARNING: CPU: \d+ PID: \d+ at \S+ __fortify_report", text):
         # 6.12: __fortify_report() WARNs first, then __fortify_panic() BUGs: the first report names it
         fam = "WARNING in {fn}"
+    if kind == "stack_overflow" and "Insufficient stack space to handle exception" in text:
+        # arm64: no guard-page report, the overflow-stack handler panics("kernel stack overflow")
+        fam = "kernel panic: {panic}"
     title = fam.format(fn=guilty, panic=f["panic"])
     arch, kv = env["ARCH"], env["KV"]
     dumpf = "vmcore.c-d31.kdump" if os.path.exists(os.path.join(ddir, "vmcore.c-d31.kdump")) else "dump.elf.zst"
@@ -195,6 +212,8 @@ def entry(ddir, kind, boot, env, f, text):
     w("class = %s" % q(cls))
     w("guilty = %s" % q(guilty))
     w("bug = %s" % q("zoo-" + kind))
+    if note:
+        w("guilty_note = %s" % q(note))
     w("report = %s" % q(f["report"]))
     w("panic = %s" % q(f["panic"]))
     if "pc_function" in f:
