@@ -134,7 +134,7 @@ def facts(kind, lines):
     for x in body:
         m = re.search(r"Tainted: ([A-Z ]+?)\s+\d", x)
         if m:
-            f["taint"] = m[1].replace(" ", "")
+            f["taint"] = " ".join(m[1].split())   # "G           OE" -> "G OE"
             break
     trig = next((x for x in body if x.startswith("zoo: trigger '")), None)
     if trig:
