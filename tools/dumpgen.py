@@ -60,7 +60,7 @@ class QMP:
 
 def cmd_qmp(argv):
     if len(argv) < 2:
-        raise SystemExit("usage: qmp SOCKET formats|dump FORMAT PATH [--paging]|quit")
+        raise SystemExit("usage: qmp SOCKET formats|dump FORMAT PATH [--paging]|nmi|quit")
     path, what = argv[0], argv[1]
     q = QMP(path)
     if what == "formats":
@@ -80,6 +80,9 @@ def cmd_qmp(argv):
             os.path.getsize(out) if os.path.exists(out) else -1))
         if st["status"] != "completed":
             raise SystemExit(1)
+    elif what == "nmi":   # inject-nmi: an NMI to the guest's CPUs (x86: every CPU)
+        q.call("inject-nmi")
+        print("inject-nmi sent")
     elif what == "quit":
         try:
             q.call("quit")
