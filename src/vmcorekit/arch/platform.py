@@ -185,6 +185,7 @@ AARCH64 = Platform(
         ip_lines=(("pc", r"^pc ?: (?:\[<[0-9a-f]+>\] )?" + _WHERE),),
         hint=r"^(?:pc : |lr : |Call trace:$| el0_svc| el1h_64_)",
         never_guilty=(
+        "vectors", "__delay_cycles",  # the exception vector table; the timer-based delay loop
         "el0_svc", "el0_svc_naked", "el0_svc_common", "do_el0_svc", "el0_svc_handler", "el0_sync",
         "el0_sync_handler", "el0_sync_compat", "el0_sync_compat_handler", "el0t_64_sync",
         "el0t_64_sync_handler", "el0t_32_sync", "el0t_32_sync_handler", "el0t_64_irq",
