@@ -131,10 +131,12 @@ def _normalised_frames(rep: CrashReport, rules: RuleSet, top: int = TOP_FRAMES) 
     return out
 
 
-def signature_of(cls: str | None, guilty: str | None, frames: list[str], rules: RuleSet) -> dict[str, Any]:
-    """Bucket id: class + guilty function + the normalised top frames (no offsets, suffixes
+def signature_of(cls: str | None, guilty: str | None, frames: list[str], rules: RuleSet,
+                 family: str | None = None) -> dict[str, Any]:
+    """Bucket id: class + the report's family (a soft lockup and an RCU stall are both HANG but
+    never one bug) + guilty function + the normalised top frames (no offsets, suffixes
     stripped), with the rules version beside it (a new version may move buckets)."""
-    text = "\n".join([cls or "?", guilty or CORRUPTED, *frames])
+    text = "\n".join([cls or "?", *([family] if family else []), guilty or CORRUPTED, *frames])
     return {"id": hashlib.sha256(text.encode()).hexdigest()[:16], "rules_version": rules.version,
             "frames": list(frames)}
 
@@ -146,7 +148,8 @@ def title_of(rep: CrashReport, rules: RuleSet | None = None) -> Title:
     g = rep.guilty
     gd = None if g is None else {"function": g.function, "module": g.module,
                                  "offset": None if g.offset is None else f"{g.offset:#x}"}
-    sig = signature_of(rep.cls, None if g is None else g.function, _normalised_frames(rep, rules), rules)
+    sig = signature_of(rep.cls, None if g is None else g.function, _normalised_frames(rep, rules), rules,
+                       family=rep.family)
     return Title(title, alts, rep.cls, gd, rep.corrupted, sig, "log", rep)
 
 
