@@ -2,6 +2,7 @@
 collapsible, a memory breakdown chart as inline SVG. No scripts, no network resources."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from typing import Any
 
@@ -34,6 +35,14 @@ def _kv(rows: list[tuple[str, Any]]) -> str:
     """A two-column table; rows without a value are left out (an oops-only field on a plain panic)."""
     return "<table>" + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows
                                if v is not None and v != "") + "</table>"
+
+
+def _items(r: dict[str, Any], key: str, item: Callable[[Any], str], empty: str) -> str:
+    """A section that lists items: why it is unavailable, the items, or `empty` in grey."""
+    body = _unavailable(r, key)
+    if body is None:
+        body = "".join(item(x) for x in r[key]) or f'<p class="muted">{_e(empty)}</p>'
+    return body
 
 
 def _unavailable(r: dict[str, Any], name: str) -> str | None:
@@ -113,17 +122,13 @@ def render_html(r: dict[str, Any]) -> str:
     ]) + "".join(f'<p class="muted">check: {_e(n)}</p>' for n in cr.get("cross_check", [])) + "</section>")
     out.append("<section><h2>Backtrace of the panicking task</h2>" +
                (_unavailable(r, "backtrace") or f"<pre>{_e(r['backtrace']['text'])}</pre>") + "</section>")
-    body = _unavailable(r, "other_cpus")
-    if body is None:
-        body = "".join(f"<h3>CPU {_e(','.join(map(str, g['cpus'])))}</h3><pre>"
-                       f"{_e(g['trace']['text'] if 'trace' in g else g.get('error'))}</pre>" for g in r["other_cpus"]) \
-            or '<p class="muted">no other CPU has registers in the dump</p>'
+    body = _items(r, "other_cpus", lambda g: f"<h3>CPU {_e(','.join(map(str, g['cpus'])))}</h3><pre>"
+                  f"{_e(g['trace']['text'] if 'trace' in g else g.get('error'))}</pre>",
+                  "no other CPU has registers in the dump")
     out.append(f"<section><h2>Other CPUs</h2>{body}</section>")
-    body = _unavailable(r, "events")
-    if body is None:
-        body = "".join(f"<details><summary>{_e(e['kind'])}: {_e(e['summary'])}</summary><pre>"
-                       f"{_e(chr(10).join(e['lines']))}</pre></details>" for e in r["events"]) \
-            or '<p class="muted">no panic/oops/lockup/hung-task/OOM/RCU-stall lines recognised</p>'
+    body = _items(r, "events", lambda e: f"<details><summary>{_e(e['kind'])}: {_e(e['summary'])}</summary><pre>"
+                  f"{_e(chr(10).join(e['lines']))}</pre></details>",
+                  "no panic/oops/lockup/hung-task/OOM/RCU-stall lines recognised")
     out.append(f"<section><h2>Log signatures</h2>{body}</section>")
     body = _unavailable(r, "log")
     if body is None:
