@@ -10,9 +10,6 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import contextlib
 import errno
-import shlex
-import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
 
@@ -91,6 +88,10 @@ def _paged() -> Iterator[None]:
     """Send everything written to stdout through $PAGER (`less -FRX`: it quits at once when
     the output fits the screen, keeps colour, leaves the screen as it was). stdout itself is
     redirected, so every writer (click, print, rich) pages; a missing pager pages nothing."""
+    import shlex  # here: the pager's modules are no cost to a command in a pipe
+    import shutil
+    import subprocess
+
     argv = shlex.split(os.environ.get("PAGER") or "less -FRX")
     if not argv or shutil.which(argv[0]) is None:
         yield

@@ -25,7 +25,10 @@ __all__ = ["PlatformStacks", "STACK_PLATFORMS", "platform_stacks"]
 class PlatformStacks:
     facts: "Callable[[KernelInfo], StackFacts]"
     trace: "Callable[..., Trace]"  # (stacks, task, *, unwinder, max_frames)
-    crash_trace: "Callable[[Stacks, int], Trace]"
+    crash_ref: str  # "module:name" of crash's bt, loaded only when asked for
+
+    def crash_trace(self, stacks: "Stacks", task: int) -> "Trace":
+        return _load(self.crash_ref)(stacks, task)  # type: ignore[return-value]
 
 
 # "module:name" in this package for the facts, the tracer and crash's bt; a module is imported
@@ -47,4 +50,4 @@ def platform_stacks(platform: "Platform") -> PlatformStacks:
     refs = STACK_PLATFORMS.get(platform.name)
     if refs is None:
         raise UnsupportedDumpError("", None, f"no stack unwinder for {platform.name}")
-    return PlatformStacks(*(_load(r) for r in refs))  # type: ignore[arg-type]
+    return PlatformStacks(_load(refs[0]), _load(refs[1]), refs[2])  # type: ignore[arg-type]
