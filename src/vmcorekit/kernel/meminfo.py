@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CorruptKernelDataError, TypeLookupError, VmcorekitError
+from ..errors import CorruptKernelDataError, MemoryReadError, TypeLookupError, VmcorekitError, partial_result
 from ..program.objects import Object
 from .lists import list_for_each_entry
 from .memmap import find_memory_model, node_pgdats, page_flag_bit, pg_reserved_bit, read_struct_pages
@@ -348,6 +348,9 @@ def memory_summary(prog: "Program", *, shared: bool = True) -> MemorySummary:
             return fn()
         except (VmcorekitError, LookupError, ValueError) as e:
             notes.append(f"{what}: {e}")
+            if isinstance(e, (MemoryReadError, CorruptKernelDataError)):
+                # the dump lost what the figure needs: a partial answer (exit 3), said as a note
+                partial_result(f"{what}: {e}", reported=False)
             return None
 
     mi.total = attempt("TOTAL MEM", lambda: totalram_pages(prog))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import CorruptKernelDataError, MemoryReadError, TypeLookupError, VmcorekitError
+from ..errors import CorruptKernelDataError, MemoryReadError, TypeLookupError, VmcorekitError, partial_result
 from ..program.modlist import (MAX_MODULES, MODULE_STATES, module_nodes, module_offsets,
                                program_modules, read_raw_module)
 from ..program.objects import Object
@@ -229,7 +229,18 @@ def _module_table_nobtf(prog: "Program", warnings: list[str] | None) -> list[Mod
 
 def module_table(prog: "Program", *, warnings: list[str] | None = None) -> list[ModuleInfo]:
     """Every loaded module, in list order (newest first). A corrupt list stops with a message
-    in `warnings` (when given) after the modules read before it."""
+    in `warnings` (when given) after the modules read before it; each such gap is also a
+    partial result (exit 3: modules are missing), said by the caller through `warnings`."""
+    gaps: list[str] | None = [] if warnings is not None else None
+    out = _module_table(prog, gaps)
+    if warnings is not None and gaps:
+        for g in gaps:
+            partial_result(g, reported=False)
+        warnings.extend(gaps)
+    return out
+
+
+def _module_table(prog: "Program", warnings: list[str] | None) -> list[ModuleInfo]:
     if not _btf_module(prog):
         return _module_table_nobtf(prog, warnings)
     out = []
