@@ -86,6 +86,21 @@ write_kernel_env() {  # write_kernel_env [NAME VALUE]...: $KDIR/kernel.env for t
     log "kernel: $(tr '\n' ' ' < "$KDIR/kernel.env")"
 }
 
+arm64_image_and_busybox() {  # after kernel_unpack: $KDIR/Image (the raw arm64 Image QEMU's -kernel
+    # wants; some releases ship it gzip-compressed) and the arm64 busybox for the guest's
+    # initramfs (it cannot run on the host), recorded in kernel.env
+    if [ "$(head -c 2 "$KDIR/root/boot/vmlinuz-$KV" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
+        gzip -dc "$KDIR/root/boot/vmlinuz-$KV" > "$KDIR/Image"
+    else
+        cp "$KDIR/root/boot/vmlinuz-$KV" "$KDIR/Image"
+    fi
+    local bdeb
+    bdeb=$(deb_download busybox-static "$(deb_candidate busybox-static)")
+    rm -rf "$KDIR/busybox"; mkdir -p "$KDIR/busybox"
+    dpkg-deb -x "$bdeb" "$KDIR/busybox"
+    write_kernel_env BUSYBOX_DEB "$(basename "$bdeb")"
+}
+
 kernel_dbg() {  # DBG=1: the -dbg package of $KDEB, unpacking only vmlinux and System.map
     [ "$DBG" = 1 ] || return 0
     local ddeb boot=$KDIR/dbg/usr/lib/debug/boot

@@ -85,18 +85,7 @@ stage_install() {
 # ------------------------------------------------------------------ kernel
 stage_kernel() {
     kernel_unpack
-    # QEMU's -kernel wants the raw arm64 Image; some releases ship it gzip-compressed.
-    if [ "$(head -c 2 "$KDIR/root/boot/vmlinuz-$KV" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
-        gzip -dc "$KDIR/root/boot/vmlinuz-$KV" > "$KDIR/Image"
-    else
-        cp "$KDIR/root/boot/vmlinuz-$KV" "$KDIR/Image"
-    fi
-    # The arm64 busybox for the initramfs (it cannot run on the host).
-    local bdeb
-    bdeb=$(deb_download busybox-static "$(deb_candidate busybox-static)")
-    rm -rf "$KDIR/busybox"; mkdir -p "$KDIR/busybox"
-    dpkg-deb -x "$bdeb" "$KDIR/busybox"
-    write_kernel_env BUSYBOX_DEB "$(basename "$bdeb")"
+    arm64_image_and_busybox
     kernel_dbg
 }
 

@@ -101,17 +101,8 @@ stage_install() {
 
 stage_kernel() {
     kernel_unpack
-    if [ "$ARCH" = arm64 ]; then   # -kernel wants the raw Image; the arm64 busybox for the guest
-        if [ "$(head -c 2 "$KDIR/root/boot/vmlinuz-$KV" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then
-            gzip -dc "$KDIR/root/boot/vmlinuz-$KV" > "$KDIR/Image"
-        else
-            cp "$KDIR/root/boot/vmlinuz-$KV" "$KDIR/Image"
-        fi
-        local bdeb
-        bdeb=$(deb_download busybox-static "$(deb_candidate busybox-static)")
-        rm -rf "$KDIR/busybox"; mkdir -p "$KDIR/busybox"
-        dpkg-deb -x "$bdeb" "$KDIR/busybox"
-        write_kernel_env BUSYBOX_DEB "$(basename "$bdeb")"
+    if [ "$ARCH" = arm64 ]; then
+        arm64_image_and_busybox
     else
         write_kernel_env
     fi
