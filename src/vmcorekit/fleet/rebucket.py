@@ -12,7 +12,6 @@ task's frames (`stack_frames`), the kind of crash the log names (`kind`), the pa
 """
 from __future__ import annotations
 
-import re
 import time
 from collections import defaultdict
 from typing import Any
@@ -28,19 +27,14 @@ def _by_title_rules(lines: list[str], frames: list[str], kind: str | None, reaso
     """The rule-based engine (report/titles.py), called as report/triage.py calls it: the
     log's first crash report, else — when there is a backtrace — a title from the panicking
     task's stack ("kernel panic in ..."), else no title."""
-    from ..kernel.printk.events import Frame, function_name
+    from ..kernel.printk.events import text_frame
     from ..report import titles
     t = titles.title_log(lines)[0]
     if t is None:
         if not frames:
             return {"title": None, "class": kind, "guilty_frame": None, "signature": None, "rules_version": None,
                     "title_source": None}
-        stack = []
-        for text in frames:
-            m = re.match(r"\s*(\? )?([^\s+]+)(?:\+\S+)?(?: \[(\S+)\])?", text)
-            if m:
-                stack.append(Frame(function_name(m.group(2)), m.group(2), None, None, m.group(3), m.group(1) is None))
-        t = titles.stack_title("kernel panic", stack, arch)
+        t = titles.stack_title("kernel panic", [text_frame(f) for f in frames], arch)
     d = t.as_dict()
     sig = d.get("signature") or {}
     return {"title": d.get("title"), "class": d.get("class") or kind, "guilty_frame": d.get("guilty_frame"),

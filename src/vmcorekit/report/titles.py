@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..kernel.printk.events import (RULES_PATH, CrashReport, Frame, RuleSet, arch_skip_frames, default_rules,
-                                    find_reports, function_name)
+                                    find_reports, function_name, text_frame)
 
 __all__ = ["Title", "title_of", "title_log", "titles_of", "load_rules", "signature_of", "stack_title",
            "arch_skip_frames", "RULES_PATH", "TOP_FRAMES"]
@@ -187,12 +187,7 @@ def bug_frames(frames: Iterable[Frame | str], arch: str | None = None,
     arch_res = [p for a, p in rules.arch_skip_re.items() if p is not None and (arch is None or a == arch)]
     out: list[Frame] = []
     for f in frames:
-        if isinstance(f, Frame):
-            fr = f
-        else:
-            m = re.search(r"\[(\w+)\]", f)
-            fr = Frame(function_name(re.split(r"[+ ]", f.strip(), maxsplit=1)[0]), f, None, None,
-                       m.group(1) if m else None)
+        fr = f if isinstance(f, Frame) else text_frame(f)
         fn = fr.function
         if not fn or rules.skip.fullmatch(fn) or any(p.fullmatch(fn) for p in arch_res) \
                 or (rules.stall_skip is not None and rules.stall_skip.fullmatch(fn)):

@@ -35,7 +35,7 @@ from typing import Any
 from ...arch.platform import PLATFORMS
 
 __all__ = ["Frame", "CrashReport", "RuleSet", "Family", "find_reports", "first_report",
-           "strip_prefix", "parse_frame", "function_name", "decode_lines", "default_rules",
+           "strip_prefix", "parse_frame", "text_frame", "function_name", "decode_lines", "default_rules",
            "compile_rules", "arch_skip_frames", "RULES_PATH", "ARCHES"]
 
 MAX_LINE_CHARS = 4096
@@ -314,6 +314,19 @@ class Frame:
         return {"function": self.function, "module": self.module,
                 "offset": None if self.offset is None else f"{self.offset:#x}",
                 "size": None if self.size is None else f"{self.size:#x}", "reliable": self.reliable}
+
+
+_TEXT_FRAME = re.compile(r"\s*(\? )?([^\s+]+)(?:\+\S+)?(?: \[(\S+)\])?")
+
+
+def text_frame(text: str) -> Frame:
+    """A frame as a backtrace stores it in text ("? func+0x1/0x2 [mod]", "func [mod]", "func"):
+    its function (suffixes dropped), module and reliability; no offset (what a title and a
+    signature use of a stored frame)."""
+    m = _TEXT_FRAME.match(text)
+    if m is None:  # blank
+        return Frame("", text)
+    return Frame(function_name(m[2]), m[2], None, None, m[3], m[1] is None)
 
 
 def parse_frame(text: str) -> Frame | None:
