@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import OrderedDict
+from functools import cached_property
 from dataclasses import dataclass, field
 
 import struct
@@ -71,15 +72,21 @@ class AddressSpace(ABC):
 
     arch: str = "?"
     page_size: int = 4096
-    pointer_size: int = 8
-    byteorder: str = "little"
     _TLB_MAX = 1 << 16
 
-    @property
+    @cached_property
     def platform(self) -> Platform:
         p = platform(self.arch)
         assert p is not None, f"no platform record for {self.arch}"
         return p
+
+    @property
+    def pointer_size(self) -> int:  # the platform's: one home for the fact
+        return self.platform.pointer_size
+
+    @property
+    def byteorder(self) -> str:
+        return self.platform.byteorder
 
     def __init__(self, phys: PhysicalMemory, vmcoreinfo: VmcoreInfo) -> None:
         self.phys = phys
