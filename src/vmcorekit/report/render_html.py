@@ -9,6 +9,9 @@ from typing import Any
 from ..util.text import printable
 from .render_text import _taint_text
 
+# where a title came from, in words
+_SOURCE_WORDS = {"log": "log", "log+dump": "log and the stuck CPU's backtrace", "stack": "backtrace"}
+
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}
 header{background:#1f2a44;color:#fff;padding:18px 28px}
@@ -93,7 +96,7 @@ def _title_text(cr: dict[str, Any]) -> str | None:
     if not cr.get("title"):
         return None
     sig = cr.get("signature") or {}
-    return (f"{cr['title']}  (from the {'log' if cr.get('title_source') == 'log' else 'backtrace'}, "
+    return (f"{cr['title']}  (from the {_SOURCE_WORDS.get(cr.get('title_source'), 'backtrace')}, "
             f"bucket {sig.get('id')}, rules v{sig.get('rules_version')})")
 
 

@@ -10,6 +10,9 @@ from rich.text import Text
 
 from ..util.text import printable
 
+# where a title came from, in words
+_SOURCE_WORDS = {"log": "log", "log+dump": "log and the stuck CPU's backtrace", "stack": "backtrace"}
+
 LEVEL_STYLE = {0: "bold red", 1: "bold red", 2: "bold red", 3: "red", 4: "yellow", 5: "cyan", 6: "", 7: "dim"}
 
 
@@ -46,7 +49,7 @@ def _title_text(cr: dict[str, Any]) -> str:
     if not cr.get("title"):
         return "?"
     sig = cr.get("signature") or {}
-    return (f"{cr['title']}  (from the {'log' if cr.get('title_source') == 'log' else 'backtrace'}, "
+    return (f"{cr['title']}  (from the {_SOURCE_WORDS.get(cr.get('title_source'), 'backtrace')}, "
             f"bucket {sig.get('id')}, rules v{sig.get('rules_version')})")
 
 

@@ -17,7 +17,7 @@ from ..program import Program
 from ..kernel.printk.events import Frame, function_name
 from .logscan import LogLine, crash_from_log, normalize_reason, scan
 from .signature import crash_signature
-from .titles import Title, stack_title, title_log
+from .titles import Title, stack_title, title_log, title_of
 
 SCHEMA = "vmcorekit-triage/1"
 LOG_TAIL = 50
@@ -138,6 +138,10 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
             checks.append(f"the log names PID {c.pid}, the task on the panicking CPU is PID {out['pid']}")
         out["cross_check"] = checks or ["log, panic_cpu and the CPU's current task agree"]
         first, _ = title_log(ln.text for ln in rep.log_lines())
+        if first is not None and first.report is not None:
+            first = _noreturn_fixed(prog, first) or first
+        if first is not None and first.report is not None and first.report.guilty is None:
+            first = _stall_title_from_dump(prog, first) or first
         if first is not None:
             out.update(_title_fields(first))
         return out
@@ -154,7 +158,7 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         """No crash report in the log (or the log was overwritten): the title comes from the
         panicking task's backtrace."""
         crash = d.get("crash")
-        if crash is None or crash.get("title_source") == "log":
+        if crash is None or crash.get("title_source") is not None:
             return None
         frames = d.get("backtrace", {}).get("frames", [])
         if not frames:
@@ -276,6 +280,56 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
     # JSON-native from here on (tuples become lists): what the library returns is what
     # --json prints and what the schema describes.
     return json.loads(json.dumps(d, default=str))
+
+
+def _noreturn_fixed(prog: Program, t: Title) -> Title | None:
+    """The report re-titled when its trace printed a return address as `next_function+0x0`: the
+    call before it was the last instruction of its function (a noreturn call such as panic()),
+    and arm64 prints return addresses unadjusted. The dump's symbols name the byte before it.
+    None when no frame needed it."""
+    from dataclasses import replace as _replace
+    from ..kernel.printk.events import restacked
+    rep = t.report
+    frames = list(rep.stack)
+    changed = False
+    for i, f in enumerate(frames):
+        if i == 0 or f.offset != 0 or not f.reliable or f.inline:
+            continue
+        try:
+            addr = prog.try_symbol_address(f.function if f.module is None else f"{f.module}:{f.function}")
+            sym = None if addr is None else prog.symbols.lookup(addr - 1)
+        except (VmcorekitError, LookupError):
+            continue
+        if sym is None or not sym.is_text or function_name(sym.name) == f.function:
+            continue
+        frames[i] = _replace(f, function=function_name(sym.name), raw=sym.name, offset=addr - sym.address,
+                             size=sym.size or None, module=sym.module)
+        changed = True
+    if not changed:
+        return None
+    new = restacked(rep, frames, section=None)
+    return None if new is None else title_of(new)
+
+
+def _stall_title_from_dump(prog: Program, t: Title) -> Title | None:
+    """A stall report whose log names no guilty frame (the stuck CPU's stack was never printed):
+    its frame from the stuck CPU's backtrace in the dump, by the same family's rules."""
+    from ..kernel.printk.events import restacked, stalled_cpus
+    from ..kernel.stacks import stack_trace
+    for cpu in stalled_cpus(t.report)[:64]:
+        try:
+            trace = stack_trace(prog, cpu=cpu)
+        except (LookupError, VmcorekitError):
+            continue
+        frames = [Frame(function_name(f.function), f.function, f.offset, None, f.module, f.reliable,
+                        irq=f.exception is not None)
+                  for f in trace.frames if f.function]
+        new = restacked(t.report, frames)
+        if new is not None and new.guilty is not None:
+            got = title_of(new)
+            got.source = "log+dump"
+            return got
+    return None
 
 
 def _title_fields(t: Title) -> dict[str, Any]:
