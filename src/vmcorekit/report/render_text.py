@@ -1,7 +1,9 @@
-"""The triage report for a person at a terminal (rich: headings, tables, colored levels).
-Piped, rich writes the same text without color."""
+"""The triage report for a person at a terminal: headings, aligned tables, colored levels.
+One layout on a terminal and in a pipe (never wrapped or cut to the terminal's width, no
+trailing spaces); color only as decoration, off when piped or with NO_COLOR."""
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
@@ -65,11 +67,42 @@ def _shown(v: Any) -> Any:
     return v
 
 
+# Wide enough that rich never wraps or cuts a line: the layout does not depend on the terminal.
+_WIDTH = 4096
+# a line's tail of spaces and colour codes (rich styles the padding of a bold header cell too)
+_TRAILING = re.compile(r"(?:[ \t]|\x1b\[[0-9;]*m)+$", re.M)
+_CODE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _rstrip(m: re.Match[str]) -> str:
+    return "".join(_CODE.findall(m.group(0)))  # the codes stay (a reset ends the style), spaces go
+
+
+class _Plain:
+    """rich's console, printed plainly: a heading is its title under a blank line, with a fixed
+    rule (not one as wide as the terminal); every line loses its trailing spaces (rich pads
+    table cells and grids to their column's width)."""
+
+    def __init__(self, console: Console) -> None:
+        self._c = console
+        self._started = False
+
+    def rule(self, title: str) -> None:
+        if self._started:
+            self.print("")
+        self.print(f"{title}[/]" if title.startswith("[") else title)
+        self.print("-" * 72, style="dim")
+
+    def print(self, *objects: Any, **kw: Any) -> None:
+        with self._c.capture() as cap:
+            self._c.print(*objects, **kw)
+        self._c.file.write(_TRAILING.sub(_rstrip, cap.get()))
+        self._started = True
+
+
 def render_text(r: dict[str, Any], console: Console | None = None) -> None:
-    import sys
     r = _shown(r)
-    # Piped output is for files and diffs: no wrapping at 80 columns.
-    c = console or Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    c = _Plain(console or Console(highlight=False, soft_wrap=True, width=_WIDTH))
     sec = r.get("sections", {})
 
     def failed(name: str, title: str) -> bool:
@@ -193,7 +226,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
             c.print(f"[dim]{b}[/dim]")
 
 
-def _print_records(c: Console, recs: list[dict[str, Any]]) -> None:
+def _print_records(c: _Plain, recs: list[dict[str, Any]]) -> None:
     for rec in recs:
         ts = rec.get("ts_nsec", 0)
         stamp = f"[{ts // 1_000_000_000:5d}.{ts % 1_000_000_000 // 1000:06d}] "
