@@ -126,7 +126,9 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
         ("panic", Text(str(cr.get("reason") or "unknown"), style="bold red")),
         ("kind", str(cr.get("kind") or "?")),
         ("title", Text(_title_text(cr))),
-        ("task", f"PID {cr.get('pid')} ({cr.get('comm')}) on CPU {cr.get('cpu')}" if cr else "?"),
+        ("task", f"PID {cr.get('pid')} ({cr.get('comm')}) on CPU {cr.get('cpu')}"
+                 + ("  (from the log: its task_struct does not read)" if cr.get("task_source") == "log" else "")
+         if cr else "?"),
         ("signature", f"{sig.get('id', '?')}  {' < '.join(sig.get('frames', []))}"),
         ("release", f"{k.get('release') or '?'}  {k.get('version') or ''}"),
         ("build id", str(k.get("build_id") or "?")),

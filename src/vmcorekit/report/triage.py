@@ -132,9 +132,14 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         except VmcorekitError:
             out["comm"] = None
         checks = list(ctx.notes)
+        out["task_source"] = "dump" if out["pid"] is not None else None
+        if out["pid"] is None and c.pid is not None and (ctx.cpu is None or c.cpu in (None, ctx.cpu)):
+            # the task_struct did not read (a filter dropped its page): the log's header names it
+            out["pid"], out["comm"], out["task_source"] = c.pid, c.comm, "log"
+            checks.append(f"the panicking task's task_struct does not read; PID {c.pid} ({c.comm}) from the log")
         if c.cpu is not None and ctx.cpu is not None and c.cpu != ctx.cpu:
             checks.append(f"the log names CPU {c.cpu}, the dump's panic_cpu is {ctx.cpu}")
-        if c.pid is not None and out["pid"] is not None and c.pid != out["pid"]:
+        if c.pid is not None and out["task_source"] == "dump" and c.pid != out["pid"]:
             checks.append(f"the log names PID {c.pid}, the task on the panicking CPU is PID {out['pid']}")
         out["cross_check"] = checks or ["log, panic_cpu and the CPU's current task agree"]
         first, _ = title_log(ln.text for ln in rep.log_lines())
