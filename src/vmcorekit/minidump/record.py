@@ -12,6 +12,7 @@ handed on (see _SHARED).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -20,7 +21,7 @@ import numpy as np
 
 from ..dump import open_dump
 from ..dump.recording import RecordingMemory
-from ..errors import VmcorekitError
+from ..errors import PartialResultWarning, VmcorekitError, collecting_notes
 from ..program import Program
 from ..vmcoreinfo import VmcoreInfo
 
@@ -133,6 +134,7 @@ class Recording:
     nbits: int  # frames the record covers (the dump's last range end)
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # question -> why it stopped early
+    gaps: list[str] = field(default_factory=list)  # the questions' own partial results and notes
 
 
 def record_pages(inputs: str | Sequence[str], vmcoreinfo_file: str | None = None,
@@ -147,28 +149,39 @@ def record_pages(inputs: str | Sequence[str], vmcoreinfo_file: str | None = None
     rec = RecordingMemory(open_dump(paths))
     seconds: dict[str, float] = {}
     errors: dict[str, str] = {}
-    try:
+    gaps: list[str] = []
+    # The questions' partial results and notes are theirs, not the writer's: kept aside, they
+    # neither print nor set this command's exit status.
+    with warnings.catch_warnings(record=True) as caught, collecting_notes() as said:
+        warnings.simplefilter("always", PartialResultWarning)
         try:
-            base = Program(rec, vi)
+            _run(rec, vi, names, paths, seconds, errors)
+        finally:
+            rec.close()
+    gaps += [str(w.message) for w in caught if issubclass(w.category, PartialResultWarning)]
+    gaps += list(said)
+    return Recording(pfns=rec.read_pfns(), nbits=rec.nbits, seconds=seconds, errors=errors,
+                     gaps=list(dict.fromkeys(gaps)))
+
+
+def _run(rec: RecordingMemory, vi: VmcoreInfo | None, names: list[str], paths: list[str],
+         seconds: dict[str, float], errors: dict[str, str]) -> None:
+    try:
+        base = Program(rec, vi)
+    except _EXPECTED as e:
+        # No Program (no VMCOREINFO, unknown machine): every command stops here too, after the
+        # reads the attempt made.
+        errors["open"] = " ".join(str(e).split()) or type(e).__name__
+        return
+    for attr in _SHARED:
+        try:
+            getattr(base, attr)
+        except _EXPECTED + (ImportError,):
+            pass  # each question then fails (or falls back) on its own, as its command does
+    for name in names:
+        t = time.perf_counter()
+        try:
+            COMMANDS[name](_fresh(base), ",".join(paths))
         except _EXPECTED as e:
-            # No Program (no VMCOREINFO, unknown machine): the commands all stop here too, after
-            # the reads the attempt made.
-            errors["open"] = " ".join(str(e).split()) or type(e).__name__
-            names = []
-        else:
-            for attr in _SHARED:
-                try:
-                    getattr(base, attr)
-                except _EXPECTED + (ImportError,):
-                    pass  # each question then fails (or falls back) on its own, as its command does
-        for name in names:
-            t = time.perf_counter()
-            try:
-                COMMANDS[name](_fresh(base), ",".join(paths))
-            except _EXPECTED as e:
-                errors[name] = " ".join(str(e).split()) or type(e).__name__
-            seconds[name] = time.perf_counter() - t
-        pfns = rec.read_pfns()
-    finally:
-        rec.close()
-    return Recording(pfns=pfns, nbits=rec.nbits, seconds=seconds, errors=errors)
+            errors[name] = " ".join(str(e).split()) or type(e).__name__
+        seconds[name] = time.perf_counter() - t
