@@ -224,3 +224,65 @@ def test_zoo_minidump_answers_as_the_dump(index: int, tmp_path: Path, capsys: py
     src = cases[index]
     mini = make(capsys, src, tmp_path / "mini.kdump")
     assert_same_answers(capsys, src, mini)
+
+
+# -- fleet ingest --keep-minidump ---------------------------------------------------------------
+
+def _fleet_env() -> dict[str, str]:
+    e = dict(os.environ)
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    e["PYTHONPATH"] = src + (os.pathsep + e["PYTHONPATH"] if e.get("PYTHONPATH") else "")
+    return e
+
+
+def keep_minidump_fleet(root: Path) -> Path:
+    """Two dumps (the sample and a distinct copy) and a cut one, with the minidump folder
+    inside the searched folder (it must not be ingested itself)."""
+    from test_fleet import variant
+    variant(root / "a" / "vmcore.kdump", 11)
+    variant(root / "b" / "vmcore", 12)
+    data = SAMPLE.read_bytes()
+    (root / "c").mkdir()
+    (root / "c" / "vmcore.kdump").write_bytes(data[:len(data) // 1000])  # not even its headers
+    return root
+
+
+def check_kept(root: Path, ix: Path, keep: Path, summary: dict[str, Any], capsys: pytest.CaptureFixture[str]) -> None:
+    from vmcorekit.fleet import index
+    assert summary["new"] == 3 and summary["failed"] == 1, summary
+    with index.connect(str(ix), read_only=True) as con:
+        rows = con.execute("SELECT content_id, path, status, minidump, signature FROM dumps ORDER BY path").fetchall()
+    kept = {cid: (path, md, sig) for cid, path, status, md, sig in rows if status in ("ok", "partial")}
+    assert len(kept) == 2 and all(md for _, md, _ in kept.values())
+    assert sorted(p.name for p in keep.iterdir()) == sorted(f"{cid}.kdump" for cid in kept)
+    for cid, (path, md, sig) in kept.items():
+        assert Path(md) == keep / f"{cid}.kdump"
+        rc, text, _ = run(capsys, "triage", "--json", md)
+        assert json.loads(text)["signature"]["id"] == sig
+    # `fleet show` names each member's minidump
+    sig = next(iter(kept.values()))[2]
+    rc, text, err = run(capsys, "fleet", "show", sig, "--index", str(ix), "--json")
+    assert rc == 0, err
+    members = json.loads(text.splitlines()[0])["members"]
+    assert {m["minidump"] for m in members} == {md for _, md, _ in kept.values()}
+    rc, text, _ = run(capsys, "fleet", "show", sig, "--index", str(ix))
+    assert "MINIDUMP" in text and str(keep) in text
+
+
+def test_fleet_ingest_keeps_a_minidump_per_dump(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("duckdb")
+    if not SAMPLE.exists():
+        pytest.skip("sample dump absent")
+    import subprocess
+    import sys
+    root = keep_minidump_fleet(tmp_path / "fleet")
+    keep, ix = root / "minidumps", tmp_path / "ix.duckdb"
+    cmd = [sys.executable, "-m", "vmcorekit", "fleet", "ingest", str(root), "--index", str(ix), "--workers", "2",
+           "--keep-minidump", str(keep), "--json"]
+    r = subprocess.run(cmd, env=_fleet_env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    check_kept(root, ix, keep, json.loads(r.stdout), capsys)
+    # again: nothing new, and the minidumps in the searched folder are not dumps to ingest
+    r = subprocess.run(cmd, env=_fleet_env(), capture_output=True, text=True, timeout=600)
+    again = json.loads(r.stdout)
+    assert r.returncode == 0 and again["new"] == 0 and again["seen"] == 3, again
