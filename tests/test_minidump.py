@@ -286,3 +286,19 @@ def test_fleet_ingest_keeps_a_minidump_per_dump(tmp_path: Path, capsys: pytest.C
     r = subprocess.run(cmd, env=_fleet_env(), capture_output=True, text=True, timeout=600)
     again = json.loads(r.stdout)
     assert r.returncode == 0 and again["new"] == 0 and again["seen"] == 3, again
+
+
+def test_makedumpfile_reads_the_minidumps_log(sample_mini: Path, tmp_path: Path) -> None:
+    """Another reader: makedumpfile walks the page tables even for the kernel image, so the
+    minidump keeps the table entries mapping what was read."""
+    import subprocess
+    mdf = shutil.which("makedumpfile")
+    if mdf is None:
+        pytest.skip("makedumpfile not installed")
+    logs = []
+    for src in (SAMPLE, sample_mini):
+        out = tmp_path / f"{src.name}.dmesg"
+        r = subprocess.run([mdf, "--dump-dmesg", str(src), str(out)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+        logs.append(out.read_bytes())
+    assert logs[0] == logs[1] and len(logs[0]) > 1000
