@@ -14,54 +14,32 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MemoryReadError, PageMissingError, CorruptPageError
+from ..errors import CorruptPageError, MemoryReadError, PageMissingError
 from .base import PhysicalMemory
-
-_MAX_PFN = 1 << 40  # 4 PiB of 4 KiB pages: a range end above this is a lie of the headers
 
 
 class RecordingMemory(PhysicalMemory):
     """`inner`'s memory, ranges, notes and page states, recording the frames of every read.
 
-    The record is one bit a frame up to the end of the dump's last range (bounded by what the
-    headers describe, 32 KiB a GiB of RAM)."""
+    The record is a set: it grows with the pages read (a few thousand for the questions a
+    minidump answers), never with what the headers claim."""
 
     def __init__(self, inner: PhysicalMemory) -> None:
         super().__init__(inner.path, inner.info)
         self.inner = inner
         self.notes = inner.notes
         self.virtual_segments = inner.virtual_segments
-        end = max((r.end for r in inner.ranges()), default=0)
-        self._nbits = min(-(-end // inner.page_size), _MAX_PFN)
-        self._read_bits = np.zeros((self._nbits + 7) // 8, dtype=np.uint8)
+        self._read: set[int] = set()
         self._missing: set[int] = set()
 
     # -- the record --------------------------------------------------------------------------
     def _mark(self, paddr: int, size: int) -> None:
         ps = self.inner.page_size
-        a, b = paddr // ps, min((paddr + size - 1) // ps + 1, self._nbits)
-        if a >= b:
-            return
-        if b - a == 1:
-            self._read_bits[a >> 3] |= np.uint8(1 << (a & 7))
-            return
-        bits = np.unpackbits(self._read_bits[a >> 3:(b + 7) >> 3], bitorder="little")
-        bits[a & 7:(a & 7) + (b - a)] = 1
-        self._read_bits[a >> 3:(b + 7) >> 3] = np.packbits(bits, bitorder="little")
+        self._read.update(range(paddr // ps, (paddr + size - 1) // ps + 1))
 
     def read_pfns(self) -> np.ndarray:
         """Sorted frames read successfully, plus the missing or corrupt frames a read stopped at."""
-        bits = np.unpackbits(self._read_bits, bitorder="little")[:self._nbits]
-        read = np.flatnonzero(bits).astype(np.int64)
-        if not self._missing:
-            return read
-        extra = np.fromiter(sorted(self._missing), dtype=np.int64)
-        return np.union1d(read, extra[extra < self._nbits])
-
-    @property
-    def nbits(self) -> int:
-        """Frames the record covers: every frame of the dump's ranges."""
-        return self._nbits
+        return np.array(sorted(self._read | self._missing), dtype=np.int64)
 
     # -- PhysicalMemory ----------------------------------------------------------------------
     def read(self, paddr: int, size: int) -> bytes:

@@ -131,7 +131,6 @@ class Recording:
     """The frames the questions read, and what each question cost."""
 
     pfns: np.ndarray  # sorted
-    nbits: int  # frames the record covers (the dump's last range end)
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)  # question -> why it stopped early
     gaps: list[str] = field(default_factory=list)  # the questions' own partial results and notes
@@ -160,7 +159,7 @@ def record_pages(inputs: str | Sequence[str], vmcoreinfo_file: str | None = None
             rec.close()
     gaps += [str(w.message) for w in caught if issubclass(w.category, PartialResultWarning)]
     gaps += list(said)
-    return Recording(pfns=rec.read_pfns(), nbits=rec.nbits, seconds=seconds, errors=errors,
+    return Recording(pfns=rec.read_pfns(), seconds=seconds, errors=errors,
                      gaps=list(dict.fromkeys(gaps)))
 
 
