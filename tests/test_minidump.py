@@ -132,6 +132,9 @@ def test_minidump_json_and_codec(tmp_path: Path, capsys: pytest.CaptureFixture[s
     rc, text, err = run(capsys, "filter", "--level", "triage", "-z", "--json", str(SAMPLE), str(tmp_path / "z.kdump"))
     assert rc == 0, err
     d = json.loads(text)
+    import jsonschema
+    from importlib.resources import files
+    jsonschema.validate(d, json.loads(files("vmcorekit").joinpath("schemas/filter.json").read_text()))
     assert d["level"] == "triage" and d["dumped_pages"] == d["recorded_pages"] > 0
     assert d["written_bytes"] == (tmp_path / "z.kdump").stat().st_size
     rc, text, _ = run(capsys, "info", "--json", str(tmp_path / "z.kdump"))
