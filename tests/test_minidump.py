@@ -98,6 +98,8 @@ def test_sample_minidump_is_small_and_valid(sample_mini: Path, capsys: pytest.Ca
     rc, text, _ = run(capsys, "info", "--json", str(sample_mini))
     info = json.loads(text)
     assert rc == 0 and info["format"].startswith("kdump") and info["dump_level"] == 31
+    rc, text, err = run(capsys, "verify", str(sample_mini))
+    assert rc == 0, text + err  # bitmaps, descriptors, every page decompresses, notes, VMCOREINFO
     with open_dump(str(sample_mini)) as mini, open_dump(str(SAMPLE)) as orig:
         assert mini.vmcoreinfo_raw == orig.vmcoreinfo_raw
         assert [n.desc for n in mini.notes_named("CORE", 1)] == [n.desc for n in orig.notes_named("CORE", 1)]
