@@ -17,6 +17,8 @@ import re
 import shlex
 import sys
 
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 # kind -> (title family, guilty function, class); "{fn}" is the guilty function
 KINDS = {
     "null": ("BUG: unable to handle kernel NULL pointer dereference in {fn}", "zoo_null_deref", "null-deref"),
@@ -212,6 +214,10 @@ def entry(ddir, kind, boot, env, f, text):
     w("kind = %s" % q(kind))
     w("boot = %d" % int(boot))
     w("dump = %s" % q(os.path.join(ddir, dumpf)))
+    mini = os.path.join("tests", "zoo", "dumps", "%s-%s-%s-%s.kdump" % (arch, kv, kind, boot))
+    if os.path.isfile(os.path.join(REPO, mini)):
+        # the minidump shipped in the repository (tools/zoo/ship.py), which the tests read
+        w("minidump = %s" % q(mini))
     w("console = %s" % q(os.path.join(ddir, "console.log")))
     w("command = %s" % q(env.get("COMMAND", "")))
     w("knobs = %s" % q(env.get("KNOBS", "")))
