@@ -173,29 +173,64 @@ class HungGraph:
         return [t for t in self.tasks.values() if t.hung]
 
 
-def _reverse_walk(prog: "Program", known: set[int], notes: list[str]) -> list[int]:
-    """Tasks the forward walk of init_task.tasks missed: when a page of the list is not in
-    the dump the forward walk stops there, and the newest tasks (the list's tail, where a
-    hang's tasks usually are) are still reachable backwards from the head."""
-    off = task_layout(prog).offsets["tasks"]
+def _recover_tasks(prog: "Program", known: set[int], notes: list[str]) -> list[int]:
+    """Tasks the forward walk of init_task.tasks missed. When a page of that list is not in
+    the dump (a filtered dump whose filter did not know this kernel's slab pages) the walk
+    stops there; the newest tasks (where a hang's tasks usually are) may still be reached
+    backwards from the head, and through the process tree: each known task's parent's
+    children list, walked both ways until it breaks. Bounded by MAX_TASKS nodes in all."""
+    lay = task_layout(prog)
+    off = lay.offsets["tasks"]
     init = prog.try_symbol_address("init_task")
     if off is None or init is None:
         return []
-    out = []
-    try:
-        for node in list_nodes(prog, init + off, what="init_task.tasks (backwards)",
-                               limit=MAX_TASKS, reverse=True):
-            t = node - off
-            if t in known:
-                break  # joined the forward walk: nothing was missed past here
-            out.append(t)
-    except CorruptKernelDataError as e:
-        if out:
-            notes.append(f"{len(out)} task(s) found walking the task list backwards ({e})")
-    else:
-        if out:
-            notes.append(f"{len(out)} task(s) found walking the task list backwards")
-    return out
+    found: list[int] = []
+    seen = set(known)
+    budget = [MAX_TASKS]
+
+    def walk(head: int, member: int, what: str, reverse: bool, stop_at_known: bool) -> bool:
+        """True when the walk went round without a break."""
+        try:
+            for node in list_nodes(prog, head, what=what, limit=budget[0], reverse=reverse):
+                budget[0] -= 1
+                t = node - member
+                if t in seen:
+                    if stop_at_known:
+                        return True
+                    continue
+                seen.add(t)
+                found.append(t)
+        except CorruptKernelDataError:
+            return False
+        return True
+
+    if walk(init + off, off, "init_task.tasks (backwards)", True, True):
+        return found  # the list is whole: nothing to recover
+    o_parent = prog.try_offsetof("struct task_struct", "real_parent")
+    o_children = prog.try_offsetof("struct task_struct", "children")
+    o_sibling = prog.try_offsetof("struct task_struct", "sibling")
+    if None in (o_parent, o_children, o_sibling):
+        return found
+    assert o_parent is not None and o_children is not None and o_sibling is not None
+    parents: set[int] = set()
+    queue = list(known)
+    while queue and budget[0] > 0:
+        t = queue.pop()
+        try:
+            p = prog.read_pointer(t + o_parent)
+        except MemoryReadError:
+            continue
+        if not p or p in parents:
+            continue
+        parents.add(p)
+        before = len(found)
+        for rev in (False, True):
+            walk(p + o_children, o_sibling, f"children of task {p:#x}", rev, False)
+        queue.extend(found[before:])
+    if found:
+        notes.append(f"the task list is broken (pages not in the dump): {len(found)} more "
+                     f"task(s) found walking it backwards and through parents' children lists")
+    return found
 
 
 def _sched_blocked(prog: "Program", t: Object, cpu: int | None) -> float | None:
@@ -227,7 +262,7 @@ def hung_graph(prog: "Program", tasks: Iterable[Any], log: Iterable[str] = ()) -
         jiffies = None
     thread_size = stacks(prog).arch.thread_size
     rows = {r.task: r for r in tasks}
-    for a in _reverse_walk(prog, set(rows), notes):
+    for a in _recover_tasks(prog, set(rows), notes):
         try:
             i = task_info(prog, a)
             obj = prog.object("struct task_struct", a)
