@@ -228,20 +228,23 @@ def _render_hung(c: Console, r: dict[str, Any], failed: Any) -> None:
     if not h["hung_count"]:
         for t in h["tasks"]:
             if t.get("wait") and t["wait"].get("owner_pid") is not None:
-                c.print(f"[dim]blocked, not hung past the {h['timeout_seconds']} s timeout: "
-                        f"{t['pid']} {t['comm']}{waits(t)}[/dim]")
+                c.print(Text(f"blocked, not hung past the {h['timeout_seconds']} s timeout: "
+                             f"{t['pid']} {t['comm']}{waits(t)}", style="dim"))
         return
-    c.rule(f"[bold]Hung tasks: {h['hung_count']} (timeout {h['timeout_seconds']} s: {h['timeout_source']})")
+    c.rule(Text(f"Hung tasks: {h['hung_count']} (timeout {h['timeout_seconds']} s: {h['timeout_source']})",
+                style="bold"))
     for t in h["tasks"]:
         dur = []
         if t.get("blocked_seconds") is not None:
             dur.append(f"blocked {_fmt_secs(t['blocked_seconds'])}")
         if t.get("hung_seconds") is not None:
             dur.append(f"khungtaskd {t['hung_seconds']:.1f} s")
-        mark = "[bold red]hung[/bold red] " if t["hung"] else ""
-        c.print(f"{mark}[bold]{t['pid']} {t['comm']}[/bold] {t['doing']}  {', '.join(dur)}{waits(t)}")
+        # Text, not markup: names from the dump may look like markup ("[zoo]+0x4170").
+        c.print(Text.assemble(("hung " if t["hung"] else "", "bold red"),
+                              (f"{t['pid']} {t['comm']}", "bold"),
+                              f" {t['doing']}  {', '.join(dur)}{waits(t)}"))
         for p in t.get("problems", []):
-            c.print(f"[dim]  {p}[/dim]")
+            c.print(Text(f"  {p}", style="dim"))
     for ch in h["chains"]:
         c.print(Text(f"chain: {ch['text']}" + ("  (into a deadlock)" if ch["into_deadlock"] else ""),
                      style="bold"))
@@ -255,7 +258,7 @@ def _render_hung(c: Console, r: dict[str, Any], failed: Any) -> None:
         for st in d["stacks"]:
             c.print(Text(st["text"]))
     for n in h.get("notes", []):
-        c.print(f"[dim]note: {n}[/dim]")
+        c.print(Text(f"note: {n}", style="dim"))
 
 
 def _lock(w: dict[str, Any]) -> str:
