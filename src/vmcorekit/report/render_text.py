@@ -219,6 +219,8 @@ def _render_hung(c: Console, r: dict[str, Any], failed: Any) -> None:
         out = f"  waits on {w['kind']} {_lock(w)}"
         if w.get("owner_pid") is not None:
             out += f" held by {w['owner_pid']} {w.get('owner_comm')} [{w.get('owner_state')}]"
+        elif w.get("owner") and w.get("reader_owned"):
+            out += f" (reader-owned; last reader {w['owner']})"
         elif w.get("owner"):
             out += f" owner {w['owner']} (not a known task)"
         if w.get("owner_flags"):
