@@ -123,20 +123,22 @@ def _x(s: Any) -> str:
 
 
 def wait_graph_svg(sec: dict[str, Any]) -> str:
-    """The wait-for graph as inline SVG: tasks (boxes) and locks (ellipses), an edge task ->
-    lock for "waits for" and lock -> task for "held by"; a deadlock's nodes and edges in red.
-    Nodes go round a circle (small graphs: a hang's chain is a handful of tasks). Every label
-    is escaped."""
+    """The wait-for graph as inline SVG: tasks (boxes, with what they are doing) and locks
+    (ellipses), an edge task -> lock for "waits for" and lock -> task for "held by"; a
+    deadlock's nodes and edges in red. Chains are drawn as rows, left to right from the
+    waiter nobody waits on to the root; a cycle nothing leads into goes round a circle.
+    Every label is escaped."""
     nodes: dict[str, dict[str, Any]] = {}
     edges: list[tuple[str, str, str, bool]] = []
     in_cycle: set[str] = set()
     for d in sec.get("deadlocks", []):
         for e in d["cycle"]:
             in_cycle |= {f"t{e['pid']}", f"l{e['lock'] or e['waits_for']}"}
+    doing = {t["pid"]: t.get("doing") for t in sec.get("tasks", [])}
 
     def tnode(pid: Any, comm: Any) -> str:
         k = f"t{pid}"
-        nodes.setdefault(k, {"label": f"{comm} ({pid})", "kind": "task"})
+        nodes.setdefault(k, {"label": f"{comm} ({pid})", "kind": "task", "sub": doing.get(pid) or ""})
         return k
 
     for t in sec.get("tasks", []):
@@ -145,20 +147,16 @@ def wait_graph_svg(sec: dict[str, Any]) -> str:
             continue
         a = tnode(t["pid"], t["comm"])
         lk = f"l{w['lock'] or lock_label(w)}"
-        nodes.setdefault(lk, {"label": lock_label(w), "kind": "lock"})
+        nodes.setdefault(lk, {"label": lock_label(w), "kind": "lock", "sub": w.get("kind") or ""})
         edges.append((a, lk, "waits for", a in in_cycle and lk in in_cycle))
         if w.get("owner_pid") is not None:
             o = tnode(w["owner_pid"], w.get("owner_comm"))
             edges.append((lk, o, "held by", lk in in_cycle and o in in_cycle))
     if not nodes:
         return ""
-    keys = list(nodes)[:60]  # a drawing past that is unreadable; the tables say it all
-    n = len(keys)
-    radius = 60 + 28 * n
-    w_, h_ = 2 * radius + 260, 2 * radius + 80
-    cx, cy = w_ / 2, h_ / 2
-    pos = {k: (cx + radius * math.cos(2 * math.pi * i / n - math.pi / 2),
-               cy + radius * math.sin(2 * math.pi * i / n - math.pi / 2)) for i, k in enumerate(keys)}
+    pos = _layout(list(nodes)[:60], edges)  # past 60 nodes a drawing is unreadable
+    w_ = max(x for x, _ in pos.values()) + 110
+    h_ = max(y for _, y in pos.values()) + 50
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" class="waitgraph" role="img" '
            f'aria-label="wait-for graph" width="{w_:.0f}" height="{h_:.0f}" '
            f'viewBox="0 0 {w_:.0f} {h_:.0f}">',
@@ -173,26 +171,62 @@ def wait_graph_svg(sec: dict[str, Any]) -> str:
         (x1, y1), (x2, y2) = pos[a], pos[b]
         dx, dy = x2 - x1, y2 - y1
         dist = math.hypot(dx, dy) or 1.0
-        pad = 34  # stop short of the node's shape
+        # stop at the shapes' edges (boxes 180x40, ellipses 180x36): a horizontal edge
+        # needs 90 px, a vertical one about 22
+        pad = 22 + 68 * abs(dx) / dist
         sx, sy, ex, ey = x1 + dx * pad / dist, y1 + dy * pad / dist, x2 - dx * pad / dist, y2 - dy * pad / dist
         color, mark = ("#c00", "arr-red") if red else ("#555", "arr")
         out.append(f'<line x1="{sx:.1f}" y1="{sy:.1f}" x2="{ex:.1f}" y2="{ey:.1f}" stroke="{color}" '
                    f'stroke-width="{2.5 if red else 1.5}" marker-end="url(#{mark})"/>'
-                   f'<text x="{(sx + ex) / 2:.1f}" y="{(sy + ey) / 2 - 4:.1f}" font-size="11" '
+                   f'<text x="{(sx + ex) / 2:.1f}" y="{(sy + ey) / 2 - 5:.1f}" font-size="11" '
                    f'fill="{color}" text-anchor="middle">{_x(label)}</text>')
-    for k in keys:
-        x, y = pos[k]
+    for k, (x, y) in pos.items():
         nd = nodes[k]
         red = k in in_cycle
-        stroke = "#c00" if red else "#333"
-        label = _x(nd["label"])
+        stroke, width = ("#c00", 2.5) if red else ("#333", 1)
         if nd["kind"] == "task":
-            out.append(f'<rect x="{x - 80:.1f}" y="{y - 16:.1f}" width="160" height="32" rx="4" '
-                       f'fill="#eef" stroke="{stroke}" stroke-width="{2.5 if red else 1}"/>')
+            out.append(f'<rect x="{x - 90:.1f}" y="{y - 20:.1f}" width="180" height="40" rx="4" '
+                       f'fill="#eef" stroke="{stroke}" stroke-width="{width}"/>')
         else:
-            out.append(f'<ellipse cx="{x:.1f}" cy="{y:.1f}" rx="90" ry="18" fill="#ffe" '
-                       f'stroke="{stroke}" stroke-width="{2.5 if red else 1}"/>')
-        out.append(f'<text x="{x:.1f}" y="{y + 4:.1f}" font-size="12" text-anchor="middle">'
-                   f'{label}</text>')
+            out.append(f'<ellipse cx="{x:.1f}" cy="{y:.1f}" rx="90" ry="20" fill="#ffe" '
+                       f'stroke="{stroke}" stroke-width="{width}"/>')
+        out.append(f'<text x="{x:.1f}" y="{y - 3:.1f}" font-size="12" text-anchor="middle">'
+                   f'{_x(nd["label"][:40])}</text><text x="{x:.1f}" y="{y + 12:.1f}" font-size="10" '
+                   f'fill="#666" text-anchor="middle">{_x(nd["sub"][:40])}</text>')
     out.append("</svg>")
     return "".join(out)
+
+
+def _layout(keys: list[str], edges: list[tuple[str, str, str, bool]]) -> dict[str, tuple[float, float]]:
+    """Positions: each chain a row from its start (a node nothing points to) along the
+    edges; the nodes left (cycles nothing leads into) round a circle below the rows."""
+    succ: dict[str, str] = {}
+    has_in: set[str] = set()
+    for a, b, _, _ in edges:
+        succ.setdefault(a, b)
+        has_in.add(b)
+    want = set(keys)
+    pos: dict[str, tuple[float, float]] = {}
+    step, row_h = 240.0, 90.0
+    y = 40.0
+    for start in (k for k in keys if k not in has_in):
+        x, n = 110.0, start
+        if n in pos:
+            continue
+        for _ in range(len(keys)):  # a row is at most every node
+            if n in pos or n not in want:
+                break
+            pos[n] = (x, y)
+            x += step
+            if n not in succ:
+                break
+            n = succ[n]
+        y += row_h
+    rest = [k for k in keys if k not in pos]
+    if rest:
+        r = max(90.0, 60.0 * len(rest))
+        cx, cy = 110 + r, y + r
+        for i, k in enumerate(rest):
+            t = 2 * math.pi * i / len(rest) - math.pi / 2
+            pos[k] = (cx + r * math.cos(t), cy + r * math.sin(t))
+    return pos
