@@ -291,3 +291,211 @@ def test_wait_list_that_loops_is_bounded() -> None:
     assert c.wait is not None and c.wait.kind == "mutex" and c.wait.owner is None
     assert c.wait.problems  # said, not raised
     assert c.task not in g.edges
+
+
+# -- task_wait on a crafted kernel: each kind of waiter on a task's stack -----------------------
+class _Sym:
+    def __init__(self, name: str, address: int, size: int, type: str) -> None:
+        self.name, self.address, self.size, self.type = name, address, size, type
+        self.is_text = type in "tT"
+
+
+class _FakeKernel:
+    """The few Program calls kernel/locks.py makes, over a dict of 64-bit words. Offsets
+    are 6.1 x86_64's (BTF of the zoo's kernel)."""
+
+    OFF = {("struct list_head", "next"): 0, ("struct list_head", "prev"): 8,
+           ("struct mutex", "owner"): 0, ("struct mutex", "wait_list"): 16,
+           ("struct mutex_waiter", "list"): 0, ("struct mutex_waiter", "task"): 16,
+           ("struct rw_semaphore", "owner"): 8, ("struct rw_semaphore", "wait_list"): 24,
+           ("struct rwsem_waiter", "list"): 0, ("struct rwsem_waiter", "task"): 16,
+           ("struct semaphore", "wait_list"): 8,
+           ("struct semaphore_waiter", "list"): 0, ("struct semaphore_waiter", "task"): 16,
+           ("struct completion", "wait.task_list"): 16,
+           ("struct swait_queue", "task"): 0, ("struct swait_queue", "task_list"): 8,
+           ("struct wait_page_queue", "folio"): 0, ("struct wait_page_queue", "bit_nr"): 8,
+           ("struct wait_page_queue", "wait.private"): 24, ("struct wait_page_queue", "wait.func"): 32,
+           ("struct wait_page_queue", "wait.entry"): 40,
+           ("struct wait_queue_head", "head"): 8, ("struct wait_queue_entry", "private"): 8,
+           ("struct wait_queue_entry", "entry"): 24}
+
+    class platform:
+        pointer_size = 8
+
+        @staticmethod
+        def unpack(fmt: str) -> str:
+            return "<" + fmt
+
+    class space:
+        pointer_size = 8
+
+    def __init__(self) -> None:
+        self.words: dict[int, int] = {}
+        self.syms: list[_Sym] = []
+        me = self
+
+        class Symbols:
+            def lookup(self, addr: int):
+                return next((s for s in me.syms if s.address <= addr < s.address + max(s.size, 1)), None)
+
+        class Types:
+            def has_member(self, t: str, m: str) -> bool:
+                return (t, m) in me.OFF
+
+        self.symbols, self.types = Symbols(), Types()
+
+    def offsetof(self, t: str, m: str) -> int:
+        if (t, m) not in self.OFF:
+            raise LookupError(f"{t}.{m}")
+        return self.OFF[(t, m)]
+
+    def read_u64(self, a: int) -> int:
+        from vmcorekit.errors import PageNotInDumpError
+        if a not in self.words:
+            raise PageNotInDumpError(a, "not in test memory")
+        return self.words[a]
+
+    read_pointer = read_u64
+
+    def read_u32(self, a: int) -> int:
+        return self.read_u64(a) & 0xFFFFFFFF
+
+    def read(self, a: int, n: int) -> bytes:
+        return b"".join(self.words.get(a + i, 0).to_bytes(8, "little") for i in range(0, n, 8))
+
+    def memo(self, key, make):
+        return make()
+
+    def try_symbol_address(self, name: str):
+        return next((s.address for s in self.syms if s.name == name), None)
+
+
+T, S = 0xFFFF888000100000, 0xFFFFC90000000000      # the blocked task and its stack
+O, SO = 0xFFFF888000200000, 0xFFFFC90000010000     # another task (the owner) and its stack
+LOCK = 0xFFFFFFFFC0001000
+TS = 0x4000
+SP = S + 0x3000
+W = S + 0x3E00                                       # the waiter in T's frame
+STACKS = {T: S, O: SO}
+MUTEX_FRAMES = ["__schedule", "schedule", "schedule_preempt_disabled", "__mutex_lock.constprop.0", "f"]
+
+
+def _ring(k: _FakeKernel, nodes: list[int]) -> None:
+    for i, n in enumerate(nodes):
+        k.words[n] = nodes[(i + 1) % len(nodes)]
+        k.words[n + 8] = nodes[i - 1]
+
+
+def _mutex_kernel(owner_word: int) -> _FakeKernel:
+    k = _FakeKernel()
+    k.syms.append(_Sym("my_lock", LOCK, 32, "b"))
+    k.words[LOCK] = owner_word
+    k.words[W + 16] = T
+    _ring(k, [LOCK + 16, W])
+    return k
+
+
+def test_task_wait_mutex_with_its_owner() -> None:
+    from vmcorekit.kernel.locks import task_wait
+    w = task_wait(_mutex_kernel(O | 1), T, MUTEX_FRAMES, (S, S + TS), SP, STACKS, TS)
+    assert w is not None and (w.kind, w.name, w.lock, w.owner, w.owner_known, w.owner_flags) == \
+        ("mutex", "my_lock", LOCK, O, True, ("waiters",))
+    assert w.waiter == W and w.frame == "__mutex_lock.constprop.0"
+
+
+def test_task_wait_mutex_with_a_garbage_owner() -> None:
+    from vmcorekit.kernel.locks import task_wait
+    w = task_wait(_mutex_kernel(0x4141414141414101), T, MUTEX_FRAMES, (S, S + TS), SP, STACKS, TS)
+    assert w is not None and w.lock == LOCK and not w.owner_known
+    assert any("not a task" in p for p in w.problems)
+
+
+def test_task_wait_tells_other_waiters_from_the_head() -> None:
+    """Two waiters: the other one's node (on its task's stack) is not taken for the lock."""
+    from vmcorekit.kernel.locks import task_wait
+    k = _mutex_kernel(O)
+    w2 = SO + 0x3E00
+    k.words[w2 + 16] = O
+    _ring(k, [LOCK + 16, w2, W])
+    w = task_wait(k, T, MUTEX_FRAMES, (S, S + TS), SP, STACKS, TS)
+    assert w is not None and w.lock == LOCK and w.problems == []
+
+
+def test_task_wait_wait_list_that_loops() -> None:
+    from vmcorekit.kernel.locks import task_wait
+    k = _mutex_kernel(O)
+    x = 0xFFFF888000300000
+    k.words[W] = x          # the waiter's next leads into a loop that never returns
+    k.words[x] = x
+    w = task_wait(k, T, MUTEX_FRAMES, (S, S + TS), SP, STACKS, TS)
+    assert w is not None and w.kind == "mutex" and w.lock is None and w.owner is None
+    assert any("cycle" in p for p in w.problems)
+
+
+def test_task_wait_rwsem_reader_owned() -> None:
+    from vmcorekit.kernel.locks import task_wait
+    k = _FakeKernel()
+    k.words[LOCK + 8] = O | 1
+    k.words[W + 16] = T
+    _ring(k, [LOCK + 24, W])
+    w = task_wait(k, T, ["__schedule", "schedule", "rwsem_down_write_slowpath", "down_write"],
+                  (S, S + TS), SP, STACKS, TS)
+    assert w is not None and (w.kind, w.lock, w.owner, w.reader_owned) == ("rwsem", LOCK, O, True)
+    assert w.name is None  # no symbol: the lock is shown by address
+
+
+def test_task_wait_semaphore_and_completion() -> None:
+    from vmcorekit.kernel.locks import task_wait
+    k = _FakeKernel()
+    k.syms.append(_Sym("my_sem", LOCK, 24, "d"))
+    k.words[W + 16] = T
+    _ring(k, [LOCK + 8, W])
+    w = task_wait(k, T, ["__schedule", "schedule", "schedule_timeout", "__down_common", "down"],
+                  (S, S + TS), SP, STACKS, TS)
+    assert w is not None and (w.kind, w.name, w.owner) == ("semaphore", "my_sem", None)
+    k = _FakeKernel()
+    k.syms.append(_Sym("my_done", LOCK, 32, "d"))
+    k.words[W] = T                     # swait_queue.task first
+    _ring(k, [LOCK + 16, W + 8])
+    w = task_wait(k, T, ["schedule", "schedule_timeout", "__wait_for_common", "wait_for_completion"],
+                  (S, S + TS), SP, STACKS, TS)
+    assert w is not None and (w.kind, w.name, w.lock) == ("completion", "my_done", LOCK)
+
+
+def test_task_wait_folio_lock() -> None:
+    from vmcorekit.kernel.locks import task_wait
+    k = _FakeKernel()
+    fn, folio = 0xFFFFFFFF81200000, 0xFFFFEA0000123400
+    k.syms.append(_Sym("wake_page_function", fn, 0x80, "t"))
+    k.words[W] = folio
+    k.words[W + 8] = 0
+    k.words[W + 24] = T
+    k.words[W + 32] = fn
+    w = task_wait(k, T, ["__schedule", "schedule", "io_schedule", "folio_wait_bit_common"],
+                  (S, S + TS), SP, STACKS, TS)
+    assert w is not None and (w.kind, w.lock, w.lock_type) == ("folio", folio, "struct folio")
+
+
+def test_task_wait_plain_sleep_and_nothing() -> None:
+    from vmcorekit.kernel.locks import task_wait
+    k = _FakeKernel()
+    w = task_wait(k, T, ["__schedule", "schedule", "schedule_timeout", "msleep", "f"], (S, S + TS), SP, STACKS, TS)
+    assert w is not None and (w.kind, w.frame) == ("sleep", "msleep")
+    assert task_wait(k, T, ["__schedule", "schedule", "do_idle"], (S, S + TS), SP, STACKS, TS) is None
+
+
+def test_text_without_hung_tasks_is_one_line_per_held_lock() -> None:
+    import io
+    from rich.console import Console
+    from vmcorekit.report.render_text import _render_hung
+    sec = {"timeout_seconds": 120, "timeout_source": "x", "blocked_count": 1, "hung_count": 0,
+           "chains": [], "deadlocks": [], "notes": [],
+           "tasks": [{"pid": 7, "comm": "[bold]x", "task": "0x1", "state": "D", "doing": "D (__mutex_lock)",
+                      "hung": False, "problems": [],
+                      "wait": {"kind": "mutex", "name": "[zoo]+0x10", "owner_pid": 8, "owner_comm": "y",
+                               "owner_state": "S", "owner_flags": []}}]}
+    buf = io.StringIO()
+    _render_hung(Console(file=buf, width=200), {"hung_tasks": sec, "sections": {}}, lambda *a: False)
+    out = buf.getvalue()
+    assert "Hung tasks" not in out and out.count("\n") == 1
+    assert "7 [bold]x  waits on mutex [zoo]+0x10 held by 8 y" in out
