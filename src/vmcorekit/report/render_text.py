@@ -240,7 +240,7 @@ def _render_hung(c: Console, r: dict[str, Any], failed: Any) -> None:
         if t.get("blocked_seconds") is not None:
             dur.append(f"blocked {_fmt_secs(t['blocked_seconds'])}")
         if t.get("hung_seconds") is not None:
-            dur.append(f"khungtaskd {t['hung_seconds']:.1f} s")
+            dur.append(f"no switch for {t['hung_seconds']:.1f} s (khungtaskd's jiffies)")
         # Text, not markup: names from the dump may look like markup ("[zoo]+0x4170").
         c.print(Text.assemble(("hung " if t["hung"] else "", "bold red"),
                               (f"{t['pid']} {t['comm']}", "bold"),
