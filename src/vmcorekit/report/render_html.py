@@ -151,6 +151,7 @@ def render_html(r: dict[str, Any]) -> str:
             "<details><summary>" + _e(", ".join(f"{t['pid']} {t['comm']}" for t in g["tasks"][:30])) +
             f"</summary><pre>{_e(g['stack'])}</pre></details>" for g in b["groups"])
     out.append(f"<section><h2>Uninterruptible (D) tasks</h2>{body}</section>")
+    out.append(_hung_html(r))
     body = _unavailable(r, "memory")
     if body is None:
         m = r["memory"]
@@ -178,3 +179,35 @@ def render_html(r: dict[str, Any]) -> str:
         out.append("<section><h2>Sections not computed</h2>" + _kv(bad) + "</section>")
     out.append("</main></body></html>\n")
     return "".join(out)
+
+
+def _hung_html(r: dict[str, Any]) -> str:
+    """The hung-task section: the wait-for graph (inline SVG, drawn here: the page's CSP
+    allows no script), the tasks, chains with their roots' stacks, deadlocks."""
+    h = r.get("hung_tasks")
+    if not h:
+        st = r.get("sections", {}).get("hung_tasks")
+        return "" if not st or st.get("ok") else f"<section><h2>Hung tasks</h2>{_unavailable(r, 'hung_tasks')}</section>"
+    from .hung import lock_label, wait_graph_svg
+    body = f"<p>{h['hung_count']} task(s) hung past {h['timeout_seconds']} s ({_e(h['timeout_source'])})</p>"
+    body += wait_graph_svg(h)
+    rows = []
+    for t in h["tasks"]:
+        w = t.get("wait") or {}
+        held = f"{w.get('owner_pid')} {w.get('owner_comm')}" if w.get("owner_pid") is not None else (w.get("owner") or "")
+        rows.append(f"<tr><td>{_e(t['pid'])}</td><td>{_e(t['comm'])}</td><td>{_e(t['doing'])}</td>"
+                    f"<td>{_e(t.get('blocked_seconds'))}</td><td>{'yes' if t['hung'] else ''}</td>"
+                    f"<td>{_e(w.get('kind'))} {_e(lock_label(w) if w.get('lock') else '')}</td><td>{_e(held)}</td></tr>")
+    body += ("<table><tr><th>pid</th><th>comm</th><th>state</th><th>blocked s</th><th>hung</th>"
+             "<th>waits on</th><th>held by</th></tr>" + "".join(rows) + "</table>")
+    for ch in h["chains"]:
+        body += f"<p><b>chain:</b> {_e(ch['text'])}</p>"
+        root = ch.get("root")
+        if root:
+            body += (f"<details><summary>root: {_e(root['pid'])} {_e(root['task'])} holds {_e(root['holds'])}, "
+                     f"{_e(root['state'])}</summary><pre>{_e(root['stack']['text'])}</pre></details>")
+    for d in h["deadlocks"]:
+        body += f'<p class="deadlock"><b>{_e(d["text"])}</b></p>' + "".join(
+            f"<details><summary>stack of {_e(s['pid'])}</summary><pre>{_e(s['text'])}</pre></details>"
+            for s in d["stacks"])
+    return f"<section><h2>Hung tasks</h2>{body}</section>"

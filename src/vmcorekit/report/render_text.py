@@ -189,6 +189,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
                               for t in g["tasks"][:20])
             c.print(f"[bold]{len(g['tasks'])} task(s):[/bold] {names}")
             c.print(Text(g["stack"]))
+    _render_hung(c, r, failed)
     if not failed("memory", "Memory"):
         m = r["memory"]
         c.rule("[bold]Memory")
@@ -234,3 +235,73 @@ def _print_records(c: _Plain, recs: list[dict[str, Any]]) -> None:
         stamp = f"[{ts // 1_000_000_000:5d}.{ts % 1_000_000_000 // 1000:06d}] "
         style = LEVEL_STYLE.get(rec.get("level", 6), "") if rec.get("level") is not None else ""
         c.print(Text(stamp + rec["text"], style=style))
+
+
+def _render_hung(c: Console, r: dict[str, Any], failed: Any) -> None:
+    """Hung tasks: each with how long, what it waits on and who holds it; the chains of
+    holders with their root's state and stack; deadlocks. Nothing hung: one line per held
+    lock a blocked task waits on, no section."""
+    if "hung_tasks" not in r and not r.get("sections", {}).get("hung_tasks", {"ok": True}).get("ok"):
+        failed("hung_tasks", "Hung tasks")
+        return
+    h = r.get("hung_tasks")
+    if not h:
+        return
+
+    def waits(t: dict[str, Any]) -> str:
+        w = t.get("wait")
+        if not w:
+            return ""
+        if w["kind"] == "sleep":
+            return f"  sleeping in {w.get('frame')}"
+        out = f"  waits on {w['kind']} {_lock(w)}"
+        if w.get("owner_pid") is not None:
+            out += f" held by {w['owner_pid']} {w.get('owner_comm')} [{w.get('owner_state')}]"
+        elif w.get("owner") and w.get("reader_owned"):
+            out += f" (reader-owned; last reader {w['owner']})"
+        elif w.get("owner"):
+            out += f" owner {w['owner']} (not a known task)"
+        if w.get("owner_flags"):
+            out += f" ({', '.join(w['owner_flags'])})"
+        return out
+
+    if not h["hung_count"]:
+        for t in h["tasks"]:
+            if t.get("wait") and t["wait"].get("owner_pid") is not None:
+                c.print(Text(f"blocked, not hung past the {h['timeout_seconds']} s timeout: "
+                             f"{t['pid']} {t['comm']}{waits(t)}", style="dim"))
+        return
+    c.rule(Text(f"Hung tasks: {h['hung_count']} (timeout {h['timeout_seconds']} s: {h['timeout_source']})",
+                style="bold"))
+    for t in h["tasks"]:
+        dur = []
+        if t.get("blocked_seconds") is not None:
+            dur.append(f"blocked {_fmt_secs(t['blocked_seconds'])}")
+        if t.get("hung_seconds") is not None:
+            dur.append(f"no switch for {t['hung_seconds']:.1f} s (khungtaskd's jiffies)")
+        # Text, not markup: names from the dump may look like markup ("[zoo]+0x4170").
+        c.print(Text.assemble(("hung " if t["hung"] else "", "bold red"),
+                              (f"{t['pid']} {t['comm']}", "bold"),
+                              f" {t['doing']}  {', '.join(dur)}{waits(t)}"))
+        for p in t.get("problems", []):
+            c.print(Text(f"  {p}", style="dim"))
+    for ch in h["chains"]:
+        c.print(Text(f"chain: {ch['text']}" + ("  (into a deadlock)" if ch["into_deadlock"] else ""),
+                     style="bold"))
+        root = ch.get("root")
+        if root:
+            c.print(Text(f"root: {root['pid']} {root['task']} holds {root['holds']}, {root['state']}",
+                         style="bold"))
+            c.print(Text(root["stack"]["text"]))
+    for d in h["deadlocks"]:
+        c.print(Text(d["text"], style="bold red"))
+        for st in d["stacks"]:
+            c.print(Text(st["text"]))
+    for n in h.get("notes", []):
+        c.print(Text(f"note: {n}", style="dim"))
+
+
+def _lock(w: dict[str, Any]) -> str:
+    if w.get("name"):
+        return str(w["name"])
+    return f"{w.get('lock_type') or ''} {w.get('lock') or '?'}".strip()

@@ -247,6 +247,7 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         return {"count": len(blocked), "groups": list(groups.values())}
 
     rep.section("blocked_tasks", d_state_section)
+    rep.section("hung_tasks", lambda: _hung_tasks(rep))
 
     def memory_section() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -356,6 +357,13 @@ def _slept_seconds(prog: Program, t: Any) -> float | None:
         return max(0.0, (int(rq.clock) - last) / 1e9)
     except (VmcorekitError, LookupError, AttributeError):
         return None
+
+
+def _hung_tasks(rep: Report) -> dict[str, Any] | None:
+    """Hung tasks, what they wait on, holder chains and deadlocks (report/hung.py); absent
+    when nothing is hung and no blocked task waits on a held lock."""
+    from .hung import hung_section
+    return hung_section(rep.prog, rep.tasks(), (ln.text for ln in rep.log_lines()))
 
 
 def triage(path: str, vmcoreinfo: str | None = None) -> dict[str, Any]:
