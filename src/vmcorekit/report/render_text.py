@@ -87,10 +87,10 @@ class _Plain:
         self._c = console
         self._started = False
 
-    def rule(self, title: str) -> None:
+    def rule(self, title: "str | Text") -> None:
         if self._started:
             self.print("")
-        self.print(f"{title}[/]" if title.startswith("[") else title)
+        self.print(title, style="bold")
         self.print("-" * 72, style="dim")
 
     def print(self, *objects: Any, **kw: Any) -> None:
@@ -108,13 +108,13 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
     def failed(name: str, title: str) -> bool:
         st = sec.get(name)
         if st and not st.get("ok"):
-            c.rule(f"[bold]{title}")
+            c.rule(f"{title}")
             c.print(f"[dim]unavailable: {st.get('error')}[/dim]")
             return True
         return name not in r
 
     k, cr, sig = r.get("kernel", {}), r.get("crash", {}), r.get("signature", {})
-    c.rule("[bold]Crash summary")
+    c.rule("Crash summary")
     summary = Table.grid(padding=(0, 2))
     summary.add_column(style="bold")
     summary.add_column()
@@ -150,10 +150,10 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
         c.print(f"[dim]check: {note}[/dim]")
 
     if not failed("backtrace", "Backtrace of the panicking task"):
-        c.rule("[bold]Backtrace of the panicking task")
+        c.rule("Backtrace of the panicking task")
         c.print(Text(r["backtrace"]["text"]))
     if not failed("other_cpus", "Other CPUs"):
-        c.rule("[bold]Other CPUs")
+        c.rule("Other CPUs")
         if not r["other_cpus"]:
             c.print("[dim]no other CPU has registers in the dump[/dim]")
         for g in r["other_cpus"]:
@@ -162,7 +162,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
             c.print(f"[bold]CPU {cpus}{off}[/bold]")
             c.print(Text(g["trace"]["text"] if "trace" in g else f"unavailable: {g.get('error')}"))
     if not failed("events", "Log signatures"):
-        c.rule("[bold]Log signatures")
+        c.rule("Log signatures")
         interesting = [e for e in r["events"]]
         if not interesting:
             c.print("[dim]no panic/oops/lockup/hung-task/OOM/RCU-stall lines recognised[/dim]")
@@ -172,9 +172,9 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
     if not failed("log", "Kernel log"):
         lg = r["log"]
         if lg.get("errors_warnings"):
-            c.rule("[bold]Errors and warnings in the log")
+            c.rule("Errors and warnings in the log")
             _print_records(c, lg["errors_warnings"])
-        c.rule(f"[bold]Last {len(lg['tail'])} log lines")
+        c.rule(f"Last {len(lg['tail'])} log lines")
         if not lg.get("levels_known"):
             c.print(f"[dim]{lg.get('levels_note')}[/dim]")
         _print_records(c, lg["tail"])
@@ -182,7 +182,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
             c.print(f"[yellow]gap: {gap}[/yellow]")
     if not failed("blocked_tasks", "Tasks in uninterruptible sleep (D)"):
         b = r["blocked_tasks"]
-        c.rule(f"[bold]Tasks in uninterruptible sleep (D): {b['count']}")
+        c.rule(f"Tasks in uninterruptible sleep (D): {b['count']}")
         for g in b["groups"]:
             names = ", ".join(f"{t['pid']} {t['comm']}" + (f" ({_fmt_secs(t['slept_seconds'])})"
                                                           if t.get("slept_seconds") is not None else "")
@@ -192,7 +192,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
     _render_hung(c, r, failed)
     if not failed("memory", "Memory"):
         m = r["memory"]
-        c.rule("[bold]Memory")
+        c.rule("Memory")
         s = m.get("summary")
         if s:
             ps = s["page_size"]
@@ -211,7 +211,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
                 t.add_row(str(row["pid"]), row["comm"], _fmt_bytes(row["rss_bytes"]))
             c.print(t)
     if not failed("modules", "Modules"):
-        c.rule(f"[bold]Modules: {len(r['modules'])}")
+        c.rule(f"Modules: {len(r['modules'])}")
         t = Table("NAME", "BASE", "SIZE", "TAINT", "FLAGS", box=None)
         for m in r["modules"]:
             flags = []
@@ -224,7 +224,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
         c.print(t)
     bad = [f"{n}: {s['error']}" for n, s in sec.items() if not s.get("ok")]
     if bad:
-        c.rule("[bold]Sections not computed")
+        c.rule("Sections not computed")
         for b in bad:
             c.print(f"[dim]{b}[/dim]")
 
