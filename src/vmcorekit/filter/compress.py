@@ -329,6 +329,7 @@ class PageCompressor:
         self.dedupe = dedupe and codec != "none" and page_size % 8 == 0
         # the C loop, unless pages are looked up one by one for reuse (dedupe)
         self.native = None if self.dedupe else native_codec(codec, self.engine)
+        self._pp = native_module() if self.native is not None else None
         self.reused = 0  # pages whose compressed bytes came from an equal page
         self._zero: tuple[int, bytes] | None = None
         self._seen = np.zeros(SEEN_SLOTS, dtype=np.uint64)
@@ -405,9 +406,9 @@ class PageCompressor:
             return StoredBatch(np.zeros(n, np.uint32), np.full(n, self.page_size, np.uint32), data)
         # Zero rows need no work: start from "every row is the zero page", then fill in the rest.
         is_zero = zero[rows]
-        if self.native is not None:
+        if self._pp is not None and self.native is not None:
             zf, zd = self.zero_page() if is_zero.any() else (0, b"")
-            raw_sizes, data = native_module().pack(self.native, pages, rows.astype(np.int64), is_zero, zd,
+            raw_sizes, data = self._pp.pack(self.native, pages, rows.astype(np.int64), is_zero, zd,
                                                     self.page_size)
             sizes = np.frombuffer(raw_sizes, dtype=np.uint32)
             flags = np.where(is_zero, np.uint32(zf), np.where(sizes < self.page_size, np.uint32(self.flag), np.uint32(0)))
