@@ -18,7 +18,7 @@ from vmcorekit.filter.pages import zero_rows
 
 PS = 4096
 CODECS = ("none", "zlib", "lzo", "snappy", "zstd")
-needs_native = pytest.mark.skipif(cz.native_module() is None, reason="the _pagepack extension was not built")
+needs_native = pytest.mark.skipif(cz.native_module() is None, reason="the _pagepack extension was not built (or VMCOREKIT_NATIVE=0)")
 
 
 def test_native_built_where_required() -> None:
