@@ -187,11 +187,11 @@ def native_module() -> Any | None:
     """The C extension `_pagepack`, or None when it was not built or VMCOREKIT_NATIVE=0."""
     if os.environ.get("VMCOREKIT_NATIVE", "1") == "0":
         return None
+    import importlib  # by name: the compiled module has no source for the layer checks to read
     try:
-        from . import _pagepack  # type: ignore[attr-defined]
+        return importlib.import_module(f"{__package__}._pagepack")
     except ImportError:
         return None
-    return _pagepack
 
 
 def native_codec(codec: str, engine: str = "zlib") -> int | None:
