@@ -95,3 +95,90 @@ def test_flat_segments_pure_equal_numpy_overlapping(records: list[tuple[int, int
     b._build_segments(np.array(offs, dtype=np.int64), np.array(sizes, dtype=np.int64), np.array(fpos, dtype=np.int64))
     assert (list(a._starts), list(a._ends), list(a._fpos), a.size) == \
         (list(b._starts), list(b._ends), list(b._fpos), b.size)
+
+
+# -- the entry point's fast path for `dmesg` against the click CLI -----------------------------
+
+def _vmcorekit(args: list[str], fast: bool) -> tuple[int, bytes, bytes]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    env["VMCOREKIT_FAST"] = "1" if fast else "0"
+    env.pop("VMCOREKIT_NO_PAGER", None)
+    r = subprocess.run([sys.executable, "-m", "vmcorekit", *args], capture_output=True, env=env, timeout=300)
+    return r.returncode, r.stdout, r.stderr
+
+
+def _forms(d: str) -> list[list[str]]:
+    return [
+        ["dmesg", d],
+        ["--no-pager", "dmesg", d],
+        ["dmesg", d, "--format", "makedumpfile"],
+        ["dmesg", "--format=raw", d],
+        ["dmesg", d, "--tail", "5"],
+        ["dmesg", d, "--tail=0", "--tail", "3"],
+        ["dmesg", d, "--since-clear", "--show-caller", "--dev-info"],
+        ["dmesg", d, "--time", "none", "--color", "never"],
+        ["dmesg", d, "--time=human"],
+        ["dmesg", f"{d},"],
+    ]
+
+
+def _bad_forms(d: str, tmp: Path) -> list[list[str]]:
+    return [
+        ["dmesg"],
+        ["dmesg", str(tmp / "absent")],
+        ["dmesg", str(tmp)],
+        ["dmesg", d, "--format", "bogus"],
+        ["dmesg", d, "--tail", "-1"],
+        ["dmesg", d, "--tail", "x"],
+        ["dmesg", d, "--tail"],
+        ["dmesg", d, d],
+        ["dmesg", d, "--bogus"],
+        ["dmesg", str(REPO / "README.md")],
+    ]
+
+
+def _same_both_ways(args: list[str]) -> int:
+    fast, slow = _vmcorekit(args, True), _vmcorekit(args, False)
+    assert fast == slow, f"vmcorekit {' '.join(args)}: the fast path and the click CLI differ"
+    return fast[0]
+
+
+def test_dmesg_fast_path_equals_click(sample_dump: Path, tmp_path: Path) -> None:
+    d = str(sample_dump)
+    codes = [_same_both_ways(a) for a in _forms(d)]
+    assert codes[0] == 0 and 0 in codes[1:]
+    bad = [_same_both_ways(a) for a in _bad_forms(d, tmp_path)]
+    assert all(c in (1, 2) for c in bad), bad
+
+
+def test_dmesg_fast_path_on_a_damaged_dump(sample_dump: Path, tmp_path: Path) -> None:
+    """Errors, notes and partial results (exit 3) come out the same way."""
+    data = sample_dump.read_bytes()
+    for frac in (0.55, 0.9):
+        cut = tmp_path / f"cut{frac}.kdump"
+        cut.write_bytes(data[:int(len(data) * frac)])
+        _same_both_ways(["dmesg", str(cut)])
+
+
+@pytest.mark.corpus
+def test_dmesg_fast_path_equals_click_corpus(corpus_case: Path, corpus_elf: Path) -> None:
+    for dump in (corpus_elf, *sorted(corpus_case.glob("vmcore.*kdump*"))):
+        for args in _forms(str(dump))[:3]:
+            assert _same_both_ways(args) in (0, 3)
+
+
+def test_dmesg_fast_path_imports_no_click_rich_numpy(sample_dump: Path, tmp_path: Path) -> None:
+    code = ("import sys\nfrom vmcorekit.cli._entry import main\n"
+            f"rc = main(['dmesg', {str(sample_dump)!r}])\n"
+            "sys.stdout.flush()\n"
+            "heavy = sorted({'click', 'rich', 'numpy'} & {m.split('.')[0] for m in sys.modules})\n"
+            "print('HEAVY', rc, ','.join(heavy), file=sys.stderr)\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+    env.pop("VMCOREKIT_FAST", None)
+    with open(tmp_path / "out", "wb") as out:
+        r = subprocess.run([sys.executable, "-c", code], stdout=out, stderr=subprocess.PIPE, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.decode().splitlines()[-1] == "HEAVY 0 ", r.stderr
+    assert (tmp_path / "out").read_bytes() == _vmcorekit(["dmesg", str(sample_dump)], False)[1]
