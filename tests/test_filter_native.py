@@ -45,20 +45,27 @@ def _pages(rng: np.random.Generator) -> np.ndarray:
 
 @needs_native
 @pytest.mark.parametrize("codec", ["lzo", "zlib"])
+@pytest.mark.parametrize("dedupe", [False, True])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_batch_equals_python_path(codec: str, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_equals_python_path(codec: str, dedupe: bool, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """dedupe=True: the reuse candidates are looked up in Python, the rest packed in C."""
     if cz.native_codec(codec) is None:
         pytest.skip(f"no native {codec} here (library absent or not Python's)")
     rng = np.random.default_rng(seed)
     pages = _pages(rng)
     zero = zero_rows(pages)
     store = rng.random(len(pages)) < 0.8
-    native = cz.PageCompressor(codec, PS, dedupe=False)
+    native = cz.PageCompressor(codec, PS, dedupe=dedupe)
     assert native.native is not None
     monkeypatch.setenv("VMCOREKIT_NATIVE", "0")
-    python = cz.PageCompressor(codec, PS, dedupe=False)
+    python = cz.PageCompressor(codec, PS, dedupe=dedupe)
     assert python.native is None
     a, b = native.compress(pages, store, zero), python.compress(pages, store, zero)
+    # a second batch meets pages of the first again: reused from the cache on both sides
+    a2, b2 = native.compress(pages[::-1].copy(), store, zero[::-1].copy()), \
+        python.compress(pages[::-1].copy(), store, zero[::-1].copy())
+    assert a2.data == b2.data and a2.sizes.tolist() == b2.sizes.tolist() and a2.flags.tolist() == b2.flags.tolist()
+    assert native.reused == python.reused
     assert a.data == b.data
     assert a.flags.tolist() == b.flags.tolist() and a.sizes.tolist() == b.sizes.tolist()
     assert a.flags.dtype == b.flags.dtype == np.uint32 and a.sizes.dtype == np.uint32

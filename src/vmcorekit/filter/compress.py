@@ -327,8 +327,9 @@ class PageCompressor:
         if dedupe is None:
             dedupe = (codec == "zlib" and self.engine == "zlib") or (codec == "lzo" and lzo_backend() == "lzallright")
         self.dedupe = dedupe and codec != "none" and page_size % 8 == 0
-        # the C loop, unless pages are looked up one by one for reuse (dedupe)
-        self.native = None if self.dedupe else native_codec(codec, self.engine)
+        # the C loop: every page of a batch in one call, or with dedupe the pages that are no
+        # candidate for reuse (the candidates are looked up one by one)
+        self.native = native_codec(codec, self.engine) if codec != "none" else None
         self._pp = native_module() if self.native is not None else None
         self.reused = 0  # pages whose compressed bytes came from an equal page
         self._zero: tuple[int, bytes] | None = None
@@ -393,6 +394,24 @@ class PageCompressor:
             self._cache[key] = stored
         return stored
 
+    def _pack_fresh(self, pages: np.ndarray, nz_rows: np.ndarray, cand: np.ndarray
+                    ) -> dict[int, tuple[int, bytes | memoryview]]:
+        """With the C loop: the pages of `nz_rows` that are no reuse candidate, compressed in one
+        call, by their index in nz_rows; empty without it."""
+        if self._pp is None or self.native is None:
+            return {}
+        fresh = np.flatnonzero(~cand)
+        if not len(fresh):
+            return {}
+        raw_sizes, blob = self._pp.pack(self.native, pages, nz_rows[fresh].astype(np.int64),
+                                        np.zeros(len(fresh), dtype=bool), b"", self.page_size)
+        view, off, ps = memoryview(blob), 0, self.page_size
+        out: dict[int, tuple[int, bytes | memoryview]] = {}
+        for j, size in zip(fresh.tolist(), np.frombuffer(raw_sizes, dtype=np.uint32).tolist()):
+            out[j] = (self.flag if size < ps else 0, view[off:off + size])
+            off += size
+        return out
+
     def compress(self, pages: np.ndarray, store: np.ndarray, zero: np.ndarray) -> StoredBatch:
         """Compress the rows of `pages` (n x page_size uint8) where `store` is set; `zero`
         marks all-zero rows (they share one compressed zero page)."""
@@ -406,7 +425,7 @@ class PageCompressor:
             return StoredBatch(np.zeros(n, np.uint32), np.full(n, self.page_size, np.uint32), data)
         # Zero rows need no work: start from "every row is the zero page", then fill in the rest.
         is_zero = zero[rows]
-        if self._pp is not None and self.native is not None:
+        if self._pp is not None and self.native is not None and not self.dedupe:
             zf, zd = self.zero_page() if is_zero.any() else (0, b"")
             raw_sizes, data = self._pp.pack(self.native, pages, rows.astype(np.int64), is_zero, zd,
                                                     self.page_size)
@@ -434,9 +453,11 @@ class PageCompressor:
                 cand = self._candidates(pages, nz_rows) if self.dedupe else np.zeros(len(nz), dtype=bool)
                 one, lookup = self._one, self._lookup
                 base, ps = pages.ctypes.data, self.page_size
+                done = self._pack_fresh(pages, nz_rows, cand)
                 nz_flags: list[int] = []
-                for k, i, c in zip(nz.tolist(), nz_rows.tolist(), cand.tolist()):
-                    f, d = (lookup if c else one)(fn, pages[i], base + i * ps)
+                for j, (k, i, c) in enumerate(zip(nz.tolist(), nz_rows.tolist(), cand.tolist())):
+                    got = None if c else done.get(j)
+                    f, d = got if got is not None else (lookup if c else one)(fn, pages[i], base + i * ps)
                     nz_flags.append(f)
                     parts[k] = d
                 flags[nz] = nz_flags
