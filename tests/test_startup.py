@@ -120,6 +120,10 @@ def _forms(d: str) -> list[list[str]]:
         ["dmesg", d, "--time", "none", "--color", "never"],
         ["dmesg", d, "--time=human"],
         ["dmesg", f"{d},"],
+        ["log", d],
+        ["log", "-t", d],
+        ["log", d, "-T"],
+        ["log", "-m", d],
     ]
 
 
@@ -135,6 +139,9 @@ def _bad_forms(d: str, tmp: Path) -> list[list[str]]:
         ["dmesg", d, d],
         ["dmesg", d, "--bogus"],
         ["dmesg", str(REPO / "README.md")],
+        ["log", d, "-t", "-T"],
+        ["log", d, "--format", "raw"],
+        ["log", str(tmp / "absent")],
     ]
 
 

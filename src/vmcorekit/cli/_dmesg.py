@@ -99,6 +99,34 @@ def print_log(prog: "Program", *, style: str = "vmcore-dmesg", as_json: bool = F
     out.flush()
 
 
+def print_crash_log(prog: "Program", *, show_level: bool = False, human: bool = False, no_time: bool = False) -> None:
+    """Print the kernel log of `prog` as `vmcorekit log` (crash's `log`, -m, -T, -t) does."""
+    from ..errors import note, partial_result
+    from ..kernel import printk
+
+    log = printk.read_log(prog, levels=show_level)
+    for w in log.warnings:
+        note(w)
+    for g in log.gaps:
+        partial_result(f"printk: {g.what} bytes {g.address:#x}-{g.address + g.size:#x} are {g.reason}")
+    stamp: Any = None if no_time else printk.seconds_stamp
+    if human:
+        crashtime = prog.vmcoreinfo.crashtime
+        if crashtime is None:
+            raise DmesgOptionError("-T needs CRASHTIME, and this dump's VMCOREINFO has none")
+        stamp = printk.human_clock(crashtime, max((r.ts_nsec for r in log.records), default=0))
+    if show_level and not log.levels_known:
+        note(f"log levels are unknown for this dump: {log.levels_note}; -m shows none")
+    out = sys.stdout.buffer
+    for rec, line in printk.render(log, stamp=stamp):
+        if show_level and rec is not None and rec.level is not None:
+            # crash puts the level between the timestamp and the text
+            cut = len(printk.record_prefix(rec, stamp, False))
+            line = line[:cut] + b"<%d>" % rec.level + line[cut:]
+        out.write(line)
+    out.flush()
+
+
 def _print_colored(lines: Any, force: bool) -> None:
     from rich.console import Console
     from rich.text import Text

@@ -1,11 +1,12 @@
-"""The `vmcorekit` entry point: `dmesg` read the short way, everything else by the click CLI.
+"""The `vmcorekit` entry point: `dmesg` and `log` read the short way, the rest by the click CLI.
 
 `vmcorekit dmesg DUMP` is the command a capture script or a first look runs, and most of its
 time used to be start-up: click (~26 ms), numpy (~64 ms) and rich imported before any work,
 for a log that takes a few ms to read. Here the forms of `dmesg` whose arguments are plain
 (the dump, --format, --tail N, --since-clear, --show-caller, --dev-info, --time, --color
-never/auto, --no-pager) with stdout not a terminal (no pager, no colour) are parsed without
-click and printed by the very code the click command runs (cli/_dmesg.py); anything else —
+never/auto, --no-pager; `log`'s -m, -T, -t) with stdout not a terminal (no pager, no colour)
+are parsed without click and printed by the very code the click commands run (cli/_dmesg.py);
+anything else —
 another command, --help, --json or --level (they read BTF), a missing file, an option
 spelled another way — goes to cli/main.py, which gives the same answer, error and exit
 status it always did (tests/test_startup.py runs both ways and compares).
@@ -19,17 +20,20 @@ from typing import Any
 
 FORMATS = ("vmcore-dmesg", "makedumpfile", "raw")
 TIMES = ("seconds", "human", "none")
-FLAGS = {"--since-clear": "since_clear", "--show-caller": "show_caller", "--dev-info": "dev_info"}
+FLAGS = {"dmesg": {"--since-clear": "since_clear", "--show-caller": "show_caller", "--dev-info": "dev_info"},
+         "log": {"-m": "show_level", "-T": "human", "-t": "no_time"}}
 VALUED = {"--format": "style", "--tail": "tail", "--time": "time_fmt", "--color": "color"}
 
 
-def parse_dmesg(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
-    """(dump files, print_log() options) when `args` is a `dmesg` command line that the fast
-    path answers exactly as the click CLI would; None otherwise."""
+def parse_dmesg(args: list[str]) -> tuple[str, list[str], dict[str, Any]] | None:
+    """(command, dump files, its options) when `args` is a `dmesg` or `log` command line that
+    the fast path answers exactly as the click CLI would; None otherwise."""
     if args[:1] == ["--no-pager"]:
         args = args[1:]
-    if args[:1] != ["dmesg"]:
+    if args[:1] not in (["dmesg"], ["log"]):
         return None
+    command = args[0]
+    flags = FLAGS[command]
     opts: dict[str, Any] = {}
     dump: str | None = None
     rest = args[1:]
@@ -37,11 +41,11 @@ def parse_dmesg(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
     while i < len(rest):
         a = rest[i]
         i += 1
-        if a in FLAGS:
-            opts[FLAGS[a]] = True
+        if a in flags:
+            opts[flags[a]] = True
             continue
         name, eq, value = a.partition("=")
-        if name in VALUED:
+        if command == "dmesg" and name in VALUED:
             if not eq:
                 if i >= len(rest):
                     return None
@@ -59,12 +63,12 @@ def parse_dmesg(args: list[str]) -> tuple[list[str], dict[str, Any]] | None:
         if a.startswith("-") or dump is not None:
             return None  # another option, or a second argument: click says what is wrong
         dump = a
-    if dump is None:
+    if dump is None or opts.get("human") and opts.get("no_time"):
         return None
     files = [p for p in dump.split(",") if p]
     if not files or any(not os.path.isfile(p) for p in files):
         return None  # click's DUMP checks word the error
-    return files, opts
+    return command, files, opts
 
 
 def _err(line: str) -> None:
@@ -81,7 +85,7 @@ def _drop_stdout() -> None:
         pass
 
 
-def run_dmesg(files: list[str], opts: dict[str, Any]) -> int:
+def run_dmesg(command: str, files: list[str], opts: dict[str, Any]) -> int:
     """Print the log, with cli/main.py's handling of notes, partial results and errors."""
     import warnings
 
@@ -104,21 +108,21 @@ def run_dmesg(files: list[str], opts: dict[str, Any]) -> int:
 
         warnings.showwarning = show
         with collecting_notes() as notes:
-            rc = _guarded(files, opts)
+            rc = _guarded(command, files, opts)
     for n in notes:
         _err(printable(f"vmcorekit: note: {n}"))
     return EXIT_PARTIAL if rc == 0 and partial else rc
 
 
-def _guarded(files: list[str], opts: dict[str, Any]) -> int:
+def _guarded(command: str, files: list[str], opts: dict[str, Any]) -> int:
     from ..errors import VmcorekitError
     from ..program import Program
     from ..util.text import printable
-    from ._dmesg import DmesgOptionError, print_log
+    from ._dmesg import DmesgOptionError, print_crash_log, print_log
 
     try:
         with Program.open(files, vmcoreinfo=None) as prog:
-            print_log(prog, **opts)
+            (print_log if command == "dmesg" else print_crash_log)(prog, **opts)
         return 0
     except DmesgOptionError as e:  # click.ClickException's line and status
         _err(f"vmcorekit: error: {' '.join(str(e).split())}")

@@ -206,6 +206,8 @@ def runs_of_chunks(chunks: "Iterable[tuple[int, np.ndarray | bytes]]", nbits: in
         if len(change):
             edges.append(change.astype(np.int64) + first)
         prev = int(bits[-1])
+    if prev and at * 8 < nbits:  # zero bytes after the last piece (a trailing hole) end the run
+        edges.append(np.array([at * 8], dtype=np.int64))
     flat = np.concatenate(edges) if edges else np.zeros(0, dtype=np.int64)
     flat = flat[flat < nbits]
     if len(flat) % 2:
