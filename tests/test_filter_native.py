@@ -118,3 +118,23 @@ def test_corpus_same_file_both_ways(corpus_elf: Path, tmp_path: Path, codec: str
     _both_ways(corpus_elf, tmp_path, monkeypatch, level=31, codec=codec, zlib_engine="zlib", threads=2)
     if codec == "lzo":  # the native loop's threads against the Python path's forked workers
         _both_ways(corpus_elf, tmp_path, monkeypatch, level=0, codec=codec, threads=2)
+
+
+@needs_native
+def test_zero_rows_native_equals_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The C zero test stops at a page's first nonzero word; numpy reads all of it: the same
+    answer for zero pages, pages with one set bit anywhere (first, last and middle bytes), and
+    page sizes that are not a multiple of 64."""
+    for ps in (4096, 64 * 3 + 8, 8):
+        rng = np.random.default_rng(ps)
+        pages = np.zeros((40, ps), dtype=np.uint8)
+        for i, at in enumerate([0, ps - 1, ps // 2, 7, ps - 8, 63 % ps, 64 % ps]):
+            pages[i + 1, at] = 1 << (i % 8)
+        pages[20:30] = rng.integers(0, 2, (10, ps), dtype=np.uint8)
+        native = zero_rows(pages)
+        with monkeypatch.context() as m:
+            m.setenv("VMCOREKIT_NATIVE", "0")
+            python = zero_rows(pages)
+        assert native.dtype == python.dtype == bool
+        assert native.tolist() == python.tolist()
+        assert native[0] and not native[1:8].any()

@@ -184,7 +184,50 @@ done:
     return result;
 }
 
+/* zero_rows(pages, page_size) -> bytes, one per page: 1 where the page is all zeros. A page
+ * with data is left at its first nonzero word (most are, within a few bytes). */
+static PyObject *pp_zero_rows(PyObject *self, PyObject *args) {
+    Py_buffer pages;
+    Py_ssize_t ps;
+    if (!PyArg_ParseTuple(args, "y*n", &pages, &ps))
+        return NULL;
+    PyObject *out = NULL;
+    if (ps <= 0 || ps % 8 || pages.len % ps) {
+        PyErr_SetString(PyExc_ValueError, "pages are not whole pages of a multiple of 8 bytes");
+        goto done;
+    }
+    Py_ssize_t n = pages.len / ps;
+    out = PyBytes_FromStringAndSize(NULL, n);
+    if (!out)
+        goto done;
+    unsigned char *z = (unsigned char *)PyBytes_AS_STRING(out);
+    const unsigned char *base = (const unsigned char *)pages.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const unsigned char *p = base + i * ps;
+        uint64_t acc = 0;
+        Py_ssize_t k = 0;
+        /* 64 bytes at a time, stopping at the first block with a set bit */
+        for (; k + 64 <= ps && !acc; k += 64) {
+            uint64_t w[8];
+            memcpy(w, p + k, 64);
+            acc = w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7];
+        }
+        for (; k < ps && !acc; k += 8) {
+            uint64_t w;
+            memcpy(&w, p + k, 8);
+            acc = w;
+        }
+        z[i] = acc == 0;
+    }
+    Py_END_ALLOW_THREADS
+done:
+    PyBuffer_Release(&pages);
+    return out;
+}
+
 static PyMethodDef methods[] = {
+    {"zero_rows", pp_zero_rows, METH_VARARGS, "zero_rows(pages, page_size) -> bytes: 1 for each all-zero page"},
     {"load", pp_load, METH_VARARGS, "load(codec, names) -> version string, or None if no name opens"},
     {"pack", pp_pack, METH_VARARGS, "pack(codec, pages, rows, zero, zero_bytes, page_size) -> (sizes, data)"},
     {NULL, NULL, 0, NULL},
