@@ -137,7 +137,7 @@ def slab_consumers(caches: "Iterable[SlabCache]") -> list[Consumer]:
     """Unreclaimable slab caches: what a leak in the kernel grows (reclaimable ones, dentries
     and inodes, the OOM killer's reclaim could have shrunk)."""
     return sorted((Consumer("slab", c.name, c.pages, {"objects": c.objects,
-                                                      "object_size": c.object_size})
+                                                      "object_size_bytes": c.object_size})
                    for c in caches if not c.reclaimable and c.pages), key=lambda c: -c.pages)
 
 

@@ -56,8 +56,8 @@ class SlabCache:
     reclaimable: bool
 
     def as_dict(self, page_size: int) -> dict[str, Any]:
-        return {"name": self.name, "address": f"{self.address:#x}", "object_size": self.object_size,
-                "size": self.size, "order": self.order, "slabs": self.slabs, "objects": self.objects,
+        return {"name": self.name, "address": f"{self.address:#x}", "object_size_bytes": self.object_size,
+                "stride_bytes": self.size, "order": self.order, "slabs": self.slabs, "objects": self.objects,
                 "pages": self.pages, "bytes": self.pages * page_size, "reclaimable": self.reclaimable}
 
 
@@ -165,7 +165,11 @@ def _walk(prog: "Program", limit: int) -> list[SlabCache]:
             if node == head or node in seen:
                 continue
             seen.add(node)
-            c = _read_cache(prog, node - o_list, flag)
+            try:
+                c = _read_cache(prog, node - o_list, flag)
+            except CorruptKernelDataError as e:  # one cache's nonsense: the others still count
+                partial_result(f"slab caches: {e}")
+                continue
             if c is not None:
                 out.append(c)
     except (CorruptKernelDataError, MemoryReadError) as e:

@@ -37,6 +37,20 @@ def _trace(prog: Program, cpu: int) -> tuple[Any, str | None]:
         return None, _one_line(e)
 
 
+def _current(prog: Program, cpu: int) -> dict[str, Any]:
+    """pid, comm and task of what ran on `cpu`, for a CPU whose stack does not read."""
+    from ..kernel.cpus import current_task_address
+    from ..kernel.tasks import task_info
+    try:
+        a = current_task_address(prog, cpu)
+        if a is None:
+            return {}
+        i = task_info(prog, a)
+        return {"pid": i.pid, "comm": i.comm, "task": f"{a:#x}"}
+    except (LookupError, VmcorekitError):
+        return {}
+
+
 def _frames(trace: Any) -> list[str]:
     return [f.symbolic for f in trace.frames]
 
@@ -65,9 +79,11 @@ def group_cpu_stacks(prog: Program, cpus: list[int]) -> list[dict[str, Any]]:
     return list(groups.values())
 
 
-def _log_lockups(events: list[dict[str, Any]]) -> tuple[str | None, dict[int, int], list[str]]:
-    """(kind, {cpu: seconds stuck} the log reports, summary lines)."""
+def _log_lockups(events: list[dict[str, Any]]) -> tuple[str | None, dict[int, int], list[str],
+                                                        dict[int, dict[str, Any]]]:
+    """(kind, {cpu: seconds stuck} the log reports, summary lines, {cpu: its pid and comm})."""
     kind, stuck, lines = None, {}, []
+    who: dict[int, dict[str, Any]] = {}
     for e in events:
         if e.get("kind") not in _LOCKUP_KINDS:
             continue
@@ -77,19 +93,21 @@ def _log_lockups(events: list[dict[str, Any]]) -> tuple[str | None, dict[int, in
         try:
             if e["kind"] == "soft_lockup" and "cpu" in f:
                 stuck[int(f["cpu"])] = int(f.get("secs") or 0)
+                if f.get("pid"):
+                    who[int(f["cpu"])] = {"pid": int(f["pid"]), "comm": f.get("comm")}
         except ValueError:
             pass
         m = _HARD.search(e.get("summary", ""))
         if m:
             stuck.setdefault(int(m.group(1)), 0)
-    return kind, stuck, lines
+    return kind, stuck, lines, who
 
 
 def lockup_report(prog: Program, crash: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any] | None:
     """Which CPUs were stuck, how long, the task and stack there, the other CPUs grouped."""
     from ..kernel.irqctx import interrupt_context
     from ..kernel.watchdog import rcu_gp_state, softlockup_state
-    kind, log_stuck, lines = _log_lockups(events)
+    kind, log_stuck, lines, log_who = _log_lockups(events)
     reason = (crash.get("reason") or "").lower()
     if kind is None:
         if "soft lockup" in reason or "softlockup" in reason:
@@ -140,6 +158,9 @@ def lockup_report(prog: Program, crash: dict[str, Any], events: list[dict[str, A
             entry["where"] = hit[0].symbolic if hit else (t.frames[0].symbolic if t.frames else None)
         else:
             entry["error"] = err
+            entry.update(_current(prog, cpu))
+            if "pid" not in entry and cpu in log_who:  # the task's page is not in the dump
+                entry.update(log_who[cpu], task_source="log")
         entry["context"] = interrupt_context(prog, cpu, t).summary()
         out_stalled.append(entry)
     others = [c for c in _cpus(prog) if c not in stalled]
