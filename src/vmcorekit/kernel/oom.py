@@ -33,6 +33,9 @@ __all__ = ["OomLog", "oom_log_facts", "Consumer", "memory_consumers", "MemcgInfo
 
 _INVOKED = re.compile(r"(?P<comm>.{1,16}?) invoked oom-killer: gfp_mask=(?P<gfp>\S+?),? "
                       r"order=(?P<order>-?\d+)")
+_TASK_ROW = re.compile(r"\[\s*(?P<pid>\d+)\]\s+(?P<rest>.*)$")
+MAX_LOG_TASKS = 1 << 16  # PID_MAX_DEFAULT is 32768; the table is bounded by the log anyway
+_STAMP = re.compile(r"^\[\s*\d+\.\d+\]\s?")
 _CONSTRAINT = re.compile(r"oom-kill:constraint=(?P<constraint>\w+)(?P<rest>.*)")
 _KILLED = re.compile(r"(?P<who>Memory cgroup out of memory|Out of memory): Killed process "
                      r"(?P<pid>\d+) \((?P<comm>[^)]*)\)")
@@ -57,27 +60,49 @@ class OomLog:
     victim_pid: int | None = None
     victim_comm: str | None = None
     panic: str | None = None  # "system-wide" / "compulsory" (panic_on_oom), "" no killable task
+    # dump_tasks()'s table: {"pid", "tgid", "rss", "swapents", "name", ...} in pages
+    tasks: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def seen(self) -> bool:
         return self.invoker is not None or self.panic is not None or self.victim_pid is not None
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("invoker", "invoker_pid", "gfp_mask", "order",
-                                              "constraint", "task_memcg", "oom_memcg",
-                                              "victim_pid", "victim_comm", "panic")}
+        d = {k: getattr(self, k) for k in ("invoker", "invoker_pid", "gfp_mask", "order",
+                                           "constraint", "task_memcg", "oom_memcg",
+                                           "victim_pid", "victim_comm", "panic")}
+        d["tasks_listed"] = len(self.tasks)
+        return d
 
 
 def oom_log_facts(lines: Iterable[str]) -> OomLog:
     """The last OOM in these log lines (one line each, timestamps allowed)."""
     o = OomLog()
     want_cpu = False
+    columns: list[str] | None = None
     for text in lines:
-        m = _INVOKED.search(text)
+        text = _STAMP.sub("", text, count=1)
+        m = _INVOKED.match(text)
         if m:
             o = OomLog(invoker=m["comm"].strip(), gfp_mask=m["gfp"], order=int(m["order"]))
             want_cpu = True
+            columns = None
             continue
+        if text.startswith("[  pid  ]"):  # dump_tasks()'s header names its columns
+            columns = text[len("[  pid  ]"):].split()
+            continue
+        if columns is not None:
+            row = _TASK_ROW.match(text)
+            if row is None:
+                columns = None
+            elif len(o.tasks) < MAX_LOG_TASKS:
+                vals = row["rest"].split(None, len(columns) - 1)
+                if len(vals) == len(columns):
+                    d: dict[str, Any] = {"pid": int(row["pid"])}
+                    for k, v in zip(columns, vals):
+                        d[k] = v if k == "name" or not v.lstrip("-").isdigit() else int(v)
+                    o.tasks.append(d)
+                continue
         if want_cpu:
             c = _CPU_LINE.search(text)
             if c:
@@ -133,6 +158,26 @@ def task_consumers(tasks: "Iterable[TaskSummary]") -> list[Consumer]:
     return sorted(by_mm.values(), key=lambda c: -c.pages)
 
 
+def log_task_consumers(log: OomLog, tasks: "Iterable[TaskSummary]") -> list[Consumer]:
+    """Thread-group leaders in the log's OOM task table that the dump's task walk did not
+    find with memory (their task_struct or mm lost to the dump's filtering): counted from the
+    log, and said so (`source`)."""
+    seen = {t.tgid for t in tasks if t.mm and not t.kernel_thread}
+    out = []
+    for row in log.tasks:
+        tgid = row.get("tgid", row["pid"])
+        if tgid in seen or not isinstance(row.get("rss"), int):
+            continue
+        seen.add(tgid)
+        swap = row.get("swapents") if isinstance(row.get("swapents"), int) else 0
+        detail: dict[str, Any] = {"pid": tgid, "source": "log", "swap_pages": max(swap, 0)}
+        for col, key in (("rss_anon", "anon_pages"), ("rss_file", "file_pages"), ("rss_shmem", "shmem_pages")):
+            if isinstance(row.get(col), int):
+                detail[key] = max(row[col], 0)
+        out.append(Consumer("task", str(row.get("name", "?")), max(row["rss"], 0) + max(swap, 0), detail))
+    return out
+
+
 def slab_consumers(caches: "Iterable[SlabCache]") -> list[Consumer]:
     """Unreclaimable slab caches: what a leak in the kernel grows (reclaimable ones, dentries
     and inodes, the OOM killer's reclaim could have shrunk)."""
@@ -142,11 +187,15 @@ def slab_consumers(caches: "Iterable[SlabCache]") -> list[Consumer]:
 
 
 def memory_consumers(prog: "Program", tasks: "Iterable[TaskSummary]",
-                     caches: "Iterable[SlabCache] | None", notes: list[str]) -> list[Consumer]:
-    """Every consumer the dump shows, largest first. A source that cannot be read is said in
-    `notes` and left out."""
+                     caches: "Iterable[SlabCache] | None", notes: list[str],
+                     log: OomLog | None = None) -> list[Consumer]:
+    """Every consumer the dump shows, largest first (with `log`, the tasks of its OOM table
+    the dump lost too). A source that cannot be read is said in `notes` and left out."""
     from .meminfo import hugetlb_totals, vm_stat
+    tasks = list(tasks)
     out = task_consumers(tasks)
+    if log is not None:
+        out += log_task_consumers(log, tasks)
     if caches is not None:
         out += slab_consumers(caches)
 
@@ -181,7 +230,9 @@ def oom_verdict(consumers: list[Consumer], total: int | None,
     base = limit or total
     share = f"{top.pages * 100 / base:.0f} % of {scope}" if base else f"{top.pages} pages"
     if top.kind == "task":
-        return f"task {top.name} (pid {top.detail.get('pid')}) holds {share}"
+        src = " (from the log's OOM task table: the dump lost its task)" \
+            if top.detail.get("source") == "log" else ""
+        return f"task {top.name} (pid {top.detail.get('pid')}) holds {share}{src}"
     if top.kind == "slab":
         return f"slab {top.name} holds {share}"
     return f"{top.name} holds {share}"

@@ -29,7 +29,8 @@ def _one_line(e: BaseException) -> str:
 def oom_report(prog: Program, crash: dict[str, Any], log_lines: list[str],
                tasks: list[Any]) -> dict[str, Any] | None:
     from ..kernel.meminfo import hugetlb_totals, totalram_pages, vm_stat
-    from ..kernel.oom import memory_consumers, oom_log_facts, oom_verdict, task_consumers
+    from ..kernel.oom import (log_task_consumers, memory_consumers, oom_log_facts, oom_verdict,
+                              task_consumers)
     from ..kernel.slab import slab_caches, slab_totals
     log = oom_log_facts(log_lines)
     if not log.seen and "out of memory" not in (crash.get("reason") or "").lower():
@@ -72,8 +73,10 @@ def oom_report(prog: Program, crash: dict[str, Any], log_lines: list[str],
     except (VmcorekitError, LookupError) as e:
         notes.append(f"huge pages: {_one_line(e)}")
         out["hugepages"] = None
-    out["top_tasks"] = [c.as_dict(ps, total) for c in task_consumers(tasks)[:TOP_TASKS]]
-    consumers = memory_consumers(prog, tasks, caches, notes)
+    tasks = list(tasks) + _running_not_listed(prog, tasks, notes)
+    top = sorted(task_consumers(tasks) + log_task_consumers(log, tasks), key=lambda c: -c.pages)
+    out["top_tasks"] = [c.as_dict(ps, total) for c in top[:TOP_TASKS]]
+    consumers = memory_consumers(prog, tasks, caches, notes, log)
     # a memcg OOM: the share is of the cgroup's limit, and only its tasks count
     limit = None
     scope = "RAM"
@@ -86,6 +89,30 @@ def oom_report(prog: Program, crash: dict[str, Any], log_lines: list[str],
     out["verdict"] = oom_verdict(consumers, total, limit, scope)
     out["notes"] = notes
     return out
+
+
+def _running_not_listed(prog: Program, tasks: list[Any], notes: list[str]) -> list[Any]:
+    """The tasks running on a CPU that the task walk missed (a list broken by the dump's
+    filtering): the OOM's invoker is one of them, often the eater itself."""
+    from ..kernel.cpus import active_tasks
+    from ..kernel.tasks import task_summary
+    listed = {t.task for t in tasks}
+    extra = []
+    try:
+        running = active_tasks(prog)
+    except (VmcorekitError, LookupError) as e:
+        notes.append(f"running tasks: {_one_line(e)}")
+        return []
+    for cpu, t in sorted(running.items()):
+        if int(t) in listed:
+            continue
+        try:
+            extra.append(task_summary(t))
+            notes.append(f"CPU {cpu}'s running task (pid {extra[-1].pid}) is not on the task list "
+                         f"the dump kept: counted from the CPU")
+        except (VmcorekitError, LookupError) as e:
+            notes.append(f"CPU {cpu}'s running task: {_one_line(e)}")
+    return extra
 
 
 def _memcg(prog: Program, log: Any, tasks: list[Any], notes: list[str]) -> dict[str, Any] | None:
