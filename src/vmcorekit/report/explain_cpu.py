@@ -4,7 +4,8 @@
     interrupt_report(prog, crash)        # dict for triage's `interrupt` section
 
 A lockup is explained when the log reports one (soft lockup, hard lockup, RCU stall) or the
-panic says so, or the dump shows a CPU whose soft-lockup stamp is past the threshold. The
+panic says so (stale watchdog stamps alone do not: a dump taken while the machine sat in
+panic() shows every CPU stale). The
 stalled CPUs come from the dump (kernel/watchdog.py: stale watchdog stamps, the CPUs owing
 the RCU grace period its quiescent state), the log's own report cross-checks them; each
 stalled CPU's task and stack are read from the dump's registers of that CPU, and the other
@@ -124,11 +125,11 @@ def lockup_report(prog: Program, crash: dict[str, Any], events: list[dict[str, A
             sl = softlockup_state(prog, threshold=least)
             if sl is not None:
                 sl.threshold_source = "the log's soft lockup report (watchdog_thresh not in this dump)"
-    rcu = rcu_gp_state(prog)
-    if kind is None and sl is not None and sl.stuck:
-        kind = "soft_lockup"
     if kind is None:
+        # stale stamps alone prove nothing: a dump taken while the machine sat in panic()
+        # (panic=0, a hypervisor dump seconds later) shows every CPU "stuck"
         return None
+    rcu = rcu_gp_state(prog)
     stalled: dict[int, dict[str, Any]] = {}
     if kind == "soft_lockup" and sl is not None:
         for c in sl.stuck:
