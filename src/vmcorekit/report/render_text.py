@@ -161,6 +161,7 @@ def render_text(r: dict[str, Any], console: Console | None = None) -> None:
             off = " (stopped by the panic)" if g.get("offline") else ""
             c.print(f"[bold]CPU {cpus}{off}[/bold]")
             c.print(Text(g["trace"]["text"] if "trace" in g else f"unavailable: {g.get('error')}"))
+    _render_explain(c, r, failed)
     if not failed("events", "Log signatures"):
         c.rule("Log signatures")
         interesting = [e for e in r["events"]]
@@ -305,3 +306,90 @@ def _lock(w: dict[str, Any]) -> str:
     if w.get("name"):
         return str(w["name"])
     return f"{w.get('lock_type') or ''} {w.get('lock') or '?'}".strip()
+
+
+def _cpu_list(cpus: list[int]) -> str:
+    return ",".join(map(str, cpus))
+
+
+def _render_explain(c: Console, r: dict[str, Any], failed: Any) -> None:
+    """Lockup/stall, interrupt context and OOM sections (report/explain_cpu.py, explain_oom.py)."""
+    if "lockup" in r or not r.get("sections", {}).get("lockup", {}).get("ok", True):
+        if not failed("lockup", "Lockup / stall"):
+            lk = r["lockup"]
+            c.rule(Text(f"Lockup / stall: {lk['kind'].replace('_', ' ')}", style="bold"))
+            for line in lk.get("log_reports", [])[:5]:
+                c.print(Text(f"log: {line}", style="dim"))
+            rcu = lk.get("rcu")
+            if rcu and rcu.get("in_progress"):
+                c.print(Text(f"{rcu['name']}: grace period {rcu['gp_seq']} in flight for "
+                             f"{rcu['age_seconds']} s, held up by CPU(s) {_cpu_list(rcu['holding_cpus']) or 'none'}"))
+            for s in lk["stalled"]:
+                secs = "?" if s.get("seconds") is None else f"{s['seconds']} s"
+                c.print(Text(f"CPU {s['cpu']} stuck for {secs} (from {s.get('seconds_source')}"
+                             + (f"; the log said {s['log_seconds']} s" if s.get("log_seconds") else "")
+                             + f"): PID {s.get('pid')} ({s.get('comm')}) in {s.get('where')}; "
+                             f"context: {s.get('context')}", style="bold"))
+                c.print(Text(s.get("text") or f"stack unavailable: {s.get('error')}"))
+            for note in lk.get("cross_check", []):
+                c.print(Text(f"check: {note}", style="dim"))
+            if lk.get("other_cpus"):
+                c.print(Text("Other CPUs, grouped by equal stacks:", style="bold"))
+                for g in lk["other_cpus"]:
+                    who = f" PID {g['pid']} ({g['comm']})" if g.get("pid") is not None else ""
+                    frames = " < ".join(g.get("functions", [])[:8]) or f"unavailable: {g.get('error')}"
+                    c.print(Text(f"  CPU {_cpu_list(g['cpus'])}{who}: {frames}"))
+    if not failed("interrupt", "Interrupt context"):
+        it = r["interrupt"]
+        c.rule(Text("Interrupt context", style="bold"))
+        if it.get("summary"):
+            c.print(Text(it["summary"], style="bold"))
+        for row in it["cpus"]:
+            pend = ",".join(row.get("pending_softirqs") or []) or "none"
+            c.print(Text(f"  CPU {row['cpu']}{' (panic)' if row.get('panic') else ''}: {row['summary']}  "
+                         f"[preempt_count {row.get('preempt_count') or '?'}, pending softirqs {pend}]"))
+    if "oom" in r or not r.get("sections", {}).get("oom", {}).get("ok", True):
+        if not failed("oom", "Out of memory"):
+            _render_oom(c, r["oom"])
+
+
+def _render_oom(c: Console, o: dict[str, Any]) -> None:
+    ps = o.get("page_size") or 4096
+
+    def size(pages: int | None) -> str:
+        return "?" if pages is None else _fmt_bytes(pages * ps)
+
+    c.rule(Text("Out of memory", style="bold"))
+    if o.get("verdict"):
+        c.print(Text(f"verdict: {o['verdict']}", style="bold red"))
+    lg = o.get("log", {})
+    facts = [f"{k}={lg[k]}" for k in ("invoker", "invoker_pid", "gfp_mask", "order", "constraint",
+                                      "task_memcg", "victim_pid", "victim_comm") if lg.get(k) is not None]
+    if lg.get("panic") is not None:
+        facts.append(f"panic_on_oom ({lg['panic'] or 'no killable task'})")
+    if facts:
+        c.print(Text("log: " + ", ".join(facts), style="dim"))
+    sl = o.get("slab", {})
+    c.print(Text(f"RAM {size(o.get('total_ram_pages'))}; slab unreclaimable {size(sl.get('sunreclaim_pages'))} "
+                 f"(caches {size(sl.get('caches_unreclaimable_pages'))}), reclaimable "
+                 f"{size(sl.get('sreclaimable_pages'))}; page cache {size(o.get('page_cache_pages'))}; "
+                 f"shmem {size(o.get('shmem_pages'))}; anon {size(o.get('anon_pages'))}; huge pages "
+                 f"{size((o.get('hugepages') or {}).get('total_pages'))}"))
+    mc = o.get("memcg")
+    if mc:
+        c.print(Text(f"memcg {mc['name']}: charged {_fmt_bytes(mc['usage_bytes'])}, memory.max "
+                     f"{'unlimited' if mc.get('max_bytes') is None else _fmt_bytes(mc['max_bytes'])}"))
+    if sl.get("top"):
+        t = Table("CACHE", "OBJSIZE", "OBJECTS", "SLABS", "SIZE", "RECLAIMABLE", title="Top slab caches", box=None)
+        for x in sl["top"]:
+            t.add_row(Text(x["name"]), str(x["object_size_bytes"]), str(x["objects"]), str(x["slabs"]),
+                      _fmt_bytes(x["bytes"]), "yes" if x["reclaimable"] else "no")
+        c.print(t)
+    if o.get("top_tasks"):
+        t = Table("PID", "COMM", "ANON", "FILE", "SHMEM", "SWAP", "%RAM", title="Top tasks (per mm)", box=None)
+        for x in o["top_tasks"]:
+            t.add_row(str(x.get("pid")), Text(x["name"]), size(x.get("anon_pages")), size(x.get("file_pages")),
+                      size(x.get("shmem_pages")), size(x.get("swap_pages")), str(x.get("percent_of_ram")))
+        c.print(t)
+    for n in o.get("notes", []):
+        c.print(Text(f"note: {n}", style="dim"))

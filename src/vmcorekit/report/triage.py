@@ -283,6 +283,7 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         return crash_signature(crash.get("reason"), frames).to_dict()
 
     rep.section("signature", signature_section)
+    _explain_sections(rep)
     # JSON-native from here on (tuples become lists): what the library returns is what
     # --json prints and what the schema describes.
     return json.loads(json.dumps(d, default=str))
@@ -373,3 +374,26 @@ def triage(path: str, vmcoreinfo: str | None = None) -> dict[str, Any]:
         data = collect(prog, path)
     data["seconds"] = round(time.perf_counter() - t, 3)
     return data
+
+
+def _explain_sections(rep: Report) -> None:
+    """Lockups and stalls, interrupt context, OOM (report/explain_cpu.py, explain_oom.py)."""
+    d = rep.data
+
+    def lockup_section() -> dict[str, Any] | None:
+        from .explain_cpu import lockup_report
+        return lockup_report(rep.prog, d.get("crash", {}), d.get("events", []))
+
+    rep.section("lockup", lockup_section)
+
+    def interrupt_section() -> dict[str, Any]:
+        from .explain_cpu import interrupt_report
+        return interrupt_report(rep.prog, d.get("crash", {}))
+
+    rep.section("interrupt", interrupt_section)
+
+    def oom_section() -> dict[str, Any] | None:
+        from .explain_oom import oom_report
+        return oom_report(rep.prog, d.get("crash", {}), [ln.text for ln in rep.log_lines()], rep.tasks())
+
+    rep.section("oom", oom_section)
