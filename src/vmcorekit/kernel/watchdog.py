@@ -169,6 +169,8 @@ def rcu_gp_state(prog: "Program") -> RcuGpState | None:
         if not name.startswith("rcu_"):
             return None  # not an rcu_state: the walk was led astray
         gp_seq = int(rs.gp_seq)
+        if gp_seq > _ULONG_MAX >> 1:
+            gp_seq -= _ULONG_MAX + 1   # a signed long, as the kernel prints it (g=-479): it starts below 0
         in_progress = bool(gp_seq & 3)
         age = sec = None
         if in_progress:
