@@ -13,6 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
+from zoo_dumps import dump_path
 
 from vmcorekit.cli.main import main
 from vmcorekit.errors import PartialResultWarning
@@ -33,9 +34,12 @@ def cases(*kinds: str, release: str = "") -> list[Any]:
 
 
 def need(entry: dict[str, Any]) -> str:
-    if not Path(entry["dump"]).exists():
-        pytest.skip(f"zoo dump absent: {entry['dump']}")
-    return entry["dump"]
+    """The entry's dump on this machine (the shipped minidump; the full dump with
+    VMCOREKIT_ZOO_FULL=1), or skip."""
+    p = dump_path(entry)
+    if p is None:
+        pytest.skip(f"zoo dump absent: {entry['id']}")
+    return str(p)
 
 
 @lru_cache(maxsize=2)
@@ -174,9 +178,9 @@ def _overlay(prog: Program, monkeypatch: pytest.MonkeyPatch, patches: dict[int, 
 
 def _zoo_612() -> str:
     e = next((e for e in MANIFEST if e["kind"] == "oom_slab" and "6.12" in e["kernel_release"]), None)
-    if e is None or not Path(e["dump"]).exists():
+    if e is None or dump_path(e) is None:
         pytest.skip("6.12 zoo dump absent")
-    return e["dump"]
+    return str(dump_path(e))
 
 
 def test_slab_caches_list_that_loops(monkeypatch: pytest.MonkeyPatch) -> None:

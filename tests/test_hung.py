@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import tomllib
 import warnings
 from pathlib import Path
 
 import pytest
+from zoo_dumps import dump_path
 
 from vmcorekit.errors import CorruptKernelDataError
 from vmcorekit.kernel.hung import chains_and_cycles, hung_timeout, reported_hung
@@ -20,7 +20,6 @@ from vmcorekit.report.hung import wait_graph_svg
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "tests" / "zoo" / "manifest.toml"
-ZOO = Path("/work/scratch/zoo/dumps")
 
 
 def _zoo_entries(kinds: tuple[str, ...]) -> list[dict]:
@@ -34,17 +33,25 @@ ENTRIES = _zoo_entries(("hung_chain", "abba"))
 _REPORTS: dict[str, dict] = {}
 
 
+def _path(entry: dict) -> str:
+    """The entry's dump on this machine (the shipped minidump; the full dump with
+    VMCOREKIT_ZOO_FULL=1), or skip."""
+    p = dump_path(entry)
+    if p is None:
+        pytest.skip(f"zoo dump absent: {entry['id']}")
+    return str(p)
+
+
 def _report(entry: dict) -> dict:
     """The triage report of a zoo dump (once per session)."""
-    if not ZOO.is_dir() or not os.path.exists(entry["dump"]):
-        pytest.skip(f"zoo dump absent: {entry['dump']}")
+    path = _path(entry)
     if entry["id"] not in _REPORTS:
         from vmcorekit.program import Program
         from vmcorekit.report.triage import collect
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Program.open([entry["dump"]]) as prog:
-                _REPORTS[entry["id"]] = collect(prog, entry["dump"])
+            with Program.open([path]) as prog:
+                _REPORTS[entry["id"]] = collect(prog, path)
     return _REPORTS[entry["id"]]
 
 
@@ -77,10 +84,10 @@ def test_zoo_chain_or_deadlock_matches_manifest(entry: dict) -> None:
         assert [_edge(e) for e in ch["lock_chain"]] == [_edge(e) for e in want]
         for got, w in zip(ch["lock_chain"], want):
             assert got["kind"] == "mutex"
-            assert _lock_matches(entry["dump"], got["waits_for"], w["waits_for"]), got
+            assert _lock_matches(_path(entry), got["waits_for"], w["waits_for"]), got
         root, wroot = ch["root"], entry["chain_root"]
         assert (root["task"], root["pid"], root["state"]) == (wroot["task"], wroot["pid"], wroot["state"])
-        assert _lock_matches(entry["dump"], root["holds"], wroot["holds"])
+        assert _lock_matches(_path(entry), root["holds"], wroot["holds"])
         assert "msleep" in root["stack"]["functions"]
     else:
         assert h["chains"] == []
@@ -88,7 +95,7 @@ def test_zoo_chain_or_deadlock_matches_manifest(entry: dict) -> None:
         cyc = h["deadlocks"][0]["cycle"]
         assert [_edge(e) for e in cyc] == [_edge(e) for e in want]
         for got, w in zip(cyc, want):
-            assert _lock_matches(entry["dump"], got["waits_for"], w["waits_for"]), got
+            assert _lock_matches(_path(entry), got["waits_for"], w["waits_for"]), got
         assert cyc[0]["waits_for"] != cyc[1]["waits_for"]
         assert h["deadlocks"][0]["text"].startswith(f"deadlock: {want[0]['task']} ({want[0]['pid']})")
 
@@ -127,8 +134,8 @@ def test_html_draws_the_graph_and_escapes_a_hostile_name() -> None:
 
 
 def test_other_kinds_grow_no_hung_section() -> None:
-    others = [e for e in _zoo_entries(("null", "sysrq", "panic")) if os.path.exists(e["dump"])]
-    if not others or not ZOO.is_dir():
+    others = [e for e in _zoo_entries(("null", "sysrq", "panic")) if dump_path(e) is not None]
+    if not others:
         pytest.skip("no zoo null/sysrq/panic dump")
     for e in others[:3]:
         r = _report(e)
@@ -241,8 +248,8 @@ def test_timeout_and_reports_from_the_log() -> None:
 # -- a real dump, lied to ---------------------------------------------------------------------
 def _hung_chain_x86() -> dict:
     e = next((e for e in ENTRIES if e["kind"] == "hung_chain" and e["arch"] == "x86_64"
-              and os.path.exists(e["dump"])), None)
-    if e is None or not ZOO.is_dir():
+              and dump_path(e) is not None), None)
+    if e is None:
         pytest.skip("no x86_64 hung_chain zoo dump")
     return e
 
@@ -254,7 +261,7 @@ def _graph_with(entry: dict, lie) -> object:
     from vmcorekit.program import Program
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with Program.open([entry["dump"]]) as prog:
+        with Program.open([_path(entry)]) as prog:
             real_p, real_u64 = prog.read_pointer, prog.read_u64
             prog.read_pointer = lambda a: lie(prog, a, real_p(a))  # type: ignore[method-assign]
             prog.read_u64 = lambda a: lie(prog, a, real_u64(a))  # type: ignore[method-assign]
