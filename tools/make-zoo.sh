@@ -8,7 +8,7 @@
 # Usage:  tools/make-zoo.sh KIND [BOOT_ID]     one dump (BOOT_ID 1 or 2, default 1)
 #         tools/make-zoo.sh all [KIND...]      every kind (or the ones given) x BOOTS boots
 #         tools/make-zoo.sh prepare            only install, kernel, headers, module, initramfs
-#         tools/make-zoo.sh list               the kinds and their knobs
+#         tools/make-zoo.sh kinds              the kinds and their knobs (also: `list` alone)
 #
 # Kinds: null paging gpf bug warn refcount list double_free usercopy fortify
 #   stack_overflow divide softlockup hung_chain abba rcu_stall oom_user oom_slab
@@ -237,7 +237,7 @@ prepare() {
 # ------------------------------------------------------------------ one dump
 make_one() {  # make_one KIND BOOT_ID
     local kind=$1 boot=$2 cdir t0 knobs append kernel machine cpu
-    case " $(echo $KINDS) " in *" $kind "*) ;; *) die "unknown kind '$kind' (tools/make-zoo.sh list)" ;; esac
+    case " $(echo $KINDS) " in *" $kind "*) ;; *) die "unknown kind '$kind' (tools/make-zoo.sh kinds)" ;; esac
     if [ "$ARCH" = arm64 ]; then
         case $kind in   # kinds arm64 cannot have (tests/zoo/manifest.toml [[not_made]] says the same)
             divide) die "arm64: integer division by zero does not trap (UDIV/SDIV return 0)" ;;
@@ -309,8 +309,13 @@ make_one() {  # make_one KIND BOOT_ID
 # ------------------------------------------------------------------ main
 case "${1:-}" in
     ''|-h|--help|help) usage 0 ;;
-    list)
-        for k in $KINDS; do printf '%-15s %s\n' "$k" "$(kind_knobs "$k")"; done; exit 0 ;;
+    list|kinds)
+        # `list BOOT` is the kind "list" (list corruption); `list` alone prints the kinds
+        if [ "$1" = kinds ] || [ -z "${2:-}" ]; then
+            for k in $KINDS; do printf '%-15s %s\n' "$k" "$(kind_knobs "$k")"; done; exit 0
+        fi
+        prepare
+        make_one list "$2" ;;
     prepare) prepare ;;
     all)
         shift; prepare
