@@ -28,7 +28,7 @@ X86_61 = "x86_64-6.1.0-57-amd64"
 X86_612 = "x86_64-6.12.118+deb12-amd64"
 ARM64 = "arm64-6.1.0-57-arm64"
 SHIP = (
-    [f"{X86_61}-{k}-1" for k in ("null", "gpf", "bug", "warn", "list", "double_free", "stack_overflow",
+    [f"{X86_61}-{k}-1" for k in ("null", "gpf", "bug", "list", "double_free", "stack_overflow",
                                  "softlockup", "hung_chain", "abba", "rcu_stall", "oom_slab", "timer_null",
                                  "nmi")]
     + [f"{X86_61}-{k}-2" for k in ("hung_chain", "nmi")]
