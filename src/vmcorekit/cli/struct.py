@@ -47,9 +47,10 @@ def _decl(t: "Type", name: str) -> str:
     return format_declaration(t, name)
 
 
-def format_layout(t: "Type", address: int | None = None) -> str:
+def format_layout(t: "Type", address: int | None = None, *, offsets: bool = True) -> str:
     """The type's members with their offsets (or addresses), like crash's `struct -o`:
-    anonymous structs and unions are expanded in place, named ones are not."""
+    anonymous structs and unions are expanded in place, named ones are not. Without
+    offsets: the declaration alone, indented four spaces (crash's `whatis`)."""
     from ..program.types import TypeKind
     s = t.strip_typedefs()
     if s.kind not in (TypeKind.STRUCT, TypeKind.UNION) or s.members is None:
@@ -59,12 +60,17 @@ def format_layout(t: "Type", address: int | None = None) -> str:
     width = len(f"[{size}]") + 2
     lines = [f"{s.type_name()} {{"]
 
+    if not offsets:
+        width = 3
+
     def where(bit: int) -> str:
+        if not offsets:
+            return "   "
         if address is not None:
             return f"  [{address + bit // 8:x}]"
         return f"[{bit // 8}]".rjust(width)
 
-    blank = " " * (len(where(0)) if address is not None else width)
+    blank = " " * (len(where(0)) if address is not None and offsets else width)
 
     def walk(c: "Type", base: int, level: int, depth: int) -> None:
         pad = "    " * level
