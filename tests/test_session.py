@@ -204,7 +204,8 @@ def test_a_dump_path_on_a_terminal_opens_the_session(tmp_path) -> None:
         (b"", b"crash>"),
         (b"p jiffies\r", b"jiffies = $1 = "),
         (b"struct task_struct.pi_\t", b"task_struct.pi_lock"),  # completion offers members
-        (b"\x15whatis init_uts_n\t\r", b"struct uts_namespace init_uts_ns;"),  # a unique one completes
+        (b"\x15whatis init_uts_n\t", b"whatis init_uts_ns"),  # a unique one completes
+        (b"\r", b"struct uts_namespace init_uts_ns;"),
         (b"frobnicate\r", b"unknown command 'frobnicate'"),
         (b"p init_task.pid\r", b"$2 = 0"),  # the session went on
         (b"q\r", b""),
