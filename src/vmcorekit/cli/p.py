@@ -65,7 +65,15 @@ def gdb_value(obj: "Object", *, hex: bool = False) -> str:
 
 
 def _percpu_symbol(prog: "Program", name: str) -> bool:
-    """`name` is a per-CPU variable: its symbol lies in the per-CPU section."""
+    """`name` is a per-CPU variable: BTF places it in the per-CPU section, or (without its
+    VAR) its symbol lies between __per_cpu_start and __per_cpu_end."""
+    from ..errors import VmcorekitError
+    try:
+        var = prog.types.variable(name)
+    except VmcorekitError:
+        var = None
+    if var is not None:
+        return var[1] is not None
     lo, hi = prog.try_symbol_address("__per_cpu_start"), prog.try_symbol_address("__per_cpu_end")
     a = prog.try_symbol_address(name)
     return None not in (lo, hi, a) and lo <= a < hi and name not in ("__per_cpu_start", "__per_cpu_end")  # type: ignore[operator]
