@@ -204,3 +204,19 @@ def test_arm64_verbs(capsys) -> None:
     assert rc == 0 and len(out.split()) > 20
     rc, out, _ = run(capsys, "task", d, "1", "-R", "pid")
     assert rc == 0 and out.rstrip().endswith("pid = 1,")
+
+
+def test_globals_without_a_btf_type_work_through_a_cast(capsys, sample_dump, prog) -> None:
+    """BTF types per-CPU variables and functions only: a plain global is an address whose
+    type the user supplies, as in gdb without debuginfo; used bare, one line says so."""
+    import struct as _struct
+    d = str(sample_dump)
+    addr = prog.symbol_address("loops_per_jiffy")
+    want = _struct.unpack("<Q", prog.read(addr, 8))[0]
+    assert run(capsys, "p", d, "(unsigned long)loops_per_jiffy")[1] == f"$1 = {want}\n"
+    assert run(capsys, "p", d, "&loops_per_jiffy")[1] == f"$1 = (void *) {addr:#x} <loops_per_jiffy>\n"
+    for expr in ("loops_per_jiffy", "loops_per_jiffy + 1", "loops_per_jiffy.x", "sizeof(loops_per_jiffy)"):
+        rc, out, err = run(capsys, "p", d, expr)
+        assert rc == 1 and "without a type in this dump's BTF" in err and err.count("\n") == 1, expr
+    assert run(capsys, "whatis", d, "loops_per_jiffy")[1] == "<data variable, no debug info> loops_per_jiffy;\n"
+    assert run(capsys, "p", d, "-1")[1] == "$1 = -1\n"  # a negative number is no option

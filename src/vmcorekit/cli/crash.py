@@ -297,8 +297,11 @@ class Runner:
             except EOFError:
                 click.echo()
                 return 0
-            if self.run_line(line) is None:
-                return 0
+            try:
+                if self.run_line(line) is None:
+                    return 0
+            except KeyboardInterrupt:  # Ctrl-C in a pager or a pipe: back to the prompt
+                click.echo("vmcorekit: interrupted", err=True)
 
 
 def history_path() -> str | None:

@@ -118,7 +118,7 @@ def run_print(dump: str, vmcoreinfo_file: str | None, expression: tuple[str, ...
 
 
 def make_command(name: str, radix: str | None, summary: str) -> click.Command:
-    @click.command(name, help=summary + " EXPR: a global, members (. and ->), [i], *ptr, &x, "
+    @click.command(name, context_settings={"ignore_unknown_options": True}, help=summary + " EXPR: a global, members (. and ->), [i], *ptr, &x, "
                    "casts such as (struct task_struct *)0xADDR, per_cpu(var, cpu), sizeof(T), + and -.")
     @dump_arguments
     @click.argument("expression", nargs=-1, required=True, metavar="EXPR")

@@ -55,9 +55,18 @@ def whatis(prog: "Program", name: str) -> dict[str, Any]:
     if n and not n.startswith(("struct ", "union ", "enum ")) and " " not in n and "*" not in n:
         try:
             obj = prog[n]
-        except (SymbolError, TypeLookupError, LookupError):
+        except TypeLookupError:
             obj = None
-        except VmcorekitError:
+            addr = prog.try_symbol_address(n)
+            if addr is not None:
+                # A symbol BTF has no type for (BTF types per-CPU variables and functions
+                # only): gdb's words for a symbol without debug info.
+                sym = prog.symbols.get(n)
+                kind = "text" if sym is not None and sym.is_text else "data"
+                t = f"<{kind} variable, no debug info>"
+                return {"kind": "symbol", "name": n, "type": t, "address": f"{addr:#x}",
+                        "size_bytes": None, "text": f"{t} {n};"}
+        except (SymbolError, LookupError, VmcorekitError):
             obj = None
         if obj is not None:
             t = obj.type_

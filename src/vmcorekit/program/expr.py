@@ -103,6 +103,8 @@ class _Parser:
         v = self.additive()
         if self.peek() is not None:
             raise ExpressionError(f"unexpected {self.peek()[1]!r} after the expression")  # type: ignore[index]
+        if isinstance(v, Untyped):
+            v.refuse()
         return v
 
     def additive(self) -> Object:
@@ -123,6 +125,9 @@ class _Parser:
             if self.at("&"):
                 self.take()
                 v = self.unary()
+                if isinstance(v, Untyped):
+                    void = self.prog.types.lookup("void")
+                    return Object(self.prog, self.prog.types.pointer(void), v.address)
                 return v.address_of_()
             if self.at("-"):
                 self.take()
@@ -233,10 +238,20 @@ class _Parser:
             v = self.prog.types.enumerator(text)
             if v is not None:
                 return Object(self.prog, v[0], v[1])
-        return self.prog[text]
+        try:
+            return self.prog[text]
+        except TypeLookupError:
+            addr = self.prog.try_symbol_address(text)
+            if addr is None:
+                raise
+            # BTF types the per-CPU variables and functions only: a plain global is an
+            # address without a type, usable through a cast or & as in gdb without debuginfo.
+            return Untyped(self.prog, text, addr)  # type: ignore[return-value]
 
     def postfix(self, v: Object) -> Object:
         while True:
+            if isinstance(v, Untyped) and (self.at(".") or self.at("->") or self.at("[")):
+                v.refuse()
             if self.at(".") or self.at("->"):
                 op = self.take()[1]
                 kind, member = self.take()
@@ -266,7 +281,35 @@ def _int_object(prog: "Program", n: int) -> Object:
     return Object(prog, t, n)
 
 
+class Untyped:
+    """A symbol BTF gives no type for (only per-CPU variables and functions have one): its
+    address, usable under a cast or `&`; anything else says what is missing."""
+
+    def __init__(self, prog: "Program", name: str, address: int) -> None:
+        self.prog = prog
+        self.name = name
+        self.address = address
+
+    def __getattr__(self, attr: str) -> Any:  # any use as an Object: say what is missing
+        if attr.startswith("__"):
+            raise AttributeError(attr)
+        self.refuse()
+
+    def __int__(self) -> int:
+        self.refuse()
+        return 0
+
+    def refuse(self) -> None:
+        sym = self.prog.symbols.get(self.name)
+        kind = "function" if sym is not None and sym.is_text else "variable"
+        raise ExpressionError(f"{self.name!r} is a {kind} without a type in this dump's BTF (BTF types "
+                              f"per-CPU variables and functions only); cast it to its type, e.g. "
+                              f"(unsigned long){self.name}, or use &{self.name}")
+
+
 def _integer(v: Object) -> int:
+    if isinstance(v, Untyped):
+        v.refuse()
     s = v.type_.strip_typedefs()
     if s.kind in (TypeKind.STRUCT, TypeKind.UNION, TypeKind.FUNCTION, TypeKind.VOID):
         raise ExpressionError(f"{v.type_.type_name()} is not a number")
@@ -278,6 +321,8 @@ def _integer(v: Object) -> int:
 
 
 def _deref(v: Object) -> Object:
+    if isinstance(v, Untyped):
+        v.refuse()
     s = v.type_.strip_typedefs()
     if s.kind not in (TypeKind.POINTER, TypeKind.ARRAY):
         raise ExpressionError(f"cannot dereference {v.type_.type_name()}, not a pointer")
@@ -286,6 +331,10 @@ def _deref(v: Object) -> Object:
 
 def _cast(prog: "Program", v: Object, t: Any) -> Object:
     s = t.strip_typedefs()
+    if isinstance(v, Untyped):  # gdb: (unsigned long)sym reads the symbol's memory as that type
+        if s.kind == TypeKind.VOID or t.size is None:
+            raise ExpressionError(f"cannot read {v.name!r} as {t.type_name()}")
+        return Object(prog, t, address=v.address)
     if s.kind in (TypeKind.POINTER, TypeKind.INT, TypeKind.BOOL, TypeKind.ENUM):
         n = _integer(v)
         size = s.size or 8
