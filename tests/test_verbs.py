@@ -220,3 +220,11 @@ def test_globals_without_a_btf_type_work_through_a_cast(capsys, sample_dump, pro
         assert rc == 1 and "without a type in this dump's BTF" in err and err.count("\n") == 1, expr
     assert run(capsys, "whatis", d, "loops_per_jiffy")[1] == "<data variable, no debug info> loops_per_jiffy;\n"
     assert run(capsys, "p", d, "-1")[1] == "$1 = -1\n"  # a negative number is no option
+
+
+def test_struct_l_prints_the_struct_holding_a_member(capsys, sample_dump, prog) -> None:
+    from vmcorekit.kernel.tasks import find_task_addresses
+    node = int(prog["init_task"].tasks.next)  # the tasks list_head of the first task after init_task
+    rc, out, _ = run(capsys, "struct", str(sample_dump), "task_struct.pid", "-l", "task_struct.tasks", f"{node:#x}")
+    pid = int(re.search(r"pid = (\d+)", out).group(1))
+    assert rc == 0 and find_task_addresses(prog, pid)[0] == node - prog.offsetof("struct task_struct", "tasks")

@@ -10,33 +10,12 @@ list_head at the offset (itself printed first); with -H START is a bare list_hea
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from ..util.text import printable
 from .common import dump_arguments, emit_json, open_program, resolve_address
-
-if TYPE_CHECKING:
-    from ..program import Program
-
-
-def _offset(prog: "Program", text: str | None) -> tuple[int, str | None]:
-    """-o N (decimal or 0x hex) or -o struct.member -> (offset, struct name or None)."""
-    if text is None:
-        return 0, None
-    t = text.strip()
-    try:
-        return int(t, 0), None
-    except ValueError:
-        pass
-    name, dot, member = t.partition(".")
-    if not dot or not member:
-        raise click.BadParameter(f"expected a number or struct.member, got {text!r}", param_hint="-o")
-    from .struct import resolve_struct_type
-    st = resolve_struct_type(prog, name)
-    return prog.types.offsetof(st, member), name
-
 
 @click.command("list")
 @dump_arguments
@@ -62,13 +41,13 @@ def command(dump: str, vmcoreinfo_file: str | None, start: str, offset_text: str
     the walk with one line saying where (exit status 3)."""
     from ..kernel.lists import guarded_walk, linked_nodes, list_nodes
     from ..program.objects import Object
-    from .struct import json_value, resolve_struct_type
+    from .struct import json_value, offset_arg, resolve_struct_type
     if head_in_struct and list_head:
         raise click.UsageError("-h and -H exclude each other")
     if reverse and not (head_in_struct or list_head):
         raise click.UsageError("-r needs -h or -H (a doubly linked list_head list)")
     with open_program(dump, vmcoreinfo_file) as prog:
-        off, owner = _offset(prog, offset_text)
+        off = offset_arg(prog, offset_text, "-o")
         st = None
         members: list[str] = []
         if struct_spec:
