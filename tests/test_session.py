@@ -156,6 +156,7 @@ def test_completion_offers_verbs_symbols_structs_and_members() -> None:
         assert "&init_task" in complete_word(r, ["p"], "&init_ta")
         assert "init_task.mm->pgd" in complete_word(r, ["p"], "init_task.mm->pg")
         assert "--head-in-struct" in complete_word(r, ["list"], "--he")
+        assert "pid,comm" in complete_word(r, ["task", "-R"], "pid,co")
         assert len(complete_word(r, ["sym"], "")) <= 200  # bounded
     finally:
         prog.close()

@@ -419,6 +419,9 @@ def complete_word(runner: Runner, words: list[str], word: str) -> list[str]:
             pre, part = lead.groups()
             return [pre + n for n in with_prefix(names.symbols, part)]
         return []
+    if verb == "task" and words[-1] in ("-R", "--members"):  # members of task_struct, comma-separated
+        word = f"task_struct.{word}"
+        return [c.removeprefix("task_struct.") for c in complete_word(runner, ["struct"], word)]
     if verb in STRUCT_VERBS and "." in word:
         head, _, tail = word.partition(".")
         *done, part = tail.split(",")
