@@ -244,3 +244,15 @@ def test_arm64_session() -> None:
     assert "unsigned long jiffies;" in r.stdout
     assert re.search(r"^PID: \d+ ", r.stdout, re.M)
     assert r.stderr.count("\n") == 1
+
+
+def test_values_printed_are_named_by_dollar_n() -> None:
+    r = session("p init_task.tasks.next\np $1->prev\np $\np $9\n")
+    assert r.returncode == 0
+    lines = r.stdout.splitlines()
+    first = lines[0].split()[-1]
+    assert lines[0].startswith("$1 = (struct list_head *) 0x")
+    assert lines[1].startswith("$2 = (struct list_head *) 0x") and lines[1] != lines[0].replace("$1", "$2")
+    assert lines[2] == lines[1].replace("$2", "$3")  # $ alone: the last value
+    assert "no value $9" in r.stderr and r.stderr.count("\n") == 1
+    assert first.startswith("0x")

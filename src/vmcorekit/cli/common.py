@@ -161,11 +161,13 @@ class Session:
         self.dump = dump
         self.vmcoreinfo_file = vmcoreinfo_file
         self.task: int | None = None
-        self.values = 0
+        self.history: list[Any] = []  # the Objects `p` printed: $1, $2, ...
 
-    def next_value(self) -> int:
-        self.values += 1
-        return self.values
+    def next_value(self, obj: Any) -> int:
+        """Keep `obj` as the next $N of the value history; N."""
+        if len(self.history) < 1 << 16:  # bounded, as gdb's
+            self.history.append(obj)
+        return len(self.history)
 
 
 class _Lent:

@@ -40,8 +40,10 @@ def expression_functions(prog: "Program") -> dict[str, Any]:
 
 
 def evaluate(prog: "Program", text: str) -> "Object":
+    """`text` as an Object; in a session $N names the N-th value printed."""
     from ..program.expr import evaluate as _evaluate
-    return _evaluate(prog, text, expression_functions(prog))
+    s = current_session()
+    return _evaluate(prog, text, expression_functions(prog), s.history if s is not None else None)
 
 
 def gdb_value(obj: "Object", *, hex: bool = False) -> str:
@@ -112,14 +114,15 @@ def run_print(dump: str, vmcoreinfo_file: str | None, expression: tuple[str, ...
                        "value": json_value(obj)})
             return
         value = gdb_value(obj, hex=radix == "hex")
-        n = session.next_value() if session is not None else 1
+        n = session.next_value(obj) if session is not None else 1
         head = f"{text.strip()} = " if is_plain_name(text) else ""
         click.echo(printable(f"{head}${n} = {value}"))
 
 
 def make_command(name: str, radix: str | None, summary: str) -> click.Command:
     @click.command(name, context_settings={"ignore_unknown_options": True}, help=summary + " EXPR: a global, members (. and ->), [i], *ptr, &x, "
-                   "casts such as (struct task_struct *)0xADDR, per_cpu(var, cpu), sizeof(T), + and -.")
+                   "casts such as (struct task_struct *)0xADDR, per_cpu(var, cpu), sizeof(T), + and -; "
+                   "in a session $N (and $) names a value printed before.")
     @dump_arguments
     @click.argument("expression", nargs=-1, required=True, metavar="EXPR")
     @click.option("--json", "as_json", is_flag=True, help="The value as JSON.")

@@ -29,7 +29,7 @@ MAX_LENGTH = 4096
 MAX_DEPTH = 64
 _MASK = 0xFFFFFFFFFFFFFFFF
 
-_TOKEN = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|\d+)|([A-Za-z_][A-Za-z0-9_.]*(?::[A-Za-z_][A-Za-z0-9_.]*)?)"
+_TOKEN = re.compile(r"\s*(?:(0[xX][0-9a-fA-F]+|\d+)|(\$\d*)|([A-Za-z_][A-Za-z0-9_.]*(?::[A-Za-z_][A-Za-z0-9_.]*)?)"
                     r"|(->|[()\[\]*&.,+\-]))")
 _TYPE_WORDS = frozenset({"struct", "union", "enum", "unsigned", "signed", "const", "volatile",
                          "char", "short", "int", "long", "void", "_Bool", "float", "double"})
@@ -38,7 +38,7 @@ Function = Callable[..., Object]
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
-    """(kind, text) pairs: kind is 'num', 'id' or 'op'."""
+    """(kind, text) pairs: kind is 'num', 'hist' ($N), 'id' or 'op'."""
     out: list[tuple[str, str]] = []
     pos = 0
     end = len(text.rstrip())
@@ -46,9 +46,11 @@ def _tokens(text: str) -> list[tuple[str, str]]:
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
             raise ExpressionError(f"unexpected {text[pos:].strip()[:20]!r} in expression")
-        num, ident, op = m.groups()
+        num, hist, ident, op = m.groups()
         if num is not None:
             out.append(("num", num))
+        elif hist is not None:
+            out.append(("hist", hist))
         elif ident is not None:
             # A name ending in '.' (init_task.) or holding '.' is member access, except names
             # the kernel really has (foo.isra.0): split at the dots; the evaluator rejoins.
@@ -65,7 +67,8 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 
 
 class _Parser:
-    def __init__(self, prog: "Program", text: str, functions: dict[str, Function]) -> None:
+    def __init__(self, prog: "Program", text: str, functions: dict[str, Function],
+                 history: list[Object] | None = None) -> None:
         if len(text) > MAX_LENGTH:
             raise ExpressionError(f"expression longer than {MAX_LENGTH} characters")
         if not text.strip():
@@ -74,6 +77,7 @@ class _Parser:
         self.toks = _tokens(text)
         self.i = 0
         self.functions = functions
+        self.history = history or []
         self.depth = 0
 
     # -- token helpers -----------------------------------------------------------------------
@@ -190,6 +194,11 @@ class _Parser:
         kind, text = t
         if kind == "num":
             return _int_object(self.prog, int(text, 0))
+        if kind == "hist":  # gdb's value history: $N, or $ for the last value
+            n = int(text[1:]) if len(text) > 1 else len(self.history)
+            if not 1 <= n <= len(self.history):
+                raise ExpressionError(f"no value {text} in the history ({len(self.history)} values)")
+            return self.history[n - 1]
         if kind == "op" and text == "(":
             v = self.additive()
             self.take(")")
@@ -362,10 +371,11 @@ def _arith(prog: "Program", a: Object, op: str, b: Object) -> Object:
     return _int_object(prog, x + y if op == "+" else x - y)
 
 
-def evaluate(prog: "Program", text: str, functions: dict[str, Function] | None = None) -> Object:
+def evaluate(prog: "Program", text: str, functions: dict[str, Function] | None = None,
+             history: list[Object] | None = None) -> Object:
     """The Object `text` denotes. `functions` adds callables by name (per_cpu, ...); each
-    gets Objects and returns one."""
-    return _Parser(prog, text, dict(functions or {})).parse()
+    gets Objects and returns one. `history` holds the values $1, $2, ... name."""
+    return _Parser(prog, text, dict(functions or {}), history).parse()
 
 
 def is_plain_name(text: str) -> bool:
