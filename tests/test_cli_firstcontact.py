@@ -369,6 +369,11 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("filter", ["filter", "--json", "--no-progress", "--mem-usage", dump]),
         ("triage", ["triage", "--json", dump]), ("triage-many", ["triage", "--json", "-j", "1", dump, dump]),
         ("dmesg", ["dmesg", "--json", dump]), ("version", ["version", "--json"]),
+        ("p", ["p", "--json", dump, "init_task.tasks"]), ("p", ["px", "--json", dump, "jiffies"]),
+        ("p", ["pd", "--json", dump, "runqueues"]), ("whatis", ["whatis", "--json", dump, "jiffies"]),
+        ("whatis", ["whatis", "--json", dump, "list_head"]),
+        ("list", ["list", "--json", dump, "-h", "init_task", "-o", "task_struct.tasks", "-s", "task_struct.pid,comm"]),
+        ("task", ["task", "--json", dump, "1", "-R", "pid,comm,tasks"]), ("set", ["set", "--json", dump]),
     ]
 
 

@@ -206,3 +206,8 @@ class FleetBusyError(FleetError):
 class CacheError(VmcorekitError):
     """The decompressed copy of a compressed dump cannot be made within bounds: it would pass
     VMCOREKIT_MAX_DECOMPRESSED or fill the cache folder's file system."""
+
+
+class ExpressionError(VmcorekitError, ValueError):
+    """A `p` expression that does not parse or cannot be evaluated (a syntax error, a member
+    or operation its type does not have)."""

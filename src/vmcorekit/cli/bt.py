@@ -5,7 +5,7 @@ import click
 
 from ..errors import CorruptKernelDataError, MemoryReadError, VmcorekitError, partial_result
 from ..util.text import printable
-from .common import bt_json, dump_arguments, emit_json, open_program
+from .common import bt_json, current_session, dump_arguments, emit_json, open_program
 
 
 def _task_arg(text: str) -> tuple[str, int]:
@@ -76,6 +76,9 @@ def command(dump: str, vmcoreinfo_file: str | None, tasks: tuple[str, ...], acti
                 if not found:
                     raise click.BadParameter(f"no task with pid {v}", param_hint="PID")
                 targets += found
+        session = current_session()
+        if not targets and session is not None and session.task is not None:
+            targets = [session.task]  # the session's current context (`set PID`)
         if not targets:
             c = s.crashed
             if c.task is None:

@@ -34,6 +34,10 @@ def dump_arguments(f: Any) -> Any:
 
 
 def open_program(dump: str | tuple[str, ...], vmcoreinfo_file: str | None) -> Program:
+    """The dump as a Program, for `with open_program(...) as prog:`. Inside a `crash` session
+    the session's Program, opened once, is lent instead: leaving the block does not close it."""
+    if _session is not None:
+        return _Lent(_session.prog)  # type: ignore[return-value]
     return Program.open(split_dump_arg(dump), vmcoreinfo=vmcoreinfo_file)
 
 
@@ -144,3 +148,54 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+
+
+# -- a `crash` session: one open Program shared by every verb run in it ------------------------
+
+class Session:
+    """What a session keeps between verbs: the open Program, the current task (`set PID`,
+    `set -c CPU`; None: the panic task) and gdb's value counter ($1, $2, ... of `p`)."""
+
+    def __init__(self, prog: Program, dump: str, vmcoreinfo_file: str | None) -> None:
+        self.prog = prog
+        self.dump = dump
+        self.vmcoreinfo_file = vmcoreinfo_file
+        self.task: int | None = None
+        self.history: list[Any] = []  # the Objects `p` printed: $1, $2, ...
+
+    def next_value(self, obj: Any) -> int:
+        """Keep `obj` as the next $N of the value history; N."""
+        if len(self.history) < 1 << 16:  # bounded, as gdb's
+            self.history.append(obj)
+        return len(self.history)
+
+
+class _Lent:
+    """A session's Program lent to one command: `with` gives the Program and closes nothing."""
+
+    def __init__(self, prog: Program) -> None:
+        self._prog = prog
+
+    def __enter__(self) -> Program:
+        return self._prog
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._prog, name)
+
+
+_session: Session | None = None
+
+
+def current_session() -> Session | None:
+    """The running session, when a command runs inside `vmcorekit crash` (else None)."""
+    return _session
+
+
+def enter_session(s: Session | None) -> Session | None:
+    """Make `s` the running session (None: none); returns the one it replaces."""
+    global _session
+    old, _session = _session, s
+    return old

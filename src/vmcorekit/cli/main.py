@@ -51,6 +51,17 @@ class _LazyGroup(click.Group):
                 raise _PipeClosed() from None
             raise
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # `vmcorekit DUMP` on a terminal: a path that exists and is no command opens a session.
+        i = next((k for k, a in enumerate(args) if not a.startswith("-")), None)
+        if (i is not None and self.get_command(ctx, args[i]) is None
+                and all(os.path.isfile(p) for p in args[i].split(",") if p)):
+            if not (sys.stdin.isatty() and sys.stdout.isatty()):
+                raise click.UsageError(f"{args[i]} is a file, not a command: name one (vmcorekit COMMAND "
+                                       f"DUMP ...), or `vmcorekit crash DUMP` for a session", ctx)
+            args = [*args[:i], "crash", *args[i:]]
+        return super().parse_args(ctx, args)
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(self.commands) | set(self._modules()))
 

@@ -42,14 +42,30 @@ def resolve_struct_type(prog: "Program", name: str) -> "Type":
     raise TypeLookupError(f"no struct, union or type named {name!r} ({errors[0]})")
 
 
+def offset_arg(prog: "Program", text: str | None, hint: str) -> int:
+    """An offset option: a number (decimal or 0x hex) or STRUCT.MEMBER (its offset)."""
+    if text is None:
+        return 0
+    t = text.strip()
+    try:
+        return int(t, 0)
+    except ValueError:
+        pass
+    name, dot, member = t.partition(".")
+    if not dot or not member:
+        raise click.BadParameter(f"expected a number or struct.member, got {text!r}", param_hint=hint)
+    return prog.types.offsetof(resolve_struct_type(prog, name), member)
+
+
 def _decl(t: "Type", name: str) -> str:
     from ..program.types.model import format_declaration
     return format_declaration(t, name)
 
 
-def format_layout(t: "Type", address: int | None = None) -> str:
+def format_layout(t: "Type", address: int | None = None, *, offsets: bool = True) -> str:
     """The type's members with their offsets (or addresses), like crash's `struct -o`:
-    anonymous structs and unions are expanded in place, named ones are not."""
+    anonymous structs and unions are expanded in place, named ones are not. Without
+    offsets: the declaration alone, indented four spaces (crash's `whatis`)."""
     from ..program.types import TypeKind
     s = t.strip_typedefs()
     if s.kind not in (TypeKind.STRUCT, TypeKind.UNION) or s.members is None:
@@ -59,12 +75,17 @@ def format_layout(t: "Type", address: int | None = None) -> str:
     width = len(f"[{size}]") + 2
     lines = [f"{s.type_name()} {{"]
 
+    if not offsets:
+        width = 3
+
     def where(bit: int) -> str:
+        if not offsets:
+            return "   "
         if address is not None:
             return f"  [{address + bit // 8:x}]"
         return f"[{bit // 8}]".rjust(width)
 
-    blank = " " * (len(where(0)) if address is not None else width)
+    blank = " " * (len(where(0)) if address is not None and offsets else width)
 
     def walk(c: "Type", base: int, level: int, depth: int) -> None:
         pad = "    " * level
@@ -128,9 +149,12 @@ def _addresses(prog: "Program", text: str) -> list[tuple[int | None, int]]:
               help="Print COUNT consecutive structs starting at ADDR.")
 @click.option("-o", "--offsets", is_flag=True, help="Show the layout with member offsets.")
 @click.option("-x", "--hex", "hex_", is_flag=True, help="Integers in hexadecimal.")
+@click.option("-l", "--member-address", "member_offset", metavar="N|STRUCT.MEMBER",
+              help="ADDR is that of the member at this offset (a list_head in a list): "
+                   "print the struct holding it (crash's struct -l).")
 @click.option("--json", "as_json", is_flag=True, help="Values as JSON.")
 def command(dump: str, vmcoreinfo_file: str | None, type_spec: str, address: str | None,
-            count: int, offsets: bool, hex_: bool, as_json: bool) -> None:
+            count: int, offsets: bool, hex_: bool, member_offset: str | None, as_json: bool) -> None:
     """Print a struct or union at ADDR (hex, a symbol, or SYMBOL:CPU / SYMBOL:a for per-CPU
     variables). TYPE may name members: task_struct.pid,comm. Without ADDR, print the layout."""
     from ..program.objects import Object
@@ -147,6 +171,9 @@ def command(dump: str, vmcoreinfo_file: str | None, type_spec: str, address: str
                 click.echo(printable(format_layout(t)))
             return
         targets = _addresses(prog, address)
+        if member_offset is not None:
+            back = offset_arg(prog, member_offset, "-l")
+            targets = [(c, (a - back) & 0xFFFFFFFFFFFFFFFF) for c, a in targets]
         size = t.sizeof()
         out_json: list[dict[str, Any]] = []
         chunks: list[str] = []

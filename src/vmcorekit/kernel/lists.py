@@ -334,3 +334,19 @@ __all__ = ["container_of", "list_for_each", "list_for_each_entry", "list_empty",
            "list_nodes", "hlist_for_each", "hlist_for_each_entry", "hlist_nodes",
            "llist_for_each_entry", "rbtree_inorder_for_each", "rbtree_inorder_for_each_entry",
            "rbtree_nodes", "rb_parent", "DEFAULT_LIMIT"]
+
+
+# -- singly linked chains (crash's `list` without -h) ----------------------------------------
+def linked_nodes(prog: "Program", start: int, offset: int, *, what: str | None = None,
+                 limit: int = DEFAULT_LIMIT) -> Iterator[int]:
+    """`start`, then each entry the pointer at `entry + offset` leads to, until a NULL
+    pointer or `start` again (crash's `list -o offset start`); bounded and cycle-checked."""
+    what = what or f"list at {start:#x}"
+    guard = _CycleGuard(what, limit)
+    node = start
+    while node:
+        guard.check(node)
+        yield node
+        node = _read_ptr(prog, (node + offset) & 0xFFFFFFFFFFFFFFFF, what, f"pointer of entry {node:#x}")
+        if node == start:
+            return

@@ -396,6 +396,13 @@ class Btf:
         """Ids of this blob's types of one kind (e.g. every DATASEC)."""
         return [self.start_id + int(i) for i in np.flatnonzero(self._kinds == int(kind))]
 
+    def names_of_kinds(self, kinds: tuple[BtfKind, ...]) -> list[str]:
+        """The distinct names of this blob's types of these kinds (e.g. every struct's tag,
+        for completion), sorted; anonymous types have none."""
+        kk = np.array([int(k) for k in kinds], dtype=np.uint8)
+        offs = np.unique(self._name_offs[np.flatnonzero(np.isin(self._kinds, kk))])
+        return sorted({self.string(int(o)) for o in offs if o} - {""})
+
     def _enumerator_table(self) -> tuple[np.ndarray, np.ndarray]:
         """(name_off, type id) of every enumerator of this blob's ENUM/ENUM64 types, built
         once with numpy: the word positions follow from each record's offset and vlen."""
