@@ -223,3 +223,25 @@ def test_loopback_dashboard_refuses_other_host_names(web_index: Path) -> None:
     c = TestClient(create_app(str(web_index), LOOPBACK_HOSTS), base_url="http://127.0.0.1")
     assert c.get("/api/top").status_code == 200
     assert c.get("/api/top", headers={"host": "attacker.example"}).status_code == 400
+
+
+def test_signature_page_draws_the_hung_task_graph() -> None:
+    """A bucket of hung tasks shows who waits for whom (the triage report's wait graph, drawn
+    server-side as SVG under the page's CSP), with every name from the dump escaped."""
+    from zoo_dumps import dump_path, of_kind, triaged
+
+    from vmcorekit.fleet.web import signature_page
+    e = next((e for e in of_kind("hung_chain") if dump_path(e) is not None), None)
+    if e is None:
+        pytest.skip("no hung_chain zoo dump on this machine")
+    # the root task's name, everywhere it appears, made hostile
+    tri = json.loads(json.dumps(triaged(e)).replace("zoo_hung_a", "<script>alert(1)</script>"))
+    s = {"title": tri["crash"]["title"], "signature": "0123456789abcdef", "class": "HANG", "count": 2,
+         "machines": 1, "first_seen": None, "last_seen": None, "guilty_function": "zoo_hung_a",
+         "rules_version": "5", "timeline": [], "kernels": [], "modules": [], "hosts": [], "guilty_modules": [],
+         "members": [], "typical": {"triage": tri, "content_id": "x", "path": "/d"}}
+    html = signature_page(s)
+    assert 'id="hung-graph"' in html and "<svg" in html
+    assert "<script>" not in html and "&lt;script&gt;" in html and "zoo_hung_b" in html
+    empty = dict(s, typical={"triage": {}, "content_id": "x", "path": "/d"})
+    assert 'id="hung-graph"' not in signature_page(empty)

@@ -157,6 +157,11 @@ def signature_page(s: dict[str, Any]) -> str:
     examples = "".join(f"<li>{dump_link(m['content_id'], m['path'])} <span class=\"muted\">{e(m['crash_time'])}</span>"
                        "</li>" for m in s["members"][:5])
     guilty = ", ".join(e(m) for m in s["guilty_modules"]) or "—"
+    hung = ((t.get("triage") or {}).get("hung_tasks") or {})
+    graph = ""
+    if hung.get("chains") or hung.get("deadlocks"):
+        from ..report.hung import wait_graph_svg   # escapes every label itself
+        graph = f"<section id=\"hung-graph\"><h2>Hung tasks: who waits for whom</h2>{wait_graph_svg(hung)}</section>"
     body = (
         f"<h1 id=\"sig-title\">{e(s['title'])}</h1>"
         f"<p><span class=\"mono\" id=\"sig-id\">{e(s['signature'])}</span> · class {e(s['class'])} · "
@@ -171,7 +176,7 @@ def signature_page(s: dict[str, Any]) -> str:
         f"<section><h2>Typical report: {dump_link(t.get('content_id', ''), t.get('path') or '')}</h2>"
         f"<p>{e(t.get('explanation'))}</p><pre class=\"frames\">{frames}</pre>"
         f"<details open><summary>log</summary><pre class=\"log\">{log}</pre></details>"
-        f"<h2>Example reports</h2><ul>{examples}</ul></section>"
+        f"<h2>Example reports</h2><ul>{examples}</ul></section>{graph}"
         f"<section><h2>Members</h2>{_members_table(s['members'])}</section>")
     return page(s["title"] or s["signature"], body)
 
