@@ -206,3 +206,8 @@ class FleetBusyError(FleetError):
 class CacheError(VmcorekitError):
     """The decompressed copy of a compressed dump cannot be made within bounds: it would pass
     VMCOREKIT_MAX_DECOMPRESSED or fill the cache folder's file system."""
+
+
+class DrgnUnavailableError(VmcorekitError, ImportError):
+    """`vmcorekit.drgn` cannot make a drgn Program: drgn is not installed (the `drgn` extra)
+    or the dump lacks what drgn needs."""
