@@ -52,6 +52,10 @@ def _import_drgn() -> Any:
         raise DrgnUnavailableError(
             f"drgn is not installed ({e}); install it with: pip install 'vmcorekit[drgn]'"
         ) from None
+    if not hasattr(drgn.Program, "set_linux_kernel_custom"):
+        raise DrgnUnavailableError(
+            f"drgn {getattr(drgn, '__version__', '?')} is too old (0.1 or newer has "
+            "Program.set_linux_kernel_custom); upgrade with: pip install -U 'vmcorekit[drgn]'")
     return drgn
 
 
@@ -376,4 +380,9 @@ def stack_trace(prog: "_drgn.Program", thread: Any = None) -> "_drgn.StackTrace"
         obj = getattr(thread, "object", thread)  # a drgn Thread carries its task
         task = obj.value_()
     trace = vstack(vprog, task)
-    return prog.stack_trace_from_pcs([f.pc for f in trace.frames])
+    pcs = [f.pc for f in trace.frames]
+    # drgn ends a kernel trace with the user-mode pc the task entered the kernel from.
+    user = trace.user_regs
+    if user is not None and user.regs.get(vprog.platform.pc):
+        pcs.append(user.regs[vprog.platform.pc])
+    return prog.stack_trace_from_pcs(pcs)
