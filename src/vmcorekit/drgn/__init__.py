@@ -31,8 +31,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from vmcorekit.errors import (MemoryReadError, SymbolError, TypeLookupError, VmcorekitError,
-                              DrgnUnavailableError)
+from vmcorekit.errors import (DrgnUnavailableError, MemoryReadError, TypeLookupError,
+                              VmcorekitError)
 from vmcorekit.program import Program as VProgram
 from vmcorekit.program.types import Qualifiers, Type, TypeKind
 
@@ -309,6 +309,33 @@ class _SymbolFinder:
 
 
 # -- objects ----------------------------------------------------------------------------------
+def _task_states(vprog: VProgram) -> int:
+    from vmcorekit.kernel.tasks import task_layout
+    return len(task_layout(vprog).require_btf(vprog).state_chars)
+
+
+def _panic_cpu(vprog: VProgram) -> tuple[str, object]:
+    from vmcorekit.kernel.panic import panic_cpu
+    cpu, _ = panic_cpu(vprog)
+    return "atomic_t", {"counter": -1 if cpu is None else cpu}
+
+
+# Globals a kernel's kallsyms may lack (arm64's Debian kernels keep functions only) whose value
+# vmcorekit finds another way; drgn gets them as values, not as variables in memory. Without
+# panic_cpu, drgn's crashed_thread() would take CPU 0's task.
+_DERIVED: dict[str, Callable[[VProgram], tuple[str, object]]] = {
+    "panic_cpu": _panic_cpu,  # from the CPU whose stack went through panic()
+}
+
+
+# Arrays declared `[]` whose length drgn's helpers take with len(): BTF has no variables, and
+# the kallsyms size (the distance to the next symbol) includes padding, so the length is read
+# from the array itself the way vmcorekit reads it.
+_LENGTH_BY_CONTENT: dict[str, Callable[[VProgram], int]] = {
+    "task_state_array": _task_states,  # "R (running)", ... as /proc prints them
+}
+
+
 class _ObjectFinder:
     """Globals (an address from the symbols, a type from BTF VARs or vmcorekit's table of
     well-known globals) and enumerators."""
@@ -336,13 +363,20 @@ class _ObjectFinder:
         try:
             obj = vp[name]
         except (VmcorekitError, ImportError, LookupError):
-            return None
+            derive = _DERIVED.get(name)
+            if derive is None or not flags & F.VARIABLE:
+                return None
+            spec, value = derive(vp)
+            return self.drgn.Object(prog, self.types.convert(vp.types.lookup(spec)), value)
         t = obj.type_
         if obj.address_ is None:  # a VMCOREINFO value entry (mem_section's pointer)
             if flags & F.VARIABLE:
                 return self.drgn.Object(prog, self.types.convert(t), obj.value_())
             return None
-        is_fn = t.strip_typedefs().kind == TypeKind.FUNCTION
+        st = t.strip_typedefs()
+        if st.kind == TypeKind.ARRAY and st.length is None and name in _LENGTH_BY_CONTENT:
+            t = vp.types.array(st.type, _LENGTH_BY_CONTENT[name](vp))
+        is_fn = st.kind == TypeKind.FUNCTION
         if flags & (F.FUNCTION if is_fn else F.VARIABLE):
             return self.drgn.Object(prog, self.types.convert(t), address=obj.address_)
         return None
