@@ -26,6 +26,10 @@ if not hasattr(drgn.Program, "set_linux_kernel_custom"):
 import vmcorekit.drgn as vdrgn  # noqa: E402
 from drgn.helpers.linux.fs import d_path  # noqa: E402
 from drgn.helpers.linux.module import for_each_module  # noqa: E402
+from drgn.helpers.linux.cpumask import for_each_online_cpu, for_each_possible_cpu  # noqa: E402
+from drgn.helpers.linux.mm import totalram_pages  # noqa: E402
+from drgn.helpers.linux.percpu import per_cpu  # noqa: E402
+from drgn.helpers.linux.printk import get_dmesg  # noqa: E402
 from drgn.helpers.linux.pid import find_task, for_each_task  # noqa: E402
 from drgn.helpers.linux.sched import task_state_to_char  # noqa: E402
 from drgn.helpers.linux.slab import for_each_slab_cache  # noqa: E402
@@ -137,6 +141,12 @@ def test_modules_match_drgn(dump: tuple[Any, Path, str]) -> None:
     assert got == want
 
 
+def test_dmesg_matches_drgn(dump: tuple[Any, Path, str]) -> None:
+    prog, exp, prefix = dump
+    want = _expected(exp, prefix, "dmesg.txt").read_bytes()
+    assert get_dmesg(prog) == want
+
+
 _FRAME = re.compile(r"^#\d+\s+([A-Za-z_][\w.]*)")
 
 
@@ -246,7 +256,13 @@ def test_same_answers_as_drgn_with_debuginfo() -> None:
     prog = vdrgn.program(X86_SAMPLE)
 
     def facts(p: Any) -> dict[str, Any]:
-        out: dict[str, Any] = {"slabs": [c.name.string_() for c in for_each_slab_cache(p)]}
+        out: dict[str, Any] = {
+            "slabs": [c.name.string_() for c in for_each_slab_cache(p)],
+            "online": list(for_each_online_cpu(p)), "totalram": totalram_pages(p),
+            "runqueues": [per_cpu(p["runqueues"], c).nr_running.value_()
+                          for c in for_each_possible_cpu(p)],
+            "modules": [(m.name.string_(), m.core_layout.base.value_()) for m in for_each_module(p)],
+        }
         for t in for_each_task(p):
             paths = (d_path(t.fs.pwd.address_of_()) if t.fs else None,
                      d_path(t.mm.exe_file.f_path.address_of_()) if t.mm and t.mm.exe_file else None)
