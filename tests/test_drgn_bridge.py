@@ -326,3 +326,79 @@ def test_cli_script_error_and_repl(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     release = Program.open(X86_SAMPLE).vmcoreinfo.osrelease
     assert f"release {release}" in r.stdout
+
+
+# -- the type conversion on crafted BTF ------------------------------------------------------------
+def _crafted_registry(cycle: bool = False) -> Any:
+    from btfgen import BtfBuilder
+    from vmcorekit.program.types import Btf, registry_from_btf
+    b = BtfBuilder()
+    u32 = b.int("unsigned int", 4)
+    s32 = b.int("int", 4, signed=True)
+    char = b.int("char", 1, signed=True, char=True)
+    node = b.forward()
+    pnode = b.ptr(node)
+    cnode = b.qual("const", node)
+    pcnode = b.ptr(cnode)
+    arr = b.array(char, 16, u32)
+    color = b.enum("color", 4, [("RED", 0), ("GREEN", 1), ("BLUE", -1)], signed=True)
+    fn = b.func_proto(s32, [("n", pnode), ("flags", u32)])
+    pfn = b.ptr(fn)
+    fwd = b.fwd("later")  # only declared here ...
+    pfwd = b.ptr(fwd)
+    inner = b.union("", 4, [("i", s32, 0), ("u", u32, 0)])
+    b.fill(node, b.compound_rec("struct", "node", 64, [
+        ("next", pnode, 0), ("prev", pcnode, 64), ("name", arr, 128), ("c", color, 256),
+        ("lo", u32, 288, 3), ("hi", u32, 291, 5), ("", inner, 320), ("cb", pfn, 384),
+        ("l", pfwd, 448)]))
+    b.struct("later", 4, [("x", s32, 0)])  # ... and defined further on
+    b.typedef("node_t", node)
+    if cycle:  # a damaged blob: a typedef that names itself
+        loop = b.forward()
+        b.fill(loop, b.head("loop_t", "typedef", size_type=loop))
+    return registry_from_btf(Btf(b.build(), name="crafted"))
+
+
+def _converter(reg: Any) -> Any:
+    prog = drgn.Program(drgn.Platform(drgn.Architecture.X86_64,
+                                      drgn.PlatformFlags.IS_64_BIT
+                                      | drgn.PlatformFlags.IS_LITTLE_ENDIAN))
+    conv = vdrgn._TypeConverter(drgn, prog, lambda: reg)
+    prog.register_type_finder("crafted", conv.find, enable_index=0)
+    return prog
+
+
+def test_btf_types_become_drgn_types() -> None:
+    prog = _converter(_crafted_registry())
+    t = prog.type("struct node")
+    assert t.size == 64
+    assert [m.name for m in t.members] == ["next", "prev", "name", "c", "lo", "hi", None, "cb", "l"]
+    # the cycle through a pointer resolves lazily, as deep as one follows it
+    assert t.member("next").type.type.member("next").type.type.member("name").offset == 16
+    assert t.member("prev").type.type.qualifiers == drgn.Qualifiers.CONST
+    assert str(t.member("name").type) == "char [16]"
+    lo, hi = t.member("lo"), t.member("hi")
+    assert (lo.bit_offset, lo.bit_field_size, hi.bit_offset, hi.bit_field_size) == (288, 3, 291, 5)
+    assert t.has_member("u") and t.member("u").offset == 40  # through the anonymous union
+    cb = t.member("cb").type.type
+    assert cb.kind == drgn.TypeKind.FUNCTION
+    assert [(p.name, str(p.type)) for p in cb.parameters] == [("n", "struct node *"),
+                                                              ("flags", "unsigned int")]
+    assert t.member("l").type.type.members[0].name == "x"  # the forward resolved to its definition
+    e = prog.type("enum color")
+    assert [(x.name, x.value) for x in e.enumerators] == [("RED", 0), ("GREEN", 1), ("BLUE", -1)]
+    assert prog.type("node_t").type.tag == "node"
+    # Values decode through drgn with these types.
+    data = bytearray(64)
+    data[36:40] = ((5 << 3) | 6).to_bytes(4, "little")
+    data[40:44] = (-2).to_bytes(4, "little", signed=True)
+    obj = drgn.Object.from_bytes_(prog, t, bytes(data))
+    assert (obj.lo.value_(), obj.hi.value_(), obj.i.value_()) == (6, 5, -2)
+    with pytest.raises(LookupError):
+        prog.type("struct absent")
+
+
+def test_btf_typedef_cycle_is_an_error_not_a_recursion() -> None:
+    prog = _converter(_crafted_registry(cycle=True))
+    with pytest.raises(LookupError, match="too deep|cycle"):
+        prog.type("loop_t")

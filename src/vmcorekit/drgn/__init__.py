@@ -35,9 +35,12 @@ from vmcorekit.errors import (DrgnUnavailableError, MemoryReadError, TypeLookupE
                               VmcorekitError)
 from vmcorekit.program import Program as VProgram
 from vmcorekit.program.types import Qualifiers, Type, TypeKind
+from vmcorekit.program.types.model import MAX_TYPE_DEPTH
 
 if TYPE_CHECKING:
     import drgn as _drgn
+
+    from vmcorekit.program.types import TypeRegistry
 
 __all__ = ["program", "from_program", "vmcorekit_program", "stack_trace", "crashed_thread",
            "DrgnUnavailableError"]
@@ -97,7 +100,7 @@ def from_program(vprog: VProgram) -> "_drgn.Program":
     prog.cache[_CACHE_KEY] = vprog
     _add_memory(drgn, prog, vprog)
     prog.set_linux_kernel_custom(raw, False)
-    types = _TypeConverter(drgn, prog, vprog)
+    types = _TypeConverter(drgn, prog, lambda: vprog.types)
     prog.register_type_finder("vmcorekit-btf", types.find, enable_index=0)
     prog.register_symbol_finder("vmcorekit-kallsyms", _SymbolFinder(drgn, vprog).find,
                                 enable_index=0)
@@ -135,13 +138,15 @@ _TAGGED = (TypeKind.STRUCT, TypeKind.UNION, TypeKind.ENUM)
 class _TypeConverter:
     """vmcorekit Types -> drgn Types, each converted once (keyed by its BTF origin)."""
 
-    def __init__(self, drgn: Any, prog: "_drgn.Program", vprog: VProgram) -> None:
+    def __init__(self, drgn: Any, prog: "_drgn.Program",
+                 registry: "Callable[[], TypeRegistry]") -> None:
         self.drgn = drgn
         self.prog = prog
-        self.vprog = vprog
+        self.registry = registry  # vmcorekit's types, made on first use
         self._cache: dict[object, Any] = {}
         self._by_name: dict[tuple[frozenset[int], str], Any] = {}
         self._keep: list[Type] = []  # Types keyed by id() must outlive their key
+        self._depth = 0
         q = drgn.Qualifiers
         self._quals = ((Qualifiers.CONST, q.CONST), (Qualifiers.VOLATILE, q.VOLATILE),
                        (Qualifiers.RESTRICT, q.RESTRICT))
@@ -151,7 +156,7 @@ class _TypeConverter:
         if filename is not None:
             return None  # BTF has no file names
         try:
-            reg = self.vprog.types
+            reg = self.registry()
         except (VmcorekitError, ImportError):
             return None
         if reg.kind == "vmcoreinfo":
@@ -191,7 +196,17 @@ class _TypeConverter:
         key: object = (t.origin, int(t.qualifiers)) if t.origin else id(t)
         d = self._cache.get(key)
         if d is None:
-            d = self._make(t)
+            # Pointers, arrays and typedefs convert their target at once (only members and
+            # parameters wait): a damaged blob's typedef cycle must end here, not in a
+            # RecursionError.
+            if self._depth >= MAX_TYPE_DEPTH:
+                raise TypeLookupError(f"{t.name or t.tag or t.kind.value}: type chain too deep for drgn "
+                                      "(cycle?)")
+            self._depth += 1
+            try:
+                d = self._make(t)
+            finally:
+                self._depth -= 1
             self._cache[key] = d
             if not t.origin:
                 self._keep.append(t)
@@ -202,7 +217,7 @@ class _TypeConverter:
         (BTF keeps FWD records where a compile unit saw only the declaration)."""
         if t.tag and not t.is_complete():
             try:
-                full = self.vprog.types.tagged(t.kind, t.tag)
+                full = self.registry().tagged(t.kind, t.tag)
             except VmcorekitError:
                 return t
             if full.is_complete():
