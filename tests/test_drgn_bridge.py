@@ -311,9 +311,10 @@ def test_cli_runs_a_script_with_prog_and_args(tmp_path: Path) -> None:
     vp = Program.open(X86_SAMPLE)
     n = sum(1 for r in tasks.task_table(vp) if not r.idle)
     top = stacks.stack_trace(vp).frames[0].function
-    r = _cli(str(X86_SAMPLE), str(script), "-x", "7")
+    # options after SCRIPT are the script's, even those vmcorekit drgn has itself
+    r = _cli(str(X86_SAMPLE), str(script), "--help", "7", "--vmcoreinfo")
     assert r.returncode == 7, r.stderr
-    assert r.stdout.splitlines() == [f"['-x', '7'] {n}", top]
+    assert r.stdout.splitlines() == [f"['--help', '7', '--vmcoreinfo'] {n}", top]
 
 
 def test_cli_script_error_and_repl(tmp_path: Path) -> None:

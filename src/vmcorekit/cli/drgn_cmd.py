@@ -13,7 +13,8 @@ import click
 from .common import dump_arguments, split_dump_arg
 
 
-@click.command("drgn", context_settings={"ignore_unknown_options": True})
+@click.command("drgn", context_settings={"ignore_unknown_options": True,
+                                         "allow_interspersed_args": False})
 @dump_arguments
 @click.argument("script", required=False, type=click.Path(exists=True, dir_okay=False))
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
