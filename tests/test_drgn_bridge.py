@@ -147,6 +147,28 @@ def test_dmesg_matches_drgn(dump: tuple[Any, Path, str]) -> None:
     assert get_dmesg(prog) == want
 
 
+def test_module_types_from_module_btf(dump: tuple[Any, Path, str]) -> None:
+    """Every struct a loaded module's BTF defines is a drgn type, with the same layout."""
+    from vmcorekit.program.types import BtfKind
+    prog, _, _ = dump
+    reg = vdrgn.vmcorekit_program(prog).types
+    reg.load_modules()
+    checked = 0
+    for src in reg.sources[1:]:
+        for tid in src.btf.ids_of_kind(BtfKind.STRUCT):
+            name = src.btf.type(tid).name
+            if not name:
+                continue
+            ours = reg.lookup(f"struct {name}")
+            t = prog.type(f"struct {name}")
+            assert t.size == ours.sizeof()
+            assert [(m.name, m.bit_offset) for m in t.members] == \
+                [(m.name, m.bit_offset) for m in ours.members]
+            checked += 1
+    if not checked:
+        pytest.skip("no loaded module brings BTF structs in this dump")
+
+
 _FRAME = re.compile(r"^#\d+\s+([A-Za-z_][\w.]*)")
 
 
