@@ -330,9 +330,9 @@ def test_cli_runs_a_script_with_prog_and_args(tmp_path: Path) -> None:
         "print(sys.argv[1:], len(list(for_each_task(prog))))\n"
         "print(vmcorekit.drgn.stack_trace(prog)[0].symbol().name)\n"
         "sys.exit(int(sys.argv[2]))\n")
-    vp = Program.open(X86_SAMPLE)
-    n = sum(1 for r in tasks.task_table(vp) if not r.idle)
-    top = stacks.stack_trace(vp).frames[0].function
+    with Program.open(X86_SAMPLE) as vp:
+        n = sum(1 for r in tasks.task_table(vp) if not r.idle)
+        top = stacks.stack_trace(vp).frames[0].function
     # options after SCRIPT are the script's, even those vmcorekit drgn has itself
     r = _cli(str(X86_SAMPLE), str(script), "--help", "7", "--vmcoreinfo")
     assert r.returncode == 7, r.stderr
@@ -347,7 +347,8 @@ def test_cli_script_error_and_repl(tmp_path: Path) -> None:
     assert "ObjectNotFoundError" in r.stderr and "no_such_symbol_anywhere" in r.stderr
     r = _cli(str(X86_SAMPLE), stdin="print('release', prog['UTS_RELEASE'].string_().decode())\n")
     assert r.returncode == 0, r.stderr
-    release = Program.open(X86_SAMPLE).vmcoreinfo.osrelease
+    with Program.open(X86_SAMPLE) as vp:
+        release = vp.vmcoreinfo.osrelease
     assert f"release {release}" in r.stdout
 
 
