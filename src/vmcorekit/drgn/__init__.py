@@ -381,8 +381,11 @@ class _ObjectFinder:
             derive = _DERIVED.get(name)
             if derive is None or not flags & F.VARIABLE:
                 return None
-            spec, value = derive(vp)
-            return self.drgn.Object(prog, self.types.convert(vp.types.lookup(spec)), value)
+            try:
+                spec, value = derive(vp)
+                return self.drgn.Object(prog, self.types.convert(vp.types.lookup(spec)), value)
+            except (VmcorekitError, LookupError):
+                return None
         t = obj.type_
         if obj.address_ is None:  # a VMCOREINFO value entry (mem_section's pointer)
             if flags & F.VARIABLE:
@@ -390,7 +393,10 @@ class _ObjectFinder:
             return None
         st = t.strip_typedefs()
         if st.kind == TypeKind.ARRAY and st.length is None and name in _LENGTH_BY_CONTENT:
-            t = vp.types.array(st.type, _LENGTH_BY_CONTENT[name](vp))
+            try:
+                t = vp.types.array(st.type, _LENGTH_BY_CONTENT[name](vp))
+            except (VmcorekitError, LookupError):
+                pass  # left incomplete: indexing works, len() does not
         is_fn = st.kind == TypeKind.FUNCTION
         if flags & (F.FUNCTION if is_fn else F.VARIABLE):
             return self.drgn.Object(prog, self.types.convert(t), address=obj.address_)
