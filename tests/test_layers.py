@@ -9,9 +9,10 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parent.parent / "src" / "vmcorekit"
 
-# Lowest first. filter/ and report/ are siblings: neither may import the other.
+# Lowest first. filter/ and report/ are siblings: neither may import the other; drgn/ (the
+# bridge that feeds a drgn Program) sits beside them.
 LAYERS = [("errors", "util"), ("dump",), ("vmcoreinfo",), ("arch",), ("program",), ("kernel",),
-          ("filter", "report"), ("minidump",), ("fleet",), ("cli", "__init__", "__main__")]
+          ("filter", "report", "drgn"), ("minidump",), ("fleet",), ("cli", "__init__", "__main__")]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 

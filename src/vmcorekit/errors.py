@@ -211,3 +211,8 @@ class CacheError(VmcorekitError):
 class ExpressionError(VmcorekitError, ValueError):
     """A `p` expression that does not parse or cannot be evaluated (a syntax error, a member
     or operation its type does not have)."""
+
+
+class DrgnUnavailableError(VmcorekitError, ImportError):
+    """`vmcorekit.drgn` cannot make a drgn Program: drgn is not installed (the `drgn` extra)
+    or the dump lacks what drgn needs."""

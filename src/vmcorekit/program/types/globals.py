@@ -152,6 +152,48 @@ KNOWN_GLOBALS: dict[str, tuple[str, ...]] = {
     "root_task_group": ("struct task_group",),
     "cgrp_dfl_root": ("struct cgroup_root",),
     "dmesg_restrict": ("int",),
+    # more that drgn's helpers read (vmcorekit.drgn); lengths only where the kernel fixes them
+    "task_state_array": ("const char * const []",),
+    "task_struct_cachep": ("struct kmem_cache *",),
+    "__highest_present_section_nr": ("unsigned long",),
+    "nr_irqs": ("int",),
+    "irq_desc_tree": ("struct radix_tree_root", "struct xarray"),  # the same since 4.20
+    "sparse_irqs": ("struct maple_tree",),
+    "nr_swap_pages": ("atomic_long_t",),
+    "swapper_spaces": ("struct address_space *[]",),
+    "nr_swapper_spaces": ("unsigned int []",),
+    "hstates": ("struct hstate []",),
+    "hugetlb_max_hstate": ("int",),
+    "init_ipc_ns": ("struct ipc_namespace",),
+    "init_time_ns": ("struct time_namespace",),
+    "ipc_mni_shift": ("int",),
+    "btf_idr": ("struct idr",),
+    "prog_idr": ("struct idr",),
+    "map_idr": ("struct idr",),
+    "link_idr": ("struct idr",),
+    "mod_tree": ("struct mod_tree_root",),
+    "block_class": ("struct class",),
+    "bus_kset": ("struct kset *",),
+    "class_kset": ("struct kset *",),
+    "slab_kset": ("struct kset *",),
+    "bus_ktype": ("struct kobj_type",),
+    "class_ktype": ("struct kobj_type",),
+    "device_ktype": ("struct kobj_type",),
+    "driver_ktype": ("struct kobj_type",),
+    "module_ktype": ("struct kobj_type",),
+    "memory_subsys": ("struct bus_type",),
+    "pci_bus_type": ("struct bus_type",),
+    "pci_root_buses": ("struct list_head",),
+    "cdev_map": ("struct kobj_map *",),
+    "chrdevs": ("struct char_device_struct *[255]",),    # CHRDEV_MAJOR_HASH_SIZE
+    "major_names": ("struct blk_major_name *[255]",),    # BLKDEV_MAJOR_HASH_SIZE
+    "idt_table": ("gate_desc [256]",),                   # IDT_ENTRIES
+    "sysfs_root_kn": ("struct kernfs_node *",),
+    "taint_flags": ("const struct taint_flag []",),
+    "gfpflag_names": ("const struct trace_print_flags []",),
+    "poll_spurious_irq_timer": ("struct timer_list",),
+    "vermagic": ("const char []",),
+    "stack_slabs": ("void *[]",),
 }
 
 
