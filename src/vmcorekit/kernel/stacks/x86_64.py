@@ -199,7 +199,9 @@ def _start_state(s: "Stacks", tr: Trace, info: TaskInfo | None, cpu: int | None,
         tr.notes.append(f"no register note for CPU {cpu}: starting from the task's last "
                         "saved context, which predates the crash")
         return switch_state(s.ki, info)
-    st, exc = note_state(ctx.regs, ctx.source or "note")
+    # Only the crashing kernel's own notes come with CRASHTIME (crash_save_vmcoreinfo); others
+    # are the hypervisor's snapshot of the vCPU when it took the dump.
+    st, exc = note_state(ctx.regs, "prstatus" if s.prog.vmcoreinfo.crashtime else "qemu")
     if st is not None and mem.stack_of(st.sp) is not None:
         tr.start = "cpu-note"
         return st
