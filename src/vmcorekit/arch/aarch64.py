@@ -99,6 +99,11 @@ class Geometry:
         return pa
 
 
+# How far past VMCOREINFO's last image symbol the image is assumed to run when its page tables
+# are missing: .bss of a distribution kernel (the log buffer, page tables) fits in a few MiB.
+IMAGE_TAIL = 4 << 20
+
+
 class AArch64(AddressSpace):
     arch = "aarch64"
 
@@ -229,7 +234,10 @@ class AArch64(AddressSpace):
         runs: list[list[int]] = []
         try:
             # Tables are read whole and lazily: the scan stops at the first foreign mapping.
-            for va, pa, size in self._mappings(max(anchor - (64 << 20), self.page_offset), 1 << 64, limit=4096):
+            # Tables of a truncated dump may be missing (memblock allocates them top-down, at
+            # the end of RAM): passed over, the image's own tables still give its extent.
+            for va, pa, size in self._mappings(max(anchor - (64 << 20), self.page_offset), 1 << 64,
+                                               limit=4096, skip_unreadable=True):
                 if (va - pa) & MASK64 != voff:
                     if va > anchor:
                         break
@@ -243,9 +251,16 @@ class AArch64(AddressSpace):
             runs = []
         if runs and all(any(a <= v < b for a, b in runs) for v in syms):
             return [Region("kernel image", a, b, "linear", voff) for a, b in runs]
-        self.warnings.append("kernel image extent not found in the page tables; using VMCOREINFO's symbols")
         lo, hi = min(syms) & ~(self.page_size - 1), (max(syms) | (self.page_size - 1)) + 1
-        return [Region("kernel image", lo, hi, "linear", voff)]
+        # VMCOREINFO's last symbol (clear_seq, in .data) is not the image's end: .bss (with
+        # __log_buf) follows it. The image is one physically contiguous block, so the guess
+        # runs IMAGE_TAIL further, within the RAM range that holds the image.
+        pa_hi = (hi - voff) & MASK64
+        ram_end = next((r.end for r in self.phys.ranges() if r.start <= pa_hi - 1 < r.end), pa_hi)
+        tail = min(IMAGE_TAIL, max(0, ram_end - pa_hi))
+        self.warnings.append("kernel image extent not found in the page tables (their pages are not in "
+                             f"the dump); using VMCOREINFO's symbols and {tail >> 20} MiB past the last")
+        return [Region("kernel image", lo, hi + tail, "linear", voff)]
 
     def _find_vmemmap(self) -> int | None:
         vi = self.vmcoreinfo
@@ -329,9 +344,10 @@ class AArch64(AddressSpace):
         return t
 
     def _mappings(self, start: int, end: int, root: int | None = None,
-                  limit: int = 1 << 20) -> Iterator[tuple[int, int, int]]:
+                  limit: int = 1 << 20, skip_unreadable: bool = False) -> Iterator[tuple[int, int, int]]:
         """Leaf mappings (va, pa, size) in [start, end) in address order, reading each table
-        whole. At most `limit` tables are read."""
+        whole. At most `limit` tables are read. With `skip_unreadable` a table missing from the
+        dump is passed over as unmapped; else its MemoryReadError ends the walk."""
         geo = self.geometry
         base_root, err = self._select_root(start, root)
         if base_root is None:
@@ -345,7 +361,13 @@ class AArch64(AddressSpace):
             budget[0] -= 1
             level, shift, bits = geo.levels[depth], geo.shifts[depth], geo.index_bits[depth]
             n = 1 << bits
-            entries = struct.unpack(f"<{n}Q", self.phys.read(table, n * 8))
+            try:
+                raw = self.phys.read(table, n * 8)
+            except MemoryReadError:
+                if skip_unreadable:
+                    return
+                raise
+            entries = struct.unpack(f"<{n}Q", raw)
             span = 1 << shift
             first = max(0, (start - prefix) >> shift) if start > prefix else 0
             for i in range(first, n):
