@@ -1,0 +1,137 @@
+"""Answers that must not be made up, on real dumps and copies crafted from them: a task whose
+stack was freed, registers a CPU note saved, dumps cut short, numbers VMCOREINFO lies about.
+The arm64 sample ships in samples/; the corpus and the zoo are used where present."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+
+from conftest import SAMPLES, decompressed_elf
+from vmcorekit.cli.main import main
+from vmcorekit.kernel.tasks import find_task_addresses
+from vmcorekit.program import Program
+
+ZOO = Path(os.environ.get("VMCOREKIT_ZOO", "/work/scratch/zoo/dumps"))
+EXIT_ZOMBIE, TASK_DEAD = 0x20, 0x80
+
+
+def run(args: list[str]) -> tuple[int, str, str]:
+    """main(args) in-process: (exit status, stdout, stderr)."""
+    out, err = io.BytesIO(), io.BytesIO()
+    so = io.TextIOWrapper(out, encoding="utf-8", errors="backslashreplace", write_through=True)
+    se = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace", write_through=True)
+    with contextlib.redirect_stdout(so), contextlib.redirect_stderr(se):
+        rc = main(args)
+    return rc, out.getvalue().decode("utf-8", "replace"), err.getvalue().decode("utf-8", "replace")
+
+
+def arm64_sample() -> Path:
+    if not (SAMPLES / "arm64" / "vmcore.elf.zst").exists():
+        pytest.skip("samples/arm64/vmcore.elf.zst absent")
+    return decompressed_elf(SAMPLES / "arm64")
+
+
+def patched_copy(src: Path, dst: Path, edits: list[tuple[int, bytes]]) -> None:
+    """A copy of the ELF dump `src` with bytes written at kernel virtual addresses."""
+    with Program.open(src) as p:
+        at = [(p.space.phys.file_offset(p.space.translate(va)), b) for va, b in edits]
+    shutil.copyfile(src, dst)
+    with open(dst, "r+b") as f:
+        for off, b in at:
+            assert off is not None
+            f.seek(off)
+            f.write(b)
+
+
+def prefix_copy(src: Path, dst: Path, fraction: float) -> None:
+    n = int(src.stat().st_size * fraction)
+    with open(src, "rb") as fi, open(dst, "wb") as fo:
+        while n:
+            chunk = fi.read(min(n, 1 << 22))
+            fo.write(chunk)
+            n -= len(chunk)
+
+
+# -- a task whose stack is gone -------------------------------------------------------------------
+def test_zombie_has_no_frames(tmp_path: Path) -> None:
+    """As release_task_stack() leaves an exited task: task->stack NULL, exit_state EXIT_ZOMBIE.
+    Its saved stack pointer still points into the freed stack; no trace may be made from it."""
+    src = arm64_sample()
+    with Program.open(src) as p:
+        t = find_task_addresses(p, 1)[0]
+        off = {m: p.offsetof("struct task_struct", m) for m in ("stack", "exit_state", "__state")}
+    dst = tmp_path / "zombie.elf"
+    patched_copy(src, dst, [(t + off["stack"], struct.pack("<Q", 0)),
+                            (t + off["exit_state"], struct.pack("<i", EXIT_ZOMBIE)),
+                            (t + off["__state"], struct.pack("<I", TASK_DEAD))])
+    rc, out, _ = run(["ps", str(dst)])
+    assert rc in (0, 3) and any(" 1 " in ln and " ZO " in ln for ln in out.splitlines())
+    rc, out, _ = run(["bt", str(dst), "1"])
+    assert rc == 0 and "no stack" in out and "zombie" in out and " #0 " not in out, out
+    rc, out, _ = run(["bt", "--json", str(dst), "1"])
+    tr = json.loads(out)["traces"][0]
+    assert tr["frames"] == [] and tr["end_reason"].startswith("no stack")
+    # the intact dump still traces pid 1
+    rc, out, _ = run(["bt", str(src), "1"])
+    assert rc == 0 and " #0 " in out
+
+
+# -- registers from a CPU note ----------------------------------------------------------------------
+@pytest.mark.corpus
+def test_kdump_registers_are_not_an_exception(corpus_dir: Path) -> None:
+    """kdump's PRSTATUS for the panicking CPU is crash_setup_regs() in __crash_kexec: a snapshot,
+    not a fault."""
+    rc, out, _ = run(["bt", str(corpus_dir / "kdump-kaslr" / "vmcore.c-d31.kdump")])
+    assert rc == 0
+    assert "[registers saved at the crash: __crash_kexec" in out and "exception RIP" not in out
+    assert " panic at " in out
+
+
+def test_registers_caught_in_a_retpoline_thunk_unwind() -> None:
+    """QEMU caught the panicking CPU on the first instruction of __x86_indirect_thunk_array,
+    whose ORC hint says "end of stack": the return address is at %rsp, and the trace goes on
+    through panic to its caller."""
+    dump = ZOO / "x86_64-6.1.0-57-amd64" / "hung_chain-1" / "vmcore.c-d31.kdump"
+    if not dump.exists():
+        pytest.skip(f"{dump} absent")
+    rc, out, _ = run(["bt", "--json", str(dump)])
+    tr = json.loads(out)["traces"][0]
+    names = [f["function"] for f in tr["frames"]]
+    assert names[0] == "__x86_indirect_thunk_array" and names[1:3] == ["panic", "watchdog.cold"], names
+    assert tr["complete"]
+
+
+# -- dumps cut short ----------------------------------------------------------------------------------
+@pytest.mark.corpus
+def test_truncated_kexec_elf_keeps_the_kernel_image(corpus_dir: Path, tmp_path: Path) -> None:
+    """The kdump ELF maps the kernel image twice (its own PT_LOAD and the RAM one). Cut at 40%
+    the RAM copy of the image is gone but the image segment survives: the panic is still named."""
+    src = decompressed_elf(corpus_dir / "kdump-kaslr")
+    cut = tmp_path / "cut.elf"
+    prefix_copy(src, cut, 0.4)
+    with Program.open(cut) as p:
+        assert p.space.phys.info.incomplete
+        assert p.read(p.symbol_address("init_uts_ns"), 8)
+    rc, out, _ = run(["triage", "--json", str(cut)])
+    assert rc == 3
+    assert json.loads(out)["crash"]["reason"] == "sysrq triggered crash"
+
+
+@pytest.mark.parametrize("fraction", [0.4, 0.6, 0.9])
+def test_truncated_arm64_keeps_the_log(tmp_path: Path, fraction: float) -> None:
+    """QEMU's arm64 ELF cut short loses the page tables memblock put at the top of RAM; the
+    kernel image (and __log_buf in its .bss) is still in the file and dmesg keeps every record."""
+    src = arm64_sample()
+    rc, whole, _ = run(["dmesg", str(src)])
+    assert rc == 0
+    cut = tmp_path / "cut.elf"
+    prefix_copy(src, cut, fraction)
+    rc, out, err = run(["dmesg", str(cut)])
+    assert out == whole and rc == 0, err
