@@ -135,3 +135,24 @@ def test_truncated_arm64_keeps_the_log(tmp_path: Path, fraction: float) -> None:
     prefix_copy(src, cut, fraction)
     rc, out, err = run(["dmesg", str(cut)])
     assert out == whole and rc == 0, err
+
+
+# -- BTF unreadable: say where, once, and blame nothing else ---------------------------------------
+def test_unreadable_btf_is_not_blamed_on_the_config(sample_dump: Path, tmp_path: Path) -> None:
+    """The sample's BTF pages made undecompressible: the kernel has BTF (its symbols locate
+    it), so the error must not guess CONFIG_DEBUG_INFO_BTF, and the unreadable pages are said
+    once, as a note, with no Python warning text."""
+    from test_damaged_dumps import flip_pages
+
+    with Program.open(sample_dump) as p:
+        lo = p.space.translate(p.symbol_address("__start_BTF")) // 4096
+        hi = p.space.translate(p.symbol_address("__stop_BTF") - 1) // 4096
+    bad = tmp_path / "btf.kdump"
+    flipped = flip_pages(sample_dump, bad, lambda pfns: (pfns >= lo) & (pfns <= hi))
+    assert flipped
+    rc, out, err = run(["ps", str(bad)])
+    assert rc == 1
+    assert "CONFIG_DEBUG_INFO_BTF" not in err and "BTF cannot be read" in err
+    assert "Warning" not in err and ".py:" not in err
+    notes = [ln for ln in err.splitlines() if ln.startswith("vmcorekit: note:") and "BTF" in ln]
+    assert len(notes) == 1 and "BTF pages" in notes[0], err

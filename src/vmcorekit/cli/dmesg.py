@@ -43,7 +43,8 @@ def _note(message: str, kind: str = "note") -> None:
 @click.option("--dev-info", is_flag=True, help="Add SUBSYSTEM=/DEVICE= lines under records that carry them.")
 @click.option("--time", "time_fmt", type=click.Choice(["seconds", "human", "none"]), default="seconds",
               show_default=True, help="Timestamps: seconds since boot; wall-clock time estimated from "
-                                      "CRASHTIME (taken as the time of the last record; local time, TZ honoured); "
+                                      "the crash time (VMCOREINFO's CRASHTIME, else the timekeeper's clock; taken as the "
+                                      "time of the last record; local time, TZ honoured); "
                                       "or none.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Color records by level (on a terminal by default; needs BTF).")
@@ -76,11 +77,11 @@ def command(dump: str, vmcoreinfo_file: str | None, style: str, as_json: bool, s
         if time_fmt == "none":
             stamp = None
         elif time_fmt == "human":
-            crashtime = prog.vmcoreinfo.crashtime
+            from ..kernel.sysinfo import crash_time
+            crashtime, how = crash_time(prog)  # the one crash time sys, info and triage show
             if crashtime is None:
-                raise click.ClickException(
-                    "--time human needs CRASHTIME, and this dump's VMCOREINFO has none (dumps taken by a "
-                    "hypervisor or a live system carry no crash time); use --time seconds")
+                raise click.ClickException(f"--time human needs the crash time, which is unknown: {how}; "
+                                           "use --time seconds")
             anchor = max((r.ts_nsec for r in log.records), default=0)
             stamp = printk.human_clock(crashtime, anchor)
 
