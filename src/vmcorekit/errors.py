@@ -206,3 +206,8 @@ class FleetBusyError(FleetError):
 class CacheError(VmcorekitError):
     """The decompressed copy of a compressed dump cannot be made within bounds: it would pass
     VMCOREKIT_MAX_DECOMPRESSED or fill the cache folder's file system."""
+
+
+# The partial results the running command has said, in order: cli/main.py fills it as they are
+# reported, cli/common.emit_json gives them as `partial_reasons` (with `partial: true`).
+PARTIAL_SAID: list[str] = []
