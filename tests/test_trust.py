@@ -156,3 +156,58 @@ def test_unreadable_btf_is_not_blamed_on_the_config(sample_dump: Path, tmp_path:
     assert "Warning" not in err and ".py:" not in err
     notes = [ln for ln in err.splitlines() if ln.startswith("vmcorekit: note:") and "BTF" in ln]
     assert len(notes) == 1 and "BTF pages" in notes[0], err
+
+
+# -- one crash time ------------------------------------------------------------------------------
+def test_one_crash_time_for_every_command(sample_dump: Path) -> None:
+    """QEMU's dump has no CRASHTIME: sys, info and dmesg --time human all take the timekeeper's
+    clock, the same second, and say so."""
+    rc, out, _ = run(["sys", "--json", str(sample_dump)])
+    assert rc == 0
+    s = json.loads(out)
+    assert s["crash_time"] and s["crash_time_source"] == "timekeeper xtime_sec"
+    rc, out, _ = run(["info", "--json", str(sample_dump)])
+    i = json.loads(out)
+    assert (i["crash_time"], i["crash_time_source"]) == (s["crash_time"], s["crash_time_source"])
+    rc, out, _ = run(["info", str(sample_dump)])
+    assert "not recorded" not in out and "timekeeper" in out
+    rc, out, err = run(["dmesg", "--time", "human", str(sample_dump)])
+    assert rc == 0, err
+    import time
+    last = out.splitlines()[-1]
+    assert last.startswith("[" + time.strftime("%a %b", time.localtime(s["crash_time"]))), last
+
+
+# -- partial answers exit 3 ------------------------------------------------------------------------
+def test_unknown_fields_in_a_damaged_dump_are_partial(sample_dump: Path, tmp_path: Path) -> None:
+    """The sample with its BTF pages damaged: what needs types is unknown, so sys, kmem -i, mod
+    and triage exit 3 and their JSON says partial; the intact sample exits 0 and says nothing."""
+    from test_damaged_dumps import flip_pages
+
+    with Program.open(sample_dump) as p:
+        lo = p.space.translate(p.symbol_address("__start_BTF")) // 4096
+        hi = p.space.translate(p.symbol_address("__stop_BTF") - 1) // 4096
+    bad = tmp_path / "btf.kdump"
+    flip_pages(sample_dump, bad, lambda pfns: (pfns >= lo) & (pfns <= hi))
+    for cmd in (["sys"], ["kmem", "-i"], ["mod"], ["triage"]):
+        rc, out, _ = run([*cmd, "--json", str(sample_dump)])
+        assert rc == 0 and "partial" not in json.loads(out), cmd
+        rc, out, _ = run([*cmd, "--json", str(bad)])
+        d = json.loads(out)
+        assert rc == 3 and d["partial"] is True and d["partial_reasons"], (cmd, rc)
+    rc, out, _ = run(["sys", str(bad)])
+    assert rc == 3 and "TASKS: unknown" in out
+
+
+@pytest.mark.parametrize("fraction", [0.4, 0.6, 0.9])
+def test_cut_kdump_never_exits_0_with_unknowns(sample_dump: Path, tmp_path: Path, fraction: float) -> None:
+    """The sample cut short: every command either answers in full or exits non-zero."""
+    cut = tmp_path / "cut.kdump"
+    prefix_copy(sample_dump, cut, fraction)
+    rc, out, _ = run(["sys", str(cut)])
+    assert rc != 0 or "unknown" not in out
+    rc, out, _ = run(["kmem", "-i", str(cut)])
+    assert rc != 0 or (" - " not in out and "(unknown)" not in out)
+    rc, whole, _ = run(["mod", str(sample_dump)])
+    rc2, out, _ = run(["mod", str(cut)])
+    assert rc2 != 0 or out == whole
