@@ -211,3 +211,50 @@ def test_cut_kdump_never_exits_0_with_unknowns(sample_dump: Path, tmp_path: Path
     rc, whole, _ = run(["mod", str(sample_dump)])
     rc2, out, _ = run(["mod", str(cut)])
     assert rc2 != 0 or out == whole
+
+
+# -- VMCOREINFO numbers checked against the dump --------------------------------------------------
+def _vmcoreinfo_with(sample_dump: Path, tmp_path: Path, key: str, value: str) -> Path:
+    from vmcorekit.dump import open_dump
+
+    with open_dump(str(sample_dump)) as phys:
+        text = phys.vmcoreinfo_raw.split(b"\0", 1)[0].decode()
+    lines = [ln for ln in text.splitlines() if not ln.startswith(key + "=")]
+    out = tmp_path / "vmcoreinfo.txt"
+    out.write_text("\n".join([*lines, f"{key}={value}"]) + "\n")
+    return out
+
+
+@pytest.mark.parametrize("key, value, why", [
+    ("PAGESIZE", "18446744073709551615", "not a page size"),
+    ("PAGESIZE", "3", "not a page size"),
+    ("PAGESIZE", "16384", "the dump's pages are 4096 bytes"),
+    ("OFFSET(printk_info.text_len)", "4000", "outside SIZE(printk_info)=88"),
+    ("SIZE(page)", "999999999", "no kernel structure"),
+    ("SYMBOL(init_uts_ns)", "ffff000000001000", "outside the kernel image"),
+])
+def test_vmcoreinfo_values_the_dump_contradicts_are_rejected(sample_dump: Path, tmp_path: Path,
+                                                               key: str, value: str, why: str) -> None:
+    """A lying VMCOREINFO value is named and ignored: ps, bt and sys answer as with the
+    dump's own note (VSZ in pages of the real size, the whole trace), and say which value."""
+    vi = _vmcoreinfo_with(sample_dump, tmp_path, key, value)
+    for cmd in (["ps"], ["bt"], ["sys"]):
+        rc0, good, _ = run([*cmd, str(sample_dump)])
+        rc, out, err = run([*cmd, "--vmcoreinfo", str(vi), str(sample_dump)])
+        assert f"VMCOREINFO {key}={value}: " in err and why in err, err
+        assert rc0 == 0
+        # the same answer; or, where the dropped value was the only source of a field (printk
+        # reads its layout from VMCOREINFO), that field unknown and the exit status 3
+        assert (rc, out) == (0, good) or (rc == 3 and cmd == ["sys"] and key.startswith("OFFSET")), (cmd, rc)
+
+
+def test_vmcoreinfo_check_rules() -> None:
+    from vmcorekit.vmcoreinfo import VmcoreInfo
+
+    vi = VmcoreInfo.parse("PAGESIZE=65536\nSIZE(page)=64\nOFFSET(page.flags)=0\nOFFSET(page.lru)=64\n"
+                          "NUMBER(SECTION_SIZE_BITS)=99\nLENGTH(mem_section)=16384\n")
+    rejected = vi.check(block_size=65536)
+    assert [r.split("=")[0] for r in rejected] == ["OFFSET(page.lru)", "NUMBER(SECTION_SIZE_BITS)"]
+    assert vi.page_size == 65536 and vi.offsets == {"page.flags": 0} and "SECTION_SIZE_BITS" not in vi.numbers
+    assert VmcoreInfo.parse("PAGESIZE=4096\n").check(block_size=65536) == [
+        "PAGESIZE=4096: the dump's pages are 65536 bytes"]

@@ -38,7 +38,7 @@ def command(dump: str, vmcoreinfo_file: str | None, info: bool, vm_stat: bool, n
         return
     with open_program(dump, vmcoreinfo_file) as prog:
         mi = memory_summary(prog, shared=not no_shared)
-        damaged = prog.phys.damaged
+        damaged = prog.damaged
     for n in mi.notes:
         note(n)
     if damaged:

@@ -47,7 +47,7 @@ def command(dump: str, vmcoreinfo_file: str | None, names: tuple[str, ...], as_j
     with open_program(dump, vmcoreinfo_file) as prog:
         warns: list[str] = []
         mods = module_table(prog, warnings=warns)
-        damaged = prog.phys.damaged
+        damaged = prog.damaged
     if damaged:
         # A damaged dump: a base, size or taint shown as "-"/"?" may be one the intact dump
         # gives (exit 3).

@@ -89,7 +89,7 @@ def command(dump: str, vmcoreinfo_file: str | None, as_json: bool) -> None:
         si = system_info(prog)
         level = prog.phys.info.dump_level
         path = prog.phys.path
-        damaged = prog.phys.damaged
+        damaged = prog.damaged
     for w in si.warnings:
         note(w)
     if damaged:
