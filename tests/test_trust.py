@@ -258,3 +258,47 @@ def test_vmcoreinfo_check_rules() -> None:
     assert vi.page_size == 65536 and vi.offsets == {"page.flags": 0} and "SECTION_SIZE_BITS" not in vi.numbers
     assert VmcoreInfo.parse("PAGESIZE=4096\n").check(block_size=65536) == [
         "PAGESIZE=4096: the dump's pages are 65536 bytes"]
+
+
+# -- the oops header of every kernel since 4.x ------------------------------------------------------
+@pytest.mark.parametrize("line, want", [
+    # 4.x: CPU, PID, Comm, taint, release, version's first word
+    ("CPU: 0 PID: 1 Comm: swapper/0 Not tainted 4.4.0-21-generic #37-Ubuntu", (0, 1, "swapper/0", "4.4.0-21-generic")),
+    ("CPU: 3 PID: 1 Comm: init Tainted: P           O    4.19.0-6-amd64 #1 Debian 4.19.67-2+deb10u2",
+     (3, 1, "init", "4.19.0-6-amd64")),
+    # 5.x: "Kdump: loaded " when a crash kernel is loaded; a BUILD_ID after the version (5.14+)
+    ("CPU: 0 PID: 221 Comm: sh Kdump: loaded Not tainted 6.1.0-56-amd64 #1  Debian 6.1.192-2",
+     (0, 221, "sh", "6.1.0-56-amd64")),
+    ("CPU: 1 PID: 9 Comm: kworker/u4:0 Not tainted 5.15.0-91-generic #101-Ubuntu 0123456789abcdef0123",
+     (1, 9, "kworker/u4:0", "5.15.0-91-generic")),
+    # 6.10+: the UID; 6.14+: the preemption model after the version
+    ("CPU: 0 UID: 0 PID: 192 Comm: sh Tainted: G           OE      6.12.118+deb12-amd64 #1  Debian 6.12.118-1~deb12u1",
+     (0, 192, "sh", "6.12.118+deb12-amd64")),
+    ("CPU: 2 UID: 1000 PID: 4242 Comm: my prog Kdump: loaded Tainted: G        W          6.15.0 #1 PREEMPT(voluntary)",
+     (2, 4242, "my prog", "6.15.0")),
+])
+def test_oops_header_forms(line: str, want: tuple[int, int, str, str]) -> None:
+    from vmcorekit.kernel.printk.events import first_report
+
+    rep = first_report(["BUG: kernel NULL pointer dereference, address: 0000000000000000", line])
+    assert rep is not None
+    assert (rep.cpu, rep.pid, rep.comm, rep.release) == want
+
+
+def test_oops_header_of_each_zoo_kernel() -> None:
+    """The header each zoo kernel printed (6.1 and 6.12 x86_64, 6.1 arm64) names the task the
+    zoo recorded as the trigger."""
+    import tomllib
+
+    from vmcorekit.kernel.printk.events import first_report
+
+    manifest = Path(__file__).parent / "zoo" / "manifest.toml"
+    cases = [c for c in tomllib.loads(manifest.read_text()).get("dump", [])
+             if c.get("kind") == "null" and Path(c.get("console", "")).exists()]
+    if not cases:
+        pytest.skip("zoo console logs absent")
+    for c in cases:
+        lines = Path(c["console"]).read_text(errors="replace").splitlines()
+        rep = first_report(lines)
+        assert rep is not None, c["id"]
+        assert (rep.cpu, rep.pid, rep.comm) == (c["cpu"], c["pid"], c["comm"]), c["id"]

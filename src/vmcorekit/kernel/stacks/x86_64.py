@@ -139,11 +139,13 @@ def trace(s: "Stacks", task: int, *, unwinder: str = "auto", max_frames: int = M
     cpu = s.cpu_of_active(task)
     try:
         info: TaskInfo | None = task_info(s.prog, task)
-    except TypeLookupError as e:
+    except (TypeLookupError, MemoryReadError) as e:
+        # No layout (no BTF), or the task_struct is not in the dump (filtered out, cut off):
+        # a running task is still traced from its CPU's registers.
         if cpu is None:
             raise
         info = None
-        why = str(e)
+        why = f"task_struct at {task:#x} unreadable ({e})" if isinstance(e, MemoryReadError) else str(e)
     if info is not None:
         tr = Trace(task=task, pid=info.pid, comm=info.comm,
                    cpu=cpu if cpu is not None else info.cpu)
