@@ -302,3 +302,53 @@ def test_oops_header_of_each_zoo_kernel() -> None:
         rep = first_report(lines)
         assert rep is not None, c["id"]
         assert (rep.cpu, rep.pid, rep.comm) == (c["cpu"], c["pid"], c["comm"]), c["id"]
+
+
+# -- arm64 without KALLSYMS_ALL: swap and commit ---------------------------------------------------
+def test_commit_and_swap_symbols_from_code_match_kallsyms() -> None:
+    """On the arm64 6.12 sample (full kallsyms) the names the code decoding recovers, hidden
+    from the table first, land exactly where kallsyms puts them."""
+    from vmcorekit.program.symbols.recover import Recovered, _code_references
+
+    d = SAMPLES / "arm64" / "16k-lpa2"
+    if not (d / "vmcore.elf.zst").exists():
+        pytest.skip(f"{d}/vmcore.elf.zst absent")
+    hide = {"vm_committed_as", "sysctl_overcommit_ratio", "sysctl_overcommit_kbytes", "total_swap_pages"}
+    with Program.open(decompressed_elf(d)) as p:
+        t = p.symbols
+
+        class Hiding:
+            def __contains__(self, name: str) -> bool:
+                return name not in hide and name in t
+
+            def address_of(self, name: str) -> int:
+                if name in hide:
+                    raise LookupError(name)
+                return t.address_of(name)
+
+            def lookup(self, addr: int):  # type: ignore[no-untyped-def]
+                return t.lookup(addr)
+
+        rec = Recovered()
+        _code_references(p, Hiding(), rec)
+        assert set(rec.names) == hide, rec.notes
+        for name, addr in zip(rec.names, rec.addresses):
+            assert addr == t.address_of(name), name
+
+
+def test_arm64_without_kallsyms_all_has_swap_and_commit() -> None:
+    """The arm64 6.1 sample (CONFIG_KALLSYMS_ALL=n): kmem -i gives every figure; the commit
+    limit is totalram * overcommit_ratio / 100 + swap, as vm_commit_limit() computes it."""
+    src = arm64_sample()
+    rc, out, err = run(["kmem", "-i", "--json", str(src)])
+    assert rc == 0, err
+    d = json.loads(out)
+    with Program.open(src) as p:
+        ratio = p.read_u32(p.symbol_address("sysctl_overcommit_ratio"))
+        ps = p.page_size
+    assert 0 < ratio <= 100
+    rc, text, _ = run(["kmem", "-i", str(src)])
+    assert "(unknown)" not in text
+    limit = d["commit_limit_bytes"]
+    assert d["committed_bytes"] is not None and d["swap_total_bytes"] == 0
+    assert limit // ps == d["total_bytes"] // ps * ratio // 100

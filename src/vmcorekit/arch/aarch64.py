@@ -385,6 +385,38 @@ class AArch64(AddressSpace):
 
         yield from visit(base_root, 0, sign)
 
+    # -- code --------------------------------------------------------------------------------
+    def data_references(self, code: bytes, pc: int) -> list[tuple[str, int, int]] | None:
+        """ADRP Xd, page followed by ADD Xd, Xd, #lo12 (an address) or LDR/LDRSW Xt, [Xd, #imm]
+        (a load): how A64 code names a global. `code` is one function: every path is read."""
+        out: list[tuple[str, int, int]] = []
+        base: dict[int, int] = {}  # register -> address it holds (from ADRP / ADD)
+        for i in range(len(code) // 4):
+            at = pc + 4 * i
+            insn = struct.unpack_from("<I", code, 4 * i)[0]
+            if insn == 0xD65F03C0:  # ret: another path follows, which may use a page the
+                continue            # compiler formed before the branch (kept)
+            rd, rn = insn & 31, (insn >> 5) & 31
+            if insn & 0x9F000000 == 0x90000000:  # ADRP
+                imm = ((insn >> 5) & 0x7FFFF) << 2 | (insn >> 29) & 3
+                imm -= (imm & 1 << 20) << 1
+                base[rd] = ((at & ~0xFFF) + (imm << 12)) & MASK64
+            elif insn & 0xFF800000 == 0x91000000 and rn in base:  # ADD (immediate), 64-bit
+                imm = (insn >> 10) & 0xFFF
+                target = (base[rn] + (imm << 12 if insn >> 22 & 1 else imm)) & MASK64
+                out.append(("addr", 0, target))
+                base[rd] = target
+            elif insn & 0xBFC00000 == 0xB9400000 and rn in base:  # LDR (unsigned offset) W/X
+                size = 8 if insn >> 30 & 1 else 4
+                out.append(("load", size, (base[rn] + ((insn >> 10) & 0xFFF) * size) & MASK64))
+                base.pop(rd, None)
+            elif insn & 0xFFC00000 == 0xB9800000 and rn in base:  # LDRSW (unsigned offset)
+                out.append(("load", 4, (base[rn] + ((insn >> 10) & 0xFFF) * 4) & MASK64))
+                base.pop(rd, None)
+            else:
+                base.pop(rd, None)  # any other write of rd ends what it held (conservatively)
+        return out
+
     # -- pointers ----------------------------------------------------------------------------
     def strip_pac(self, addr: int) -> int:
         """Remove a pointer-authentication code from a code pointer (e.g. a saved LR): kernel
