@@ -352,3 +352,16 @@ def test_arm64_without_kallsyms_all_has_swap_and_commit() -> None:
     limit = d["commit_limit_bytes"]
     assert d["committed_bytes"] is not None and d["swap_total_bytes"] == 0
     assert limit // ps == d["total_bytes"] // ps * ratio // 100
+
+
+def test_running_task_traced_when_its_task_struct_was_filtered_out() -> None:
+    """makedumpfile -d 31 left the panicking task's task_struct out of this 6.12 dump; its CPU's
+    registers and stack are there, and the trace reaches panic and sysrq_handle_crash."""
+    dump = ZOO / "x86_64-6.12.118+deb12-amd64" / "sysrq-1" / "vmcore.c-d31.kdump"
+    if not dump.exists():
+        pytest.skip(f"{dump} absent")
+    rc, out, _ = run(["bt", "--json", str(dump)])
+    tr = json.loads(out)["traces"][0]
+    names = [f["function"] for f in tr["frames"]]
+    assert "panic" in names and names[names.index("panic") + 1] == "sysrq_handle_crash", names
+    assert any("task_struct" in n and "unreadable" in n for n in tr["notes"])
