@@ -86,7 +86,8 @@ def exception_rip(f: Frame) -> str:
     if f.function is not None:
         where = f.function + (f"+{f.offset}" if f.offset else "")
     exc = f.exception
-    if exc is not None and exc.source == "note":
+    # (crash mode's tracer leaves `origin` unset: it prints crash's own label)
+    if exc is not None and exc.source == "note" and exc.origin is not None:
         if exc.origin == "qemu":
             return f"    [registers at dump time: {where}]"
         return f"    [registers saved at the crash: {where}]"
