@@ -25,6 +25,10 @@ PYTHONDONTWRITEBYTECODE=1 compiles all of them (~0.1-0.2 s) at every start. Unle
 --no-bytecode-cache, the vmcorekit processes get a byte-code cache outside the source tree
 (PYTHONPYCACHEPREFIX in the temporary folder, filled by compileall first), as installed.
 Codecs the installed makedumpfile lacks (`makedumpfile -v`) get '-' in its columns.
+
+--python-too: each vmcorekit row is followed by one with VMCOREKIT_NATIVE=0 (label ending in
+"/py"): the filter's pure-Python page loop, where the native one (the _pagepack extension)
+was built, for an A/B of the two in the same interleaved run.
 """
 from __future__ import annotations
 
@@ -121,6 +125,7 @@ def main() -> None:
                     help="vmcorekit zlib engines to time (isal: ISA-L, zlib: makedumpfile's libz bytes)")
     ap.add_argument("--mdf-threads", action="store_true", help="also time makedumpfile --num-threads N")
     ap.add_argument("--no-bytecode-cache", action="store_true", help="run vmcorekit with the environment as is")
+    ap.add_argument("--python-too", action="store_true", help="also time the pure-Python page loop (VMCOREKIT_NATIVE=0)")
     args = ap.parse_args()
     dump = args.dump if args.dump else dump_arg()
     mdf = shutil.which("makedumpfile")
@@ -142,15 +147,20 @@ def main() -> None:
         print(f"dump: {dump} ({os.path.getsize(dump) >> 20} MiB), {cores} cores, median of {args.repeat}"
               f"{'' if args.no_bytecode_cache else ', byte-code cached'}; load average "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}")
-        print(f"{'level':>5} {'codec':>6} {'wk':>2} | {'vmk s':>6} {'mdf s':>6} {'speed':>6} | {'vmk cpu':>7} "
+        print(f"{'level':>5} {'codec':>9} {'wk':>2} | {'vmk s':>6} {'mdf s':>6} {'speed':>6} | {'vmk cpu':>7} "
               f"{'mdf cpu':>7} {'cpu':>6} | {'vmk MiB':>7} {'mdf MiB':>7} {'size':>5} {'same':>4} | "
               f"{'vmk RSS':>7} {'mdf RSS':>7}")
-        rows = [(c, e) for c in args.codecs.split(",")
-                for e in (args.zlib_engines.split(",") if c == "zlib" else ["auto"])]
+        rows = [(c, e, n) for c in args.codecs.split(",")
+                for e in (args.zlib_engines.split(",") if c == "zlib" else ["auto"])
+                for n in ((True, False) if args.python_too else (True,))]
         for level in [int(x) for x in args.levels.split(",")]:
-            for codec, engine in rows:
+            for codec, engine, native in rows:
                 theirs_1: Run | None = None
                 label = {"isal": "z-isal", "zlib": "z-libz"}.get(engine, codec) if codec == "zlib" else codec
+                venv = env
+                if not native:
+                    label += "/py"
+                    venv = {**(env if env is not None else os.environ), "VMCOREKIT_NATIVE": "0"}
                 for workers in sorted({1, cores}):
                     vcmd = [*vmk, "filter", "-d", str(level), "--codec", codec, "--zlib-engine", engine,
                             "--threads", str(workers), "--no-progress", src, str(tmp / "vmk")]
@@ -159,14 +169,14 @@ def main() -> None:
                     mcmd = [mdf or "", FLAG[codec], "-d", str(level), *mthreads, src, str(tmp / "mdf")]
                     ours, theirs = [], []
                     for _ in range(args.repeat):
-                        ours.append(run(vcmd, tmp / "vmk", env))
+                        ours.append(run(vcmd, tmp / "vmk", venv))
                         if use_mdf and (workers == 1 or mthreads or theirs_1 is None):
                             theirs.append(run(mcmd, tmp / "mdf", fsync=True))
                     o = median(ours)
                     t = median(theirs) if theirs else theirs_1
                     if workers == 1 and theirs:
                         theirs_1 = t
-                    line = f"{level:>5} {label:>6} {workers:>2} | {o.wall:>6.2f} "
+                    line = f"{level:>5} {label:>9} {workers:>2} | {o.wall:>6.2f} "
                     if t is not None:
                         same = "yes" if (tmp / "mdf").exists() and same_bytes(tmp / "vmk", tmp / "mdf") else "no"
                         line += (f"{t.wall:>6.2f} {t.wall / o.wall:>5.2f}x | {o.cpu:>7.2f} {t.cpu:>7.2f} "

@@ -15,6 +15,17 @@ memory is the child's maximum RSS (getrusage of a fresh wrapper per run). Peers:
   drgn    `drgn -q -c DUMP -s VMLINUX -e <count for_each_task>` (loads the DWARF index)
 Ratios are peer time / vmcorekit time (above 1: vmcorekit is faster). An in-process breakdown
 of vmcorekit's own time follows (open, kallsyms, BTF, task walk).
+
+    python bench/startup_bench.py --dmesg [--runs N] [DUMP ...]
+
+`vmcorekit dmesg DUMP` instead (the command whose whole cost is start-up): the import time of
+each module it loads (`python -X importtime`, the largest first, and whether click, rich or
+numpy are among them), then per dump, interleaved runs of: the bare interpreter (`python -c
+pass`: the floor no Python command goes below, site-packages' .pth files included), vmcorekit's
+fast path, the same command through the click CLI (VMCOREKIT_FAST=0), vmcore-dmesg (ELF dumps)
+and `makedumpfile --dump-dmesg` when installed. Best of N wall time and the CPU time (user +
+sys) of that run; output to /dev/null (makedumpfile's to a file, fsynced). Byte code cached as
+installed (PYTHONPYCACHEPREFIX in a temporary folder, filled first).
 """
 from __future__ import annotations
 
@@ -113,16 +124,99 @@ def in_process(path: Path) -> dict[str, float]:
             "ntasks": n, "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def best_run(cmd: list[str], runs: int, env: dict[str, str] | None = None, out: Path | None = None
+             ) -> tuple[float, float] | None:
+    """(wall, CPU) seconds of the fastest of `runs` runs of `cmd`, output to /dev/null (or to
+    `out`, fsynced within the time); None if it fails."""
+    best: tuple[float, float] | None = None
+    for _ in range(runs):
+        if out is not None and out.exists():
+            out.unlink()
+        t = time.perf_counter()
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        _, status, usage = os.wait4(p.pid, 0)
+        if out is not None and status == 0 and out.exists():
+            fd = os.open(out, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        wall = time.perf_counter() - t
+        if os.waitstatus_to_exitcode(status) not in (0, 3):
+            return None
+        if best is None or wall < best[0]:
+            best = (wall, usage.ru_utime + usage.ru_stime)
+    return best
+
+
+def import_times(cmd: list[str], env: dict[str, str]) -> list[tuple[int, int, str]]:
+    """(self us, cumulative us, module) of every module `cmd` imports (python -X importtime)."""
+    r = subprocess.run([sys.executable, "-X", "importtime", *cmd], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True, env=env)
+    rows = []
+    for line in r.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line and "self [us]" not in line:
+            own, cum, name = line[len("import time:"):].split("|", 2)
+            rows.append((int(own), int(cum), name.rstrip()))
+    return rows
+
+
+def dmesg_bench(dumps: list[Path], runs: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="startup-bench-") as d:
+        tmp = Path(d)
+        env = dict(os.environ)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), env.get("PYTHONPATH")]))
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "src" / "vmcorekit")], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        slow = {**env, "VMCOREKIT_FAST": "0"}
+        vk = [sys.executable, "-m", "vmcorekit", "dmesg"]
+        print(f"`vmcorekit dmesg {dumps[0].name}`: imports by cumulative time (us; the 15 largest "
+              f"top-level ones, and vmcorekit's own)")
+        rows = import_times([*vk[1:], str(dumps[0])], env)
+        tops = [r for r in rows if not r[2][1:].startswith(" ")]
+        for own, cum, name in sorted(tops, key=lambda r: -r[1])[:15]:
+            print(f"  {cum:>8} {own:>8}  {name.strip()}")
+        mine = [r for r in rows if r[2].strip().startswith("vmcorekit")]
+        print(f"  vmcorekit's {len(mine)} modules: {sum(r[0] for r in mine)} us of their own")
+        heavy = sorted({r[2].strip().split(".")[0] for r in rows} & {"click", "rich", "numpy"})
+        print(f"  click, rich, numpy imported: {', '.join(heavy) or 'none'}\n")
+        vd, mdf = shutil.which("vmcore-dmesg"), shutil.which("makedumpfile")
+        print(f"best of {runs}, wall ms (CPU ms)")
+        print(f"{'dump':<34} {'python':>11} {'vmcorekit':>11} {'via click':>11} {'vmcore-dmesg':>13} "
+              f"{'mdf dump-dmesg':>15}  vmcorekit - python")
+        for dump in dumps:
+            cols = {}
+            cols["python"] = best_run([sys.executable, "-c", "pass"], runs, env)
+            cols["fast"] = best_run([*vk, str(dump)], runs, env)
+            cols["click"] = best_run([*vk, str(dump)], runs, slow)
+            cols["vmcore-dmesg"] = best_run([vd, str(dump)], runs) if vd else None
+            out = tmp / "mdf.txt"
+            cols["mdf"] = best_run([mdf, "--dump-dmesg", str(dump), str(out)], runs, out=out) if mdf else None
+
+            def f(k: str) -> str:
+                v = cols.get(k)
+                return f"{v[0] * 1e3:.0f} ({v[1] * 1e3:.0f})" if v else "-"
+            fast, py = cols["fast"], cols["python"]
+            own = f"{(fast[0] - py[0]) * 1e3:.0f} ms" if fast and py else "-"
+            name = f"{dump.parent.name}/{dump.name}"[-34:]
+            print(f"{name:<34} {f('python'):>11} {f('fast'):>11} {f('click'):>11} {f('vmcore-dmesg'):>13} "
+                  f"{f('mdf'):>15}  {own}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("dumps", nargs="*")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--vmlinux")
     ap.add_argument("--json", action="store_true", help="Print the results as JSON too.")
+    ap.add_argument("--dmesg", action="store_true", help="Time `vmcorekit dmesg` against vmcore-dmesg instead.")
     a = ap.parse_args()
     dumps = [Path(d) for d in a.dumps] or corpus_dumps()
     if not dumps:
         sys.exit("no dump: pass one, or set VMCOREKIT_CORPUS")
+    if a.dmesg:
+        dmesg_bench(dumps, a.runs)
+        return
     vmlinux = find_vmlinux(a.vmlinux)
     vk = shutil.which("vmcorekit")
     vk_cmd = [vk] if vk else [sys.executable, "-m", "vmcorekit"]

@@ -452,3 +452,19 @@ def test_readme_keeps_two_commands_for_a_fresh_machine() -> None:
     for word in ("liblzo2-2", "_VMCOREKIT_COMPLETE", "pipx", "externally-managed", "vmcorekit schema",
                  "--num-threads", "File exists"):
         assert word in text, word
+
+
+def test_closed_stderr_keeps_the_status(sample_dump, tmp_path) -> None:
+    """`vmcorekit sys CUT 2>&1 | head -1`: the notes after the answer meet the closed pipe; the
+    command still ends quietly with the status its answer earned (3: partial), not 1."""
+    cut = tmp_path / "cut.kdump"
+    with open(sample_dump, "rb") as f:
+        cut.write_bytes(f.read(12_000_000))
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    p = subprocess.Popen([sys.executable, "-m", "vmcorekit", "sys", str(cut)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert p.stdout is not None
+    p.stdout.readline()
+    p.stdout.close()
+    p.wait(timeout=120)
+    assert p.returncode == 3

@@ -56,6 +56,19 @@ def test_ps_on_a_narrow_terminal_keeps_whole_addresses() -> None:
     assert not any(line != line.rstrip() for line in text.splitlines())
 
 
+def test_triage_text_is_one_layout_on_a_narrow_terminal() -> None:
+    """triage's report: the same text on a 60-column terminal as in a pipe (headings are not as
+    wide as the window, nothing wrapped or cut), no trailing spaces, colour only as decoration."""
+    rc, out = on_tty(["--no-pager", "triage", str(SAMPLE)])
+    assert rc == 0, out
+    plain = re.sub(rb"\x1b\[[0-9;]*m", b"", out).decode()
+    piped = subprocess.run([sys.executable, "-m", "vmcorekit", "triage", str(SAMPLE)], capture_output=True,
+                           text=True, check=True).stdout
+    assert plain == piped and "\x1b" not in piped
+    assert not any(line != line.rstrip() for line in piped.splitlines())
+    assert "sysrq_handle_crash < __handle_sysrq" in piped  # the signature line, not wrapped at 60
+
+
 def test_colour_is_decoration_only() -> None:
     rc, out = on_tty(["--no-pager", "ps", str(SAMPLE)])
     assert rc == 0 and b"\x1b[" in out  # the header is bold on a colour terminal

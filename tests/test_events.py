@@ -417,3 +417,94 @@ def test_every_rule_pattern_compiles() -> None:
     assert len(found) > 100
     for p in found:
         re.compile(p.pattern)
+
+
+# -- stalls whose log lacks the stuck CPU's stack; signatures from the crash's own context --------
+
+ARM64_RCU_STALL = """\
+[   18.920087] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:
+[   18.920732] rcu: \t0-...0: (1 GPs behind) idle=3b3c/1/0x4000000000000000 softirq=396/397 fqs=809
+[   18.920800] rcu: \t3-...!: (0 ticks this GP) idle=1a2/1/0x4000000000000000 softirq=10/10 fqs=0
+[   18.921195] \t(detected by 1, t=2502 jiffies, g=-479, q=11 ncpus=4)
+[   18.921528] Task dump for CPU 0:
+[   18.921655] task:sh              state:R  running task     stack:0     pid:151   ppid:1      flags:0x00000002
+[   18.922287] Call trace:
+[   18.922425]  ret_from_fork+0x0/0x20
+[   18.923176] Kernel panic - not syncing: RCU Stall
+[   18.923499] CPU: 1 PID: 116 Comm: sh Tainted: G           OE      6.1.0-57-arm64 #1  Debian 6.1.192-3
+[   18.923951] Call trace:
+[   18.924122]  dump_backtrace+0xe4/0x140
+[   18.924441]  panic+0x184/0x364
+[   18.924565]  rcu_sched_clock_irq+0xad0/0xb90
+[   18.924742]  update_process_times+0x78/0xc0
+[   18.925094]  hrtimer_interrupt+0x114/0x310
+[   18.925450]  gic_handle_irq+0x64/0x90
+[   18.925527]  call_on_irq_stack+0x30/0x48
+[   18.925617]  do_interrupt_handler+0x88/0x90
+[   18.925701]  el0_interrupt+0x54/0x12c
+[   18.925780]  __el0_irq_handler_common+0x18/0x24
+[   18.925895]  el0t_64_irq_handler+0x10/0x20
+[   18.925981]  el0t_64_irq+0x18c/0x190
+"""
+
+
+def test_stalled_cpus_and_a_stack_from_the_dump():
+    """An arm64 RCU stall prints only the detecting CPU's interrupt from user mode: no frame of
+    the stall (never the el0 entry code); the stuck CPUs come from the per-CPU lines, and the
+    stuck CPU's backtrace (as a dump gives it) names the frame by the family's stall rules."""
+    from vmcorekit.kernel.printk.events import Frame, restacked, stalled_cpus
+    from vmcorekit.report.titles import title_of
+    rep = first_report(ARM64_RCU_STALL.splitlines())
+    assert rep.family == "rcu-stall" and rep.guilty is None and rep.corrupted
+    assert stalled_cpus(rep) == [0, 3]
+    dump_stack = [Frame(n, n) for n in ("zoo_rcu_stall", "zoo_trigger_write", "full_proxy_write",
+                                        "vfs_write", "ksys_write", "__arm64_sys_write", "invoke_syscall",
+                                        "el0_svc_common", "do_el0_svc", "el0_svc", "el0t_64_sync")]
+    new = restacked(rep, dump_stack)
+    assert new is not None and new.guilty.function == "zoo_trigger_write" and not new.corrupted
+    assert title_of(new).title == "INFO: rcu detected stall in zoo_trigger_write"
+    assert rep.guilty is None and rep.stack[0].function != "zoo_rcu_stall"   # the original is untouched
+    # an expedited stall lists its CPUs in braces; a lockup names its CPU in the header
+    exp = first_report(["rcu: INFO: rcu_preempt detected expedited stalls on CPUs/tasks: { 2-...D 5-...D } 21002 jiffies s: 1 root: 0x1/.",
+                        "Call Trace:", " <TASK>", " foo+0x1/0x2", " </TASK>"])
+    assert stalled_cpus(exp) == [2, 5]
+    lock = first_report(["watchdog: BUG: soft lockup - CPU#7 stuck for 22s! [sh:149]", "Call Trace:", " zoo_x+0x1/0x2"])
+    assert stalled_cpus(lock) == [7]
+
+
+NMI_PANIC = """\
+[   16.9] Uhhuh. NMI received for unknown reason 31 on CPU 0.
+[   16.9] Kernel panic - not syncing: NMI: Not continuing
+[   16.9] CPU: 0 PID: 114 Comm: sh Tainted: G           OE      6.1.0-57-amd64 #1  Debian 6.1.192-3
+[   16.9] Call Trace:
+[   16.9]  {open}
+[   16.9]  dump_stack_lvl+0x44/0x5c
+[   16.9]  panic+0x118/0x2f4
+[   16.9]  ? _printk+0x68/0x83
+[   16.9]  nmi_panic.cold+0xc/0xc
+[   16.9]  unknown_nmi_error.cold+0x3b/0x49
+[   16.9]  exc_nmi+0x11e/0x150
+[   16.9]  {entry}
+[   16.9] RIP: {rip}
+[   16.9] RSP: 0000:ffffd18f40403ea8 EFLAGS: 00000006
+{rest}
+"""
+
+
+def test_a_panic_inside_an_nmi_is_one_bucket_whatever_it_interrupted():
+    """The same unknown NMI, once from user mode (one <TASK> section) and once interrupting the
+    timer interrupt (an <NMI> section, then the interrupted task): one signature, named by the
+    code that called panic(), not by the interrupted IP."""
+    user = NMI_PANIC.format(open="<TASK>", entry="asm_exc_nmi+0xb3/0xfc", rip="0033:0x528a03",
+                            rest="[   16.9]  </TASK>")
+    kern = NMI_PANIC.format(open="<NMI>", entry="end_repeat_nmi+0x16/0x67", rip="0010:lapic_next_event+0x1c/0x30",
+                            rest="[   16.9]  ? lapic_next_event+0x1c/0x30\n[   16.9]  </NMI>\n[   16.9]  <TASK>\n"
+                                 "[   16.9]  clockevents_program_event+0x96/0x100\n"
+                                 "[   16.9]  hrtimer_interrupt+0x11d/0x210\n"
+                                 "[   16.9]  __sysvec_apic_timer_interrupt+0x5d/0x110\n[   16.9]  </TASK>")
+    a, _ = title_log(user.splitlines())
+    b, _ = title_log(kern.splitlines())
+    assert a.title == b.title == "kernel panic: NMI: Not continuing"
+    assert a.guilty_frame["function"] == b.guilty_frame["function"] == "unknown_nmi_error"
+    assert a.signature["frames"] == b.signature["frames"] == ["unknown_nmi_error"]
+    assert a.signature["id"] == b.signature["id"]

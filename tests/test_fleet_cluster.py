@@ -115,3 +115,15 @@ def test_unreachable_scheduler_is_one_line(tmp_path: Path) -> None:
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 1 and r.stderr.startswith("vmcorekit: error: ") and "Traceback" not in r.stderr, r.stderr
     assert r.stderr.strip().count("\n") == 0
+
+
+def test_cluster_ingest_keeps_minidumps(cluster: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--keep-minidump on the cluster: each minidump written by the worker that triaged it."""
+    from test_minidump import check_kept, keep_minidump_fleet
+    root = keep_minidump_fleet(tmp_path / "fleet")
+    keep, ix = root / "minidumps", tmp_path / "ix.duckdb"
+    r = subprocess.run([sys.executable, "-m", "vmcorekit", "fleet", "ingest", str(root), "--index", str(ix),
+                        "--scheduler", cluster, "--keep-minidump", str(keep), "--json"],
+                       env=env(), capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    check_kept(root, ix, keep, json.loads(r.stdout), capsys)

@@ -297,7 +297,7 @@ def test_reports_escape_controls() -> None:
 def test_dmesg_and_mod_escape_controls() -> None:
     from types import SimpleNamespace
 
-    from vmcorekit.cli.dmesg import _safe
+    from vmcorekit.cli._dmesg import _safe
     from vmcorekit.cli.mod import mod_lines
 
     normal = b"[    0.000000] Linux version 6.1.0 (gcc) #1 SMP\n"

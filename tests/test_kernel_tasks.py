@@ -94,19 +94,33 @@ def _crash_ps(path: Path) -> dict[int, list[str]]:
 @pytest.mark.corpus
 def test_ps_cli_matches_crash_rows(corpus_case: Path, corpus_elf: Path, capsys) -> None:
     """Every task crash found is printed identically (crash 8.0.2 finds only the running ones
-    on this kernel and shows their parent as -1: there drgn's ppid is the reference)."""
+    on this kernel and shows their parent as -1: there drgn's ppid is the reference), but for
+    RSS and %MEM: crash 8.0.4 added shmem pages to RSS (as /proc's VmRSS has them), which
+    8.0.2, the recorded output, left out. So the recorded RSS must be exactly our file + anon
+    pages, and our RSS column that plus the task's shmem pages."""
     assert main(["ps", str(corpus_elf)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
+    assert main(["ps", "--json", str(corpus_elf)]) == 0
+    js = {int(t["task"], 16): t for t in json.loads(capsys.readouterr().out)["tasks"]}
     expected = (corpus_case / "expected/crash/ps.txt").read_text().splitlines()
     assert lines[0] == expected[0]
     mine = {int(line[23:39], 16): line for line in lines[1:]}
     drgn_ppid = {t[4]: t[2] for t in drgn_tasks(corpus_case / "expected/drgn/tasks.tsv")}
+    with_shmem = 0
     for task, crow in _crash_ps(corpus_case / "expected/crash/ps.txt").items():
         exp_line = next(x for x in expected[1:] if f"{task:016x}" in x)
         if crow[2] == "-1":
             exp_line = exp_line[:10] + f"{drgn_ppid[task]:>7}" + exp_line[17:]
-        assert mine[task] == exp_line
+        rss = js[task]["rss"]
+        assert (rss["file_bytes"] + rss["anon_bytes"]) // 1024 == int(crow[7])
+        assert js[task]["rss_bytes"] // 1024 == int(crow[7]) + rss["shmem_bytes"] // 1024
+        with_shmem += rss["shmem_bytes"] > 0
+        # the columns before %MEM, VSZ and COMM as crash printed them
+        m, e = mine[task][2:].split(), exp_line[2:].split()
+        assert mine[task][:2] == exp_line[:2] and m[:5] == e[:5] and m[6] == e[6] and m[8:] == e[8:]
+        assert len(mine[task]) == len(exp_line)
+    assert with_shmem  # the comparison saw shmem: the two crash versions do differ here
     assert len(lines) - 1 == len(drgn_tasks(corpus_case / "expected/drgn/tasks.tsv")) + \
         sum(1 for x in lines[1:] if x[2:9].strip() == "0")
 

@@ -11,7 +11,7 @@ PKG = Path(__file__).resolve().parent.parent / "src" / "vmcorekit"
 
 # Lowest first. filter/ and report/ are siblings: neither may import the other.
 LAYERS = [("errors", "util"), ("dump",), ("vmcoreinfo",), ("arch",), ("program",), ("kernel",),
-          ("filter", "report"), ("fleet",), ("cli", "__init__", "__main__")]
+          ("filter", "report"), ("minidump",), ("fleet",), ("cli", "__init__", "__main__")]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 
 

@@ -20,7 +20,8 @@
 # echo c > /proc/sysrq-trigger; nmi: QMP inject-nmi from the host).
 #
 # Output per dump, in $OUT/<arch>-<kernel release>/<kind>-<boot>/:
-#   vmcore.c-d31.kdump   makedumpfile -c -d 31 of the ELF (x86_64; the ELF is then deleted)
+#   vmcore.c-d31.kdump   makedumpfile -c -d 31 of the ELF (x86_64; the ELF is then deleted);
+#                        vmcorekit's filter when makedumpfile says it does not know the kernel
 #   dump.elf.zst         zstd -19 of the ELF (arm64: Debian's makedumpfile cannot read it;
 #                        or everywhere with KEEP_ELF=1)
 #   console.log          the guest serial log (CRs and escapes removed)
@@ -280,7 +281,17 @@ make_one() {  # make_one KIND BOOT_ID
         in=$(makedumpfile_input "$cdir")
         (cd "$cdir" && nice -n 10 makedumpfile -c -d 31 "$in" vmcore.c-d31.kdump) > "$cdir/makedumpfile.log" 2>&1 \
             || { log "makedumpfile failed (see log)"; KEEP_ELF=1; }
-        kv REDUCED "makedumpfile -c -d 31 $in vmcore.c-d31.kdump" >> "$cdir/case.env"
+        if grep -q "kernel version is not supported" "$cdir/makedumpfile.log"; then
+            # An older makedumpfile guesses a newer kernel's page types (6.10+ moved PG_slab into
+            # page_type) and drops live slab pages, task_structs among them: filter with vmcorekit.
+            log "makedumpfile does not know this kernel: filtering with vmcorekit instead"
+            (cd "$cdir" && rm -f vmcore.c-d31.kdump && PYTHONPATH="$HERE/../src" nice -n 10 \
+                python3 -m vmcorekit filter -c -d 31 "$in" vmcore.c-d31.kdump) >> "$cdir/makedumpfile.log" 2>&1 \
+                || { log "vmcorekit filter failed (see makedumpfile.log)"; KEEP_ELF=1; }
+            kv REDUCED "vmcorekit filter -c -d 31 $in vmcore.c-d31.kdump" >> "$cdir/case.env"
+        else
+            kv REDUCED "makedumpfile -c -d 31 $in vmcore.c-d31.kdump" >> "$cdir/case.env"
+        fi
     fi
     if [ "$ARCH" = arm64 ] || [ "$KEEP_ELF" = 1 ]; then
         nice -n 10 zstd -q -f -19 -T2 --long=27 "$cdir/dump.elf" -o "$cdir/dump.elf.zst"

@@ -92,6 +92,9 @@ def _refuse_existing(outputs: list[str], force: bool, inputs: Sequence[str] = ()
 @click.option("-d", "--dump-level", "level", type=click.IntRange(0, 31), default=None,
               help="Pages to exclude, a sum of: 1 zero, 2 non-private cache, 4 all cache, 8 user data, "
                    "16 free (default 0, as makedumpfile; a re-filtered dump keeps its own level too).")
+@click.option("--level", "keep_level", type=click.Choice(["triage"]), default=None,
+              help="triage: a minidump, only the pages triage, dmesg, ps, bt and mod read on DUMP "
+                   "(their answers on it are DUMP's; other questions may find pages missing).")
 @click.option("-c", "codec_flag", flag_value="c", help="Compress pages with zlib.")
 @click.option("-l", "codec_flag", flag_value="l", help="Compress pages with LZO.")
 @click.option("-p", "codec_flag", flag_value="p", help="Compress pages with snappy.")
@@ -137,7 +140,7 @@ def _refuse_existing(outputs: list[str], force: bool, inputs: Sequence[str] = ()
 @click.option("--max-size", "max_size", default=None, help="Fail (leaving no file) if the output would exceed this size.")
 @click.option("--json", "as_json", is_flag=True, help="Statistics as JSON on standard output (not with -F).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, codec: str | None,
+def command(paths: tuple[str, ...], level: int | None, keep_level: str | None, codec_flag: str | None, codec: str | None,
             zlib_engine: str, elf: bool, flatten: bool, reassemble: bool, force: bool, split: bool,
             threads: int | None, message_level: int | None, vmcoreinfo_file: str | None,
             eppic: str | None, config: str | None, check_params: bool, dry_run: bool, show_stats: bool,
@@ -152,6 +155,7 @@ def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, c
       vmcorekit filter -R OUTPUT < STREAM          rebuild a flattened stream
       vmcorekit filter --split DUMP OUT1 OUT2 OUT3 a split set of three files
       vmcorekit filter --mem-usage DUMP            what each dump level keeps
+      vmcorekit filter --level triage DUMP OUTPUT  a minidump for triage, dmesg, ps, bt, mod
       vmcorekit filter -l --message-level 7 -d 31 /proc/vmcore OUT   kdump's core_collector line
 
     DUMP may be an ELF core, a kdump-compressed file (re-filtering: its dump level is kept and
@@ -209,6 +213,17 @@ def command(paths: tuple[str, ...], level: int | None, codec_flag: str | None, c
         _refuse_existing(rest, force, dump)
         if not check_params:
             _dump_dmesg(dump, rest[0], vmcoreinfo_file, partial_dmesg, quiet)
+        return
+    if keep_level is not None:
+        if len(rest) != 1:
+            raise click.UsageError("--level triage takes DUMP OUTPUT")
+        if level is not None or elf or flatten or split or dry_run or mem_usage:
+            raise click.UsageError("--level triage chooses the pages itself and writes one kdump-compressed "
+                                   "file: it takes no -d, -E, -F, --split, --dry-run or --mem-usage")
+        _refuse_existing(rest, force, dump)
+        if not check_params:
+            _minidump(dump, rest[0], vmcoreinfo_file, codec or (CODEC_FLAGS[codec_flag] if codec_flag else None),
+                      limit, as_json, quiet)
         return
     show = progress if progress is not None else sys.stderr.isatty()
     opts = FilterOptions(level=0 if level is None else level, codec=chosen, zlib_engine=zlib_engine, elf=elf,
@@ -312,3 +327,21 @@ def _dump_dmesg(dump: list[str], output: str, vmcoreinfo_file: str | None, parti
         note(w)
     if not quiet:
         click.echo(f"The dmesg log is saved to {output}.", err=True)
+
+
+def _minidump(dump: list[str], output: str, vmcoreinfo_file: str | None, codec: str | None,
+              limit: int | None, as_json: bool, quiet: bool) -> None:
+    """--level triage: record what the first questions read, write only that."""
+    from ..errors import note
+    from ..minidump import write_minidump
+    from ..minidump.write import DEFAULT_CODEC
+    r = write_minidump(dump, output, vmcoreinfo_file=vmcoreinfo_file, codec=codec or DEFAULT_CODEC,
+                       max_size=limit)
+    for w in r.stats.warnings:
+        note(w)
+    for name, why in r.recording.errors.items():
+        note(f"{name} stops early on this dump ({why}); the minidump holds what it read")
+    if as_json:
+        emit_json({k: v for k, v in r.to_dict().items() if k != "warnings"})
+    elif not quiet:
+        click.echo(f"The dumpfile is saved to {output} ({r.pages} pages, {r.written} bytes).", err=True)

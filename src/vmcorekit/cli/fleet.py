@@ -88,9 +88,13 @@ def command() -> None:
               help="Seconds one dump may take; a reader that hangs is stopped (status timeout).")
 @click.option("--wait", type=click.FloatRange(0), default=10.0, show_default=True,
               help="Seconds to wait for another ingest on the same index to finish.")
+@click.option("--keep-minidump", "keep_minidump", type=click.Path(file_okay=False), metavar="DIR",
+              help="Also keep a minidump of each new dump in DIR (filter --level triage; CONTENT_ID.kdump, "
+                   "shown by `fleet show`): later questions need not reopen the original.")
 @_json_option
 def ingest_cmd(paths: tuple[str, ...], index_path: str, workers: int | None, scheduler: str | None,
-               local_cluster: int | None, timeout: float, wait: float, as_json: bool) -> None:
+               local_cluster: int | None, timeout: float, wait: float, keep_minidump: str | None,
+               as_json: bool) -> None:
     """Find the dumps under PATH... (recursively), triage the new ones and index their facts.
     A second run over the same files adds nothing."""
     from ..fleet.ingest import ingest
@@ -103,7 +107,8 @@ def ingest_cmd(paths: tuple[str, ...], index_path: str, workers: int | None, sch
     ex = _executor(workers, scheduler, local_cluster)
     try:
         with _progress(enabled=not as_json and sys.stderr.isatty()) as progress:
-            summary = ingest(list(paths), index_path, ex, timeout=timeout, wait=wait, progress=progress)
+            summary = ingest(list(paths), index_path, ex, timeout=timeout, wait=wait, progress=progress,
+                             keep_minidump=keep_minidump)
     finally:
         ex.close()
     if as_json:
@@ -233,9 +238,13 @@ def show_cmd(signature: str, index_path: str, as_json: bool) -> None:
     for d in s["timeline"]:
         click.echo(f"  {d['day']}  {'#' * max(1, round(d['count'] / peak * 40))} {d['count']}")
     click.echo("\nMembers")
-    _table(["PATH", "STATUS", "CRASH TIME", "KERNEL", "HOST"],
-           [[m["path"], m["status"], m["crash_time"], m["release"], m["hostname"]] for m in s["members"]])
+    kept = any(m.get("minidump") for m in s["members"])
+    _table(["PATH", "STATUS", "CRASH TIME", "KERNEL", "HOST"] + (["MINIDUMP"] if kept else []),
+           [[m["path"], m["status"], m["crash_time"], m["release"], m["hostname"]]
+            + ([m.get("minidump") or "-"] if kept else []) for m in s["members"]])
     click.echo(f"\nTypical report: {clean(t.get('path'))}")
+    if t.get("minidump"):
+        click.echo(f"  minidump: {clean(t['minidump'])}")
     if t.get("explanation"):
         click.echo(f"  {clean(t['explanation'])}")
     for f in t.get("stack_frames") or []:

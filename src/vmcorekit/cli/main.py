@@ -136,14 +136,29 @@ def main(argv: list[str] | None = None) -> int:
                 partial.append(text)
                 PARTIAL_SAID.append(text)
                 if getattr(message, "reported", True):
-                    click.echo(printable(f"vmcorekit: partial: {text}"), err=True)
+                    _to_stderr(f"vmcorekit: partial: {text}")
 
         warnings.showwarning = show
         with collecting_notes() as notes:
             rc = _run(argv)
     for n in notes:  # errors.note(): non-fatal problems, once each, after the answer
-        click.echo(printable(f"vmcorekit: note: {n}"), err=True)
+        _to_stderr(f"vmcorekit: note: {n}")
     return EXIT_PARTIAL if rc == 0 and partial else rc
+
+
+def _to_stderr(line: str) -> None:
+    """One diagnostic line; a closed stderr (`vmcorekit sys D 2>&1 | head`) loses it quietly
+    and does not change the exit status the answer earned."""
+    try:
+        click.echo(printable(line), err=True)
+    except OSError as e:
+        if not isinstance(e, BrokenPipeError) and e.errno != errno.EPIPE:
+            raise
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stderr.fileno())
+        except (OSError, ValueError):
+            pass
 
 
 def _usage_line(e: click.UsageError) -> str:

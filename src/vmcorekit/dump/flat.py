@@ -18,8 +18,10 @@ import os
 from abc import ABC, abstractmethod
 from array import array
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 from ..errors import DumpFormatError, UnsupportedDumpError
 from .flat_layout import (
@@ -31,6 +33,8 @@ from .flat_layout import (
     TYPE_VERSION_OFF,
     is_flattened,
 )
+
+PURE_RECORDS = 20_000  # a stream of at most this many records is indexed without numpy
 
 SCAN_STEP = 8 << 20  # bytes read at once by ByteSource.scan
 
@@ -220,11 +224,43 @@ class FlatFile(ByteSource):
                 break  # stream cut off inside this record's data
             pos = data + sz
         self.records = len(offsets)
+        if len(offsets) <= PURE_RECORDS:
+            self._build_segments_pure(offsets, sizes, fpos)
+            return
+        import numpy as np  # here: only a large stream's records need it
         self._build_segments(np.array(offsets, dtype=np.int64), np.array(sizes, dtype=np.int64),
                              np.array(fpos, dtype=np.int64))
 
+    def _build_segments_pure(self, offsets: list[int], sizes: list[int], fpos: list[int]) -> None:
+        """_build_segments() for a few records, without numpy (whose import costs more)."""
+        order = sorted(range(len(offsets)), key=offsets.__getitem__)  # stable, as argsort's
+        off = [offsets[i] for i in order]
+        end = [offsets[i] + sizes[i] for i in order]
+        pos = [fpos[i] for i in order]
+        involved = [False] * len(off)
+        reach = end[0] if end else 0
+        for k in range(1, len(off)):
+            if off[k] < reach:
+                involved[k] = involved[k - 1] = True
+            reach = max(reach, end[k])
+        if any(involved):
+            ks = [k for k, v in enumerate(involved) if v]
+            s2, e2, f2 = _sweep([off[k] for k in ks], [end[k] for k in ks], [pos[k] for k in ks],
+                                [order[k] for k in ks])
+            keep = [k for k, v in enumerate(involved) if not v]
+            off = [off[k] for k in keep] + list(s2)
+            end = [end[k] for k in keep] + list(e2)
+            pos = [pos[k] for k in keep] + list(f2)
+            again = sorted(range(len(off)), key=off.__getitem__)
+            off, end, pos = [off[i] for i in again], [end[i] for i in again], [pos[i] for i in again]
+        self._starts = array("q", off)
+        self._ends = array("q", end)
+        self._fpos = array("q", pos)
+        self.size = max(end) if end else 0
+
     def _build_segments(self, off: np.ndarray, size: np.ndarray, fpos: np.ndarray) -> None:
         """Turn records into sorted, disjoint segments (start, end, file position)."""
+        import numpy as np
         order = np.argsort(off, kind="stable")
         off, end, fpos = off[order], (off + size)[order], fpos[order]
         seq = order  # record number: higher = written later

@@ -7,7 +7,9 @@ the shared zero page, as makedumpfile and QEMU write it.
 
 A pfn's descriptor index is its rank among the set bits of the 2nd bitmap. The rank comes from
 a prefix sum of popcounts per 512-bit block built once with numpy, so a lookup is one array
-index and one popcount of at most 512 bits.
+index and one popcount of at most 512 bits. Bitmaps up to PURE_BITMAP_BYTES (16 GiB of 4 KiB
+pages) are indexed without numpy (its import costs more than the work: `dmesg` of such a dump
+never imports it); larger ones with it. Both give the same index and ranges (tests compare).
 
 A --split set is several kdump files, each holding the dumped pages of one pfn range
 [start_pfn, end_pfn) (its sub-header says split=1), presented as one memory.
@@ -16,12 +18,11 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import re
 from array import array
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     CorruptPageError,
@@ -61,12 +62,15 @@ from .kdump_layout import (
 )
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .checks import Progress, VerifyReport
 
 MIN_BLOCK_SIZE = 512
 MAX_BLOCK_SIZE = 1 << 18  # 256 KiB pages exist (hexagon, ppc44x); anything larger is corrupt
 CODEC_SAMPLE = 512  # descriptors read at open to name the codecs in use
 DEFAULT_CACHE_PAGES = 1024
+PURE_BITMAP_BYTES = 512 << 10  # at most this much 2nd bitmap is indexed without numpy
 _RANK_BLOCK = 64  # bytes of 2nd bitmap per rank-index entry (at least; see rank_block_bytes)
 RANK_INDEX_MAX = 32 << 20  # bytes of rank index at most (64 bytes of bitmap an entry up to 256 MiB of bitmap)
 
@@ -91,6 +95,80 @@ def _pow2(n: int) -> bool:
     return n > 0 and n & (n - 1) == 0
 
 
+def _np() -> Any:
+    import numpy  # here: only large bitmaps and the filter's page iteration need it
+    return numpy
+
+
+def _use_numpy(nbytes: int) -> bool:
+    return nbytes > PURE_BITMAP_BYTES
+
+
+_SET_BYTES = re.compile(rb"\xff+|[^\x00\xff]")  # runs of all-set bytes, and single partial bytes
+
+
+PURE_PARTIAL_BYTES = 1 << 14  # partial bytes runs_of_chunks_pure() looks at before giving up
+
+
+def runs_of_chunks_pure(chunks: "Iterable[tuple[int, bytes | memoryview]]", nbits: int
+                        ) -> list[tuple[int, int]] | None:
+    """runs_of_chunks() without numpy: zero bytes are skipped by the regex engine, runs of
+    0xff bytes taken whole, only partial bytes looked at bit by bit. None when there are more
+    than PURE_PARTIAL_BYTES of those (a fragmented bitmap: numpy's turn)."""
+    runs: list[list[int]] = []
+    partial = 0
+    for base, raw in chunks:
+        for m in _SET_BYTES.finditer(raw):
+            i, j = m.span()
+            if j - i > 1 or raw[i] == 0xFF:
+                spans = [((base + i) * 8, (base + j) * 8)]
+            else:
+                partial += 1
+                if partial > PURE_PARTIAL_BYTES:
+                    return None
+                byte, first = raw[i], (base + i) * 8
+                spans = []
+                k = 0
+                while k < 8:
+                    if byte >> k & 1:
+                        e = k
+                        while e < 8 and byte >> e & 1:
+                            e += 1
+                        spans.append((first + k, first + e))
+                        k = e
+                    else:
+                        k += 1
+            for a, b in spans:
+                if a >= nbits:
+                    break
+                b = min(b, nbits)
+                if runs and runs[-1][1] == a:
+                    runs[-1][1] = b
+                else:
+                    runs.append([a, b])
+    return [(a, b) for a, b in runs]
+
+
+def rank_counts_pure(pieces: "Iterable[tuple[int, bytes | memoryview]]", nbytes: int, blk: int) -> list[int]:
+    """Prefix sums of set bits per `blk`-byte block of a bitmap given as (offset, bytes)
+    pieces (bytes no piece covers are zero): entry k counts the bits before block k."""
+    counts = [0] * (nbytes // blk + 1)
+    for rel, raw in pieces:
+        mv = memoryview(raw)
+        pos, end = 0, len(mv)
+        while pos < end:
+            k = (rel + pos) // blk
+            stop = min(end, (k + 1) * blk - rel)
+            counts[k] += int.from_bytes(mv[pos:stop], "little").bit_count()
+            pos = stop
+    prefix = [0] * (len(counts) + 1)
+    total = 0
+    for k, c in enumerate(counts):
+        total += c
+        prefix[k + 1] = total
+    return prefix
+
+
 def bit_runs(bitmap: np.ndarray, nbits: int, chunk_bytes: int = 1 << 20) -> list[tuple[int, int]]:
     """[start, end) runs of set bits among the first `nbits` bits of a little-endian bitmap
     (bit i is bit i%8 of byte i//8). Works chunk by chunk so memory stays bounded."""
@@ -102,6 +180,7 @@ def runs_of_chunks(chunks: "Iterable[tuple[int, np.ndarray | bytes]]", nbits: in
     """bit_runs() over (byte offset, bytes) pieces of a bitmap in ascending order; bytes no
     piece covers are zero (the holes ByteSource.scan skips). Shortcuts for all-clear and
     all-set pieces."""
+    np = _np()
     edges: list[np.ndarray] = []
     prev = 0
     at = 0  # the first byte not yet covered
@@ -127,6 +206,8 @@ def runs_of_chunks(chunks: "Iterable[tuple[int, np.ndarray | bytes]]", nbits: in
         if len(change):
             edges.append(change.astype(np.int64) + first)
         prev = int(bits[-1])
+    if prev and at * 8 < nbits:  # zero bytes after the last piece (a trailing hole) end the run
+        edges.append(np.array([at * 8], dtype=np.int64))
     flat = np.concatenate(edges) if edges else np.zeros(0, dtype=np.int64)
     flat = flat[flat < nbits]
     if len(flat) % 2:
@@ -292,35 +373,44 @@ class KdumpFile(PhysicalMemory):
         blk = self._rank_blk = rank_block_bytes(nbytes)
         nblk = nbytes // blk
         # Prefix sums of set bits per block; a block never scanned (a hole) holds none.
-        counts = np.zeros(nblk + 1, dtype=np.int64)
         step = max(blk, (8 << 20) // blk * blk)
-        for pos, raw in src.scan(bitmap_off + half, nbytes, step):
-            rel = pos - (bitmap_off + half)
-            a = np.frombuffer(raw, dtype=np.uint8)
-            # Pieces start at any byte (SEEK_DATA): split at block edges before counting.
-            cut = min(len(a), -rel % blk)
-            if cut:
-                counts[rel // blk] += int(np.bitwise_count(a[:cut]).sum(dtype=np.int64))
-            body = a[cut:]
-            whole = len(body) // blk
-            b0 = (rel + cut) // blk
-            if whole:
-                counts[b0:b0 + whole] += np.bitwise_count(body[:whole * blk]).reshape(whole, blk).sum(
-                    axis=1, dtype=np.int64)
-            tail = body[whole * blk:]
-            if len(tail):
-                counts[b0 + whole] += int(np.bitwise_count(tail).sum(dtype=np.int64))
-        prefix = np.zeros(nblk + 2, dtype=np.int64)
-        np.cumsum(counts, out=prefix[1:])
         self._bm1 = bm1
         self._bm2 = bm2
         self._bm_off = (bitmap_off, bitmap_off + half)
         self._prefix = array("q")
-        self._prefix.frombytes(memoryview(prefix).cast("B"))
-        del counts, prefix
+        if not _use_numpy(nbytes):
+            self._prefix.extend(rank_counts_pure(((pos - (bitmap_off + half), raw)
+                                                  for pos, raw in src.scan(bitmap_off + half, nbytes, step)),
+                                                 nbytes, blk))
+        else:
+            np = _np()
+            counts = np.zeros(nblk + 1, dtype=np.int64)
+            for pos, raw in src.scan(bitmap_off + half, nbytes, step):
+                rel = pos - (bitmap_off + half)
+                a = np.frombuffer(raw, dtype=np.uint8)
+                # Pieces start at any byte (SEEK_DATA): split at block edges before counting.
+                cut = min(len(a), -rel % blk)
+                if cut:
+                    counts[rel // blk] += int(np.bitwise_count(a[:cut]).sum(dtype=np.int64))
+                body = a[cut:]
+                whole = len(body) // blk
+                b0 = (rel + cut) // blk
+                if whole:
+                    counts[b0:b0 + whole] += np.bitwise_count(body[:whole * blk]).reshape(whole, blk).sum(
+                        axis=1, dtype=np.int64)
+                tail = body[whole * blk:]
+                if len(tail):
+                    counts[b0 + whole] += int(np.bitwise_count(tail).sum(dtype=np.int64))
+            prefix = np.zeros(nblk + 2, dtype=np.int64)
+            np.cumsum(counts, out=prefix[1:])
+            self._prefix.frombytes(memoryview(prefix).cast("B"))
+            del counts, prefix
         self._rank_base = self._rank(start_pfn)
         self.dumpable_pages = self._rank(end_pfn) - self._rank_base
-        ranges = runs_of_chunks(((pos - bitmap_off, raw) for pos, raw in src.scan(bitmap_off, nbytes)), max_mapnr)
+        ranges = None if _use_numpy(nbytes) else runs_of_chunks_pure(
+            ((pos - bitmap_off, raw) for pos, raw in src.scan(bitmap_off, nbytes)), max_mapnr)
+        if ranges is None:
+            ranges = runs_of_chunks(((pos - bitmap_off, raw) for pos, raw in src.scan(bitmap_off, nbytes)), max_mapnr)
         if not ranges:
             # A header may claim any number of pages over a sparse file; a dump whose 1st
             # bitmap marks none describes no memory at all: nothing to read, nothing to check.
@@ -519,6 +609,7 @@ class KdumpFile(PhysicalMemory):
         a0, b0 = lo >> 3, (hi + 7) >> 3
         spans = sorted([(a - self._bm_off[0], b - self._bm_off[0]) for a, b in self._src.extents(self._bm_off[0] + a0, b0 - a0)]
                        + [(a - self._bm_off[1], b - self._bm_off[1]) for a, b in self._src.extents(self._bm_off[1] + a0, b0 - a0)])
+        np = _np()
         bm1 = np.frombuffer(self._bm1, dtype=np.uint8)
         bm2 = np.frombuffer(self._bm2, dtype=np.uint8)
         at = a0
@@ -533,6 +624,7 @@ class KdumpFile(PhysicalMemory):
 
     def dumped_pfns(self) -> np.ndarray:
         """Pfns whose data this file holds (set bits of the 2nd bitmap within its pfn range)."""
+        np = _np()
         out = []
         for first, _, b2 in self.bitmap_pieces(self.start_pfn, self.end_pfn, 1 << 20):
             p = np.flatnonzero(np.unpackbits(b2, bitorder="little")) + first

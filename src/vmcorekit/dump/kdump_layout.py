@@ -12,9 +12,7 @@ what is written is what is read.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
-
-import numpy as np
+from typing import Any, NamedTuple
 
 KDUMP_SIGNATURE = b"KDUMP   "
 DISKDUMP_SIGNATURE = b"DISKDUMP"  # the older diskdump format: recognised, not read
@@ -44,9 +42,20 @@ KDUMP_SUB_HEADER_SIZE = SUB_HEADER.size
 PAGE_DESC = struct.Struct("<qIIQ")  # page_desc: offset, size, flags, page_flags
 PAGE_DESC_HEAD = struct.Struct("<qII")  # its first three fields
 PAGE_DESC_SIZE = PAGE_DESC.size
-# page_desc as a numpy record, for whole tables at once
-DESC_DTYPE = np.dtype([("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")])
-assert DESC_DTYPE.itemsize == PAGE_DESC_SIZE and KDUMP_SUB_HEADER_SIZE == 104
+assert KDUMP_SUB_HEADER_SIZE == 104
+_DESC_FIELDS = [("offset", "<i8"), ("size", "<u4"), ("flags", "<u4"), ("page_flags", "<u8")]
+
+
+def __getattr__(name: str) -> Any:
+    """DESC_DTYPE, page_desc as a numpy record for whole tables at once, made on first use:
+    reading a few pages (`dmesg`) never imports numpy."""
+    if name == "DESC_DTYPE":
+        import numpy as np
+        dtype = np.dtype(_DESC_FIELDS)
+        assert dtype.itemsize == PAGE_DESC_SIZE
+        globals()["DESC_DTYPE"] = dtype
+        return dtype
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _cstr(b: bytes) -> str:

@@ -60,6 +60,9 @@ class FilterOptions:
     vmcoreinfo_file: str | None = None
     batch_pages: int = BATCH_PAGES
     progress: Progress | None = None
+    # Only these pfns (sorted, e.g. the pages some commands read): the page classes are then
+    # not looked at and `level` is only what the header records.
+    keep_pfns: np.ndarray | None = None
 
     def check(self) -> None:
         if not 0 <= self.level <= MAX_DUMP_LEVEL:
@@ -114,6 +117,10 @@ class FilterStats:
         if self.existing != self.present:
             lines.append(f"    Pages not in the input   : 0x{self.existing - self.present:016x}")
         lines += [f"    {name:<24}: 0x{self.excluded.get(k, 0):016x}" for k, name in rows]
+        if "unselected" in self.excluded:  # a page selection (--level triage) dropped these
+            total_excl += self.excluded["unselected"]
+            lines[1] = f"  Excluded pages   : 0x{total_excl:016x}"
+            lines.append(f"    {'Pages not selected':<24}: 0x{self.excluded['unselected']:016x}")
         lines += [f"  Remaining pages  : 0x{self.remaining:016x}",
                   f"  (The number of pages is reduced to {pct}%.)",
                   f"Memory Hole     : 0x{self.max_mapnr - self.existing:016x}",
@@ -279,6 +286,8 @@ class FilterJob:
         bm1, present = input_bitmaps(self.phys, self.page_size)
         if present is not bm1 and present.equals(bm1):
             present = bm1  # the usual ELF input: one bitmap serves both (32 MiB a TiB of RAM)
+        if opts.keep_pfns is not None:
+            return self._prepare_selected(bm1, present, t0)
         needs_pages = bool(opts.level & ~DL_EXCLUDE_ZERO)
         counts = np.zeros(8, dtype=np.int64)
         classifier = None
@@ -334,6 +343,25 @@ class FilterJob:
         self.bm1, self.bm2, self.present = bm1, bm2, present
         st.dumped = bm2.count()
         self._release_all()
+        st.seconds["classify"] = time.perf_counter() - t0
+        return st
+
+    def _prepare_selected(self, bm1: PfnBitmap, present: PfnBitmap, t0: float) -> FilterStats:
+        """The 2nd bitmap for an explicit page selection: present pages among `keep_pfns`. The
+        1st bitmap is the input's own, so a hole stays a hole and an unselected page reads as
+        excluded, as a page of any filtered dump does."""
+        assert self.options.keep_pfns is not None
+        st = self.stats
+        keep = np.asarray(self.options.keep_pfns, dtype=np.int64)
+        keep = keep[(keep >= 0) & (keep < present.nbits)]
+        sel = np.zeros(len(present.data), dtype=np.uint8)
+        np.bitwise_or.at(sel, keep >> 3, (np.int64(1) << (keep & 7)).astype(np.uint8))
+        bm2 = PfnBitmap(present.nbits, present.data & sel)
+        st.max_mapnr, st.page_size = bm1.nbits, self.page_size
+        st.existing, st.present = bm1.count(), present.count()
+        st.dumped = bm2.count()
+        st.excluded["unselected"] = st.present - st.dumped
+        self.bm1, self.bm2, self.present = bm1, bm2, present
         st.seconds["classify"] = time.perf_counter() - t0
         return st
 

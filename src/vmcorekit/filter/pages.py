@@ -17,6 +17,7 @@ import numpy as np
 from ..dump.base import PhysicalMemory
 from ..errors import MemoryReadError
 from .bitmaps import PfnBitmap
+from .compress import native_module
 
 Runs = list[tuple[int, int]]  # (first pfn, page count)
 
@@ -106,7 +107,11 @@ class PageSource:
 
 
 def zero_rows(pages: np.ndarray) -> np.ndarray:
-    """Which rows of `pages` (n x page_size uint8) are all zeros."""
+    """Which rows of `pages` (n x page_size uint8) are all zeros (in C where the native page
+    loop was built: it stops at a page's first nonzero word; numpy reads every byte)."""
     if pages.shape[1] % 8 == 0 and pages.flags.c_contiguous:
+        pp = native_module()
+        if pp is not None and hasattr(pp, "zero_rows") and pages.dtype == np.uint8:
+            return np.frombuffer(pp.zero_rows(pages, pages.shape[1]), dtype=bool)
         return ~pages.view(np.uint64).any(axis=1)
     return ~pages.any(axis=1)

@@ -1,7 +1,7 @@
 """The process that reads dumps: `python -m vmcorekit.fleet.child`.
 
-One request per line on stdin (JSON: {"op": "hash"|"triage", "paths": [...]}), one answer per
-line on the original stdout; whatever else the readers print goes to /dev/null. It imports the
+One request per line on stdin (JSON: {"op": "hash"|"triage", "paths": [...]}, and "minidump":
+FILE to also write the dump's minidump there), one answer per line on the original stdout; whatever else the readers print goes to /dev/null. It imports the
 readers once, says `{"ready": true}`, then serves requests until stdin closes. The parent
 (worker.py) kills it when a request outlives its timeout. It exits by itself when its parent
 goes away (even one killed with SIGKILL), so no reader outlives an ingest.
@@ -81,8 +81,27 @@ def handle(req: dict[str, Any]) -> dict[str, Any]:
         facts["rules_version"] = "triage"
     partial = [str(w.message) for w in caught if issubclass(w.category, PartialResultWarning)]
     status = "partial" if facts["failed_sections"] or partial else "ok"
+    said = list(notes)
+    kept = _minidump(paths, req["minidump"], said) if req.get("minidump") else None
     return {"status": status, "error": "; ".join(partial[:3]) or None, "facts": facts, "triage": tri,
-            "notes": list(notes), "seconds": round(time.perf_counter() - t, 4), "rss_kb": _rss_kb()}
+            "notes": said, "minidump": kept, "seconds": round(time.perf_counter() - t, 4), "rss_kb": _rss_kb()}
+
+
+def _minidump(paths: list[str], target: str, notes: list[str]) -> str | None:
+    """`filter --level triage` of the dump into `target` (named by the dump's content: one
+    already there is this dump's, from an earlier run); None, with a note, when it cannot be
+    written."""
+    from ..errors import VmcorekitError
+    from ..minidump import write_minidump
+    from .facts import one_line
+    if os.path.isfile(target):
+        return target
+    try:
+        write_minidump(paths, target)
+    except (VmcorekitError, OSError, ValueError, LookupError, EOFError, ArithmeticError) as e:
+        notes.append(f"minidump not kept: {one_line(e)}")
+        return None
+    return target
 
 
 def main() -> None:

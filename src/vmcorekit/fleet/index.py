@@ -50,6 +50,7 @@ DUMP_COLUMNS: list[tuple[str, str]] = [
     ("hash_seconds", "DOUBLE"), ("triage_seconds", "DOUBLE"), ("worker_seconds", "DOUBLE"),
     ("worker_rss_kb", "BIGINT"), ("worker", "VARCHAR"), ("ingested_at", "DOUBLE"), ("run", "INTEGER"),
     ("triage", "VARCHAR"),
+    ("minidump", "VARCHAR"),  # the minidump kept by `ingest --keep-minidump` (added after schema 1's first rows)
 ]
 DUMP_NAMES = [c for c, _ in DUMP_COLUMNS]
 # Columns that differ between two ingests of the same dumps (when and where it ran, how long).
@@ -114,6 +115,21 @@ def _check(con: Any, path: str) -> None:
         raise FleetIndexError(path, f"index schema {v} is newer than this vmcorekit reads ({SCHEMA_VERSION})")
 
 
+def _add_columns(con: Any) -> None:
+    """Columns appended to `dumps` since the index was made (NULL in its older rows)."""
+    have = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                      "WHERE table_name = 'dumps'").fetchall()}
+    for name, typ in DUMP_COLUMNS:
+        if name not in have:
+            con.execute(f"ALTER TABLE dumps ADD COLUMN {name} {typ}")
+
+
+def has_column(con: Any, name: str) -> bool:
+    """Whether the index's `dumps` has `name` (an index no newer writer has opened may not)."""
+    return bool(con.execute("SELECT count(*) FROM information_schema.columns WHERE table_name = 'dumps' "
+                            "AND column_name = ?", [name]).fetchone()[0])
+
+
 def create(path: str) -> None:
     """A new, empty index at `path` (FileExistsError if something is there already)."""
     duckdb = _duckdb()
@@ -163,6 +179,8 @@ def connect(path: str, *, read_only: bool = False, create_missing: bool = False,
     con = _open(path, read_only, retry)
     try:
         _check(con, path)
+        if not read_only:
+            _add_columns(con)
         yield con
     finally:
         con.close()

@@ -67,6 +67,7 @@ def _row(c: Candidate, cid: str, size: int | None, status: str, error: str | Non
     facts = dict(ans.get("facts") or {})
     tri = ans.get("triage")
     facts.update(content_id=cid, path=c.path, parts=len(c.paths), size=size, format=_format(c, facts),
+                 minidump=ans.get("minidump"),
                  status=status, error=error, notes=[str(n) for n in ans.get("notes") or []],
                  hash_seconds=hash_seconds, worker_seconds=ans.get("seconds"), worker_rss_kb=ans.get("rss_kb"),
                  worker=ans.get("worker"), ingested_at=time.time(), run=run,
@@ -75,14 +76,22 @@ def _row(c: Candidate, cid: str, size: int | None, status: str, error: str | Non
 
 
 def ingest(paths: list[str], index_path: str, executor: Any, *, timeout: float = 120.0, wait: float = 10.0,
-           progress: Progress | None = None) -> dict[str, Any]:
+           progress: Progress | None = None, keep_minidump: str | None = None) -> dict[str, Any]:
+    """`keep_minidump`: a folder where the worker that triages a dump also writes its minidump
+    (`filter --level triage`), named CONTENT_ID.kdump; the row's `minidump` column says where.
+    The folder is never searched for dumps."""
     t0 = time.time()
+    keep = os.path.abspath(keep_minidump) if keep_minidump else None
+    if keep:
+        os.makedirs(keep, exist_ok=True)
     with index.locked(index_path, wait=wait):
         with index.connect(index_path, create_missing=True):
             pass
         known, ids = index.known_files(index_path)
         stats = {p: (s, m) for p, (s, m, _c) in known.items()}
         cands = discover(paths, stats)
+        if keep:  # the minidumps are dumps too, but copies of ones indexed already
+            cands = [c for c in cands if not any(_under(p, keep) for p in c.paths)]
         unchanged = len({known[p][2] for p in _all_files(paths) if p in known and _same(p, known[p])})
         run = index.new_run(index_path, executor.name)
         w = _Writer(index_path)
@@ -123,7 +132,10 @@ def ingest(paths: list[str], index_path: str, executor: Any, *, timeout: float =
                     failed += 1
                 else:
                     waiting[cid] = []
-                    triage_jobs.append({"op": "triage", "paths": c.paths, "timeout": timeout, "id": i, "cid": cid})
+                    job = {"op": "triage", "paths": c.paths, "timeout": timeout, "id": i, "cid": cid}
+                    if keep:
+                        job["minidump"] = os.path.join(keep, f"{_safe_name(cid)}.kdump")
+                    triage_jobs.append(job)
             w.flush()
             # -- phase 2: triage each new content once
             cid_of = {j["id"]: j["cid"] for j in triage_jobs}
@@ -170,3 +182,13 @@ def _all_files(paths: Iterable[str]) -> Iterable[str]:
                     yield os.path.join(root, name)
         else:
             yield top
+
+
+def _under(path: str, folder: str) -> bool:
+    p = os.path.abspath(path)
+    return p == folder or p.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _safe_name(cid: str) -> str:
+    """A content id as a file name (they are hex digests; anything else is made so)."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in cid)[:200]

@@ -133,7 +133,9 @@ def find(con: Any, *, signature: str | None = None, text: str | None = None, cls
     if status:
         where.append("status = ?")
         args.append(status)
-    rows = _dicts(con.execute(f"SELECT {FIND_COLUMNS} FROM dumps WHERE {' AND '.join(where)} "
+    from .index import has_column
+    cols = FIND_COLUMNS + (", minidump" if has_column(con, "minidump") else ", NULL AS minidump")
+    rows = _dicts(con.execute(f"SELECT {cols} FROM dumps WHERE {' AND '.join(where)} "
                               f"ORDER BY {T} DESC, path LIMIT ?", [*args, limit]))
     for r in rows:
         r["crash_time"] = iso(r["crash_time"])

@@ -128,9 +128,12 @@ def _child() -> Child:
 
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
-    """{"op": "hash"|"triage", "paths": [...], "timeout": s} → the child's answer, plus where
-    it ran. Never raises for a bad dump: failures are answers."""
-    ans = _child().run({"op": job["op"], "paths": job["paths"]}, float(job.get("timeout") or 120))
+    """{"op": "hash"|"triage", "paths": [...], "timeout": s, "minidump": FILE (optional)} → the
+    child's answer, plus where it ran. Never raises for a bad dump: failures are answers."""
+    req = {"op": job["op"], "paths": job["paths"]}
+    if job.get("minidump"):
+        req["minidump"] = job["minidump"]
+    ans = _child().run(req, float(job.get("timeout") or 120))
     ans["worker"] = f"{socket.gethostname()}:{os.getpid()}"
     ans["paths"] = job["paths"]
     if "id" in job:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 __all__ = ["for_each_task", "for_each_thread", "find_task", "task_state_to_char",
            "task_state_crash", "task_cpu", "task_comm", "task_rss", "task_vsz_pages",
            "is_kernel_thread", "is_group_leader", "task_summary", "task_table", "TaskSummary",
-           "RssCounters", "CRASH_STATE_CODES", "PF_KTHREAD", "MAX_TASKS", "TaskLayout",
+           "RssCounters", "MAX_RSS_PAGES", "CRASH_STATE_CODES", "PF_KTHREAD", "MAX_TASKS", "TaskLayout",
            "task_layout", "TaskInfo", "task_info", "for_each_task_address", "find_task_addresses"]
 
 # More tasks than PID_MAX_LIMIT (4M) cannot exist; a longer walk is a corrupted list.
@@ -449,21 +449,31 @@ class RssCounters:
 
     @property
     def crash_rss(self) -> int:
-        """What crash 8.0.2's `ps` shows as RSS: file + anon pages (no shmem)."""
-        return self.file + self.anon
+        """What crash's `ps` shows as RSS since 8.0.4 (its "Fix ps/vm commands to display
+        correct memory usage"): file + anon + shmem, each counter taken as 0 when negative
+        (a per-CPU or per-thread delta not yet folded in can make one dip below 0). crash
+        8.0.2 left shmem out: its RSS is `file + anon`."""
+        return max(self.file, 0) + max(self.anon, 0) + max(self.shmem, 0)
 
     @property
     def total(self) -> int:
-        """What /proc/PID/status VmRSS counts: file + anon + shmem."""
-        return self.file + self.anon + self.shmem
+        """What /proc/PID/status VmRSS counts: file + anon + shmem (get_mm_counter() reads
+        a negative counter as 0)."""
+        return self.crash_rss
 
 
 _RSS_FIELDS = {"MM_FILEPAGES": "file", "MM_ANONPAGES": "anon", "MM_SHMEMPAGES": "shmem",
                "MM_SWAPENTS": "swapents"}
 
 
+# No mm maps more pages than 2^40 (4 PiB of 4 KiB pages): a counter beyond is corrupt data.
+MAX_RSS_PAGES = 1 << 40
+
+
 def _percpu_counter_sum(pc: Object) -> int:
-    """count plus every possible CPU's pending delta (percpu_counter_sum)."""
+    """count plus every possible CPU's pending delta (percpu_counter_sum): since 6.2 each
+    mm counter is a percpu_counter whose `count` lags by up to the batch per CPU, so `count`
+    alone can be far off (even 0 for a task whose pages were all counted per CPU)."""
     total = int(pc.count)
     prog = pc.prog_
     counters = pc.counters.read_()
@@ -474,6 +484,12 @@ def _percpu_counter_sum(pc: Object) -> int:
             except MemoryReadError:
                 continue
     return total
+
+
+def _bounded(value: int, what: str) -> int:
+    if abs(value) > MAX_RSS_PAGES:
+        raise CorruptKernelDataError(f"{what} is {value} pages: not a page count (corrupt mm?)")
+    return value
 
 
 def task_rss(task: Object) -> RssCounters:
@@ -490,9 +506,9 @@ def task_rss(task: Object) -> RssCounters:
     for name, idx in lay.mm_counters.items():
         key = _RSS_FIELDS[name]
         if lay.rss_kind == "atomic":
-            vals[key] += int(mm.rss_stat.count[idx].counter)
+            vals[key] += _bounded(int(mm.rss_stat.count[idx].counter), f"mm {int(mm):#x} {name}")
         else:
-            vals[key] += _percpu_counter_sum(mm.rss_stat[idx])
+            vals[key] += _bounded(_percpu_counter_sum(mm.rss_stat[idx]), f"mm {int(mm):#x} {name}")
     if lay.split_rss:
         # SPLIT_RSS_COUNTING: each thread caches up to 64 events before folding them into the
         # mm; crash adds every thread's cache, so a running task's count is not stale.
@@ -500,7 +516,8 @@ def task_rss(task: Object) -> RssCounters:
             if int(t.mm) != int(mm):
                 continue
             for name, idx in lay.mm_counters.items():
-                vals[_RSS_FIELDS[name]] += int(t.rss_stat.count[idx])
+                vals[_RSS_FIELDS[name]] += _bounded(int(t.rss_stat.count[idx]),
+                                                    f"task {int(t):#x} cached {name}")
     return RssCounters(**vals)
 
 

@@ -9,6 +9,9 @@ from typing import Any
 from ..util.text import printable
 from .render_text import _taint_text
 
+# where a title came from, in words
+_SOURCE_WORDS = {"log": "log", "log+dump": "log and the stuck CPU's backtrace", "stack": "backtrace"}
+
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d1d1f;background:#f6f7f9}
 header{background:#1f2a44;color:#fff;padding:18px 28px}
@@ -93,7 +96,7 @@ def _title_text(cr: dict[str, Any]) -> str | None:
     if not cr.get("title"):
         return None
     sig = cr.get("signature") or {}
-    return (f"{cr['title']}  (from the {'log' if cr.get('title_source') == 'log' else 'backtrace'}, "
+    return (f"{cr['title']}  (from the {_SOURCE_WORDS.get(cr.get('title_source'), 'backtrace')}, "
             f"bucket {sig.get('id')}, rules v{sig.get('rules_version')})")
 
 
@@ -126,6 +129,7 @@ def render_html(r: dict[str, Any]) -> str:
                   f"{_e(g['trace']['text'] if 'trace' in g else g.get('error'))}</pre>",
                   "no other CPU has registers in the dump")
     out.append(f"<section><h2>Other CPUs</h2>{body}</section>")
+    out.append(_explain_html(r))
     body = _items(r, "events", lambda e: f"<details><summary>{_e(e['kind'])}: {_e(e['summary'])}</summary><pre>"
                   f"{_e(chr(10).join(e['lines']))}</pre></details>",
                   "no panic/oops/lockup/hung-task/OOM/RCU-stall lines recognised")
@@ -148,6 +152,7 @@ def render_html(r: dict[str, Any]) -> str:
             "<details><summary>" + _e(", ".join(f"{t['pid']} {t['comm']}" for t in g["tasks"][:30])) +
             f"</summary><pre>{_e(g['stack'])}</pre></details>" for g in b["groups"])
     out.append(f"<section><h2>Uninterruptible (D) tasks</h2>{body}</section>")
+    out.append(_hung_html(r))
     body = _unavailable(r, "memory")
     if body is None:
         m = r["memory"]
@@ -174,4 +179,101 @@ def render_html(r: dict[str, Any]) -> str:
     if bad:
         out.append("<section><h2>Sections not computed</h2>" + _kv(bad) + "</section>")
     out.append("</main></body></html>\n")
+    return "".join(out)
+
+
+def _hung_html(r: dict[str, Any]) -> str:
+    """The hung-task section: the wait-for graph (inline SVG, drawn here: the page's CSP
+    allows no script), the tasks, chains with their roots' stacks, deadlocks."""
+    h = r.get("hung_tasks")
+    if not h:
+        st = r.get("sections", {}).get("hung_tasks")
+        return "" if not st or st.get("ok") else f"<section><h2>Hung tasks</h2>{_unavailable(r, 'hung_tasks')}</section>"
+    from .hung import lock_label, wait_graph_svg
+    body = f"<p>{h['hung_count']} task(s) hung past {h['timeout_seconds']} s ({_e(h['timeout_source'])})</p>"
+    body += wait_graph_svg(h)
+    rows = []
+    for t in h["tasks"]:
+        w = t.get("wait") or {}
+        held = f"{w.get('owner_pid')} {w.get('owner_comm')}" if w.get("owner_pid") is not None else (w.get("owner") or "")
+        rows.append(f"<tr><td>{_e(t['pid'])}</td><td>{_e(t['comm'])}</td><td>{_e(t['doing'])}</td>"
+                    f"<td>{_e(t.get('blocked_seconds'))}</td><td>{'yes' if t['hung'] else ''}</td>"
+                    f"<td>{_e(w.get('kind'))} {_e(lock_label(w) if w.get('lock') else '')}</td><td>{_e(held)}</td></tr>")
+    body += ("<table><tr><th>pid</th><th>comm</th><th>state</th><th>blocked s</th><th>hung</th>"
+             "<th>waits on</th><th>held by</th></tr>" + "".join(rows) + "</table>")
+    for ch in h["chains"]:
+        body += f"<p><b>chain:</b> {_e(ch['text'])}</p>"
+        root = ch.get("root")
+        if root:
+            body += (f"<details><summary>root: {_e(root['pid'])} {_e(root['task'])} holds {_e(root['holds'])}, "
+                     f"{_e(root['state'])}</summary><pre>{_e(root['stack']['text'])}</pre></details>")
+    for d in h["deadlocks"]:
+        body += f'<p class="deadlock"><b>{_e(d["text"])}</b></p>' + "".join(
+            f"<details><summary>stack of {_e(s['pid'])}</summary><pre>{_e(s['text'])}</pre></details>"
+            for s in d["stacks"])
+    return f"<section><h2>Hung tasks</h2>{body}</section>"
+
+
+def _explain_html(r: dict[str, Any]) -> str:
+    """Lockup/stall, interrupt context and OOM sections (report/explain_cpu.py, explain_oom.py)."""
+    out = []
+    sec = r.get("sections", {})
+    if "lockup" in r or not sec.get("lockup", {}).get("ok", True):
+        body = _unavailable(r, "lockup")
+        if body is None:
+            lk = r["lockup"]
+            body = "".join(f'<p class="muted">log: {_e(x)}</p>' for x in lk.get("log_reports", [])[:5])
+            rcu = lk.get("rcu")
+            if rcu and rcu.get("in_progress"):
+                body += (f"<p>{_e(rcu['name'])}: grace period in flight for {_e(rcu['age_seconds'])} s, "
+                         f"held up by CPU(s) {_e(','.join(map(str, rcu['holding_cpus'])))}</p>")
+            for s in lk["stalled"]:
+                body += (f"<h3>CPU {_e(s['cpu'])} stuck for {_e(s.get('seconds'))} s: PID {_e(s.get('pid'))} "
+                         f"({_e(s.get('comm'))}) in {_e(s.get('where'))}</h3><p class=\"muted\">context: "
+                         f"{_e(s.get('context'))}; seconds from {_e(s.get('seconds_source'))}</p>"
+                         f"<pre>{_e(s.get('text') or s.get('error'))}</pre>")
+            body += "".join(f'<p class="muted">check: {_e(n)}</p>' for n in lk.get("cross_check", []))
+            if lk.get("other_cpus"):
+                body += "<h3>Other CPUs, grouped by equal stacks</h3>" + "".join(
+                    f"<details><summary>CPU {_e(','.join(map(str, g['cpus'])))}: "
+                    f"{_e(' < '.join(g.get('functions', [])[:6]))}</summary><pre>{_e(g.get('text') or g.get('error'))}"
+                    "</pre></details>" for g in lk["other_cpus"])
+        out.append(f"<section><h2>Lockup / stall</h2>{body}</section>")
+    body = _unavailable(r, "interrupt")
+    if body is None:
+        it = r["interrupt"]
+        body = (f"<p><b>{_e(it.get('summary'))}</b></p>" if it.get("summary") else "") + _kv([
+            (f"CPU {row['cpu']}{' (panic)' if row.get('panic') else ''}",
+             f"{row['summary']}  [preempt_count {row.get('preempt_count') or '?'}, pending softirqs "
+             f"{','.join(row.get('pending_softirqs') or []) or 'none'}]") for row in it["cpus"]])
+    out.append(f"<section><h2>Interrupt context</h2>{body}</section>")
+    if "oom" in r or not sec.get("oom", {}).get("ok", True):
+        body = _unavailable(r, "oom")
+        if body is None:
+            o = r["oom"]
+            ps = o.get("page_size") or 4096
+
+            def size(p: Any) -> str:
+                return "?" if p is None else f"{p * ps >> 10} KiB"
+            sl = o.get("slab", {})
+            body = (f'<p class="reason"><b>{_e(o.get("verdict"))}</b></p>' + _kv([
+                ("log", ", ".join(f"{k}={v}" for k, v in o.get("log", {}).items() if v is not None)),
+                ("RAM", size(o.get("total_ram_pages"))),
+                ("slab unreclaimable", size(sl.get("sunreclaim_pages"))),
+                ("slab reclaimable", size(sl.get("sreclaimable_pages"))),
+                ("page cache", size(o.get("page_cache_pages"))), ("shmem", size(o.get("shmem_pages"))),
+                ("huge pages", size((o.get("hugepages") or {}).get("total_pages"))),
+                ("memcg", None if not o.get("memcg") else
+                 f"{o['memcg']['name']}: {o['memcg']['usage_bytes'] >> 10} KiB of "
+                 f"{'unlimited' if o['memcg'].get('max_bytes') is None else str(o['memcg']['max_bytes'] >> 10) + ' KiB'}")]))
+            if sl.get("top"):
+                body += "<h3>Top slab caches</h3>" + _kv([(x["name"], f"{x['bytes'] >> 10} KiB, {x['objects']} objects of "
+                                                                    f"{x['object_size_bytes']} B{'' if not x['reclaimable'] else ', reclaimable'}")
+                                                          for x in sl["top"]])
+            if o.get("top_tasks"):
+                body += "<h3>Top tasks</h3>" + _kv([(f"{x.get('pid')} {x['name']}",
+                                                     f"anon {size(x.get('anon_pages'))}, file {size(x.get('file_pages'))}, "
+                                                     f"shmem {size(x.get('shmem_pages'))}, swap {size(x.get('swap_pages'))} "
+                                                     f"({x.get('percent_of_ram')} % of RAM)") for x in o["top_tasks"]])
+        out.append(f"<section><h2>Out of memory</h2>{body}</section>")
     return "".join(out)

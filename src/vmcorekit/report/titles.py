@@ -112,17 +112,31 @@ def _report_titles(rep: CrashReport) -> tuple[str | None, list[str]]:
     return title, alts
 
 
+# guilty-frame sources that take the frame from the report's stack (so its context is known)
+_FROM_STACK = ("stack", "stack-any", "stack-raw", "task-stack", "dispatch")
+
+
 def _normalised_frames(rep: CrashReport, rules: RuleSet, top: int = TOP_FRAMES) -> list[str]:
+    """The report's top frames for its signature, from the context the crash happened in: the
+    interrupt (<IRQ>/<NMI>) when the guilty frame -- or, with none from the stack, the first frame
+    that may name a bug -- is inside one, else the task. The other context is what happened to
+    be interrupted (or what interrupted it), which differs from one occurrence to the next."""
     fam = rules.family(rep.family)
+
+    def kept(fn: str) -> bool:
+        return not (rules.skip.fullmatch(fn) or (fam is not None and fam.skip is not None and fam.skip.fullmatch(fn))
+                    or any(p is not None and p.fullmatch(fn) for p in rules.arch_skip_re.values()))
+
+    frames = [f for f in rep.stack if f.reliable and kept(f.function)]
+    if rep.guilty is not None and rep.guilty_from in _FROM_STACK:
+        in_irq = rep.guilty.irq
+    else:
+        in_irq = bool(frames) and frames[0].irq
     out: list[str] = []
-    for f in rep.stack:
-        if not f.reliable or f.irq:
+    for f in frames:
+        if f.irq != in_irq:
             continue
         fn = f.function
-        if rules.skip.fullmatch(fn) or (fam is not None and fam.skip is not None and fam.skip.fullmatch(fn)):
-            continue
-        if any(p is not None and p.fullmatch(fn) for p in rules.arch_skip_re.values()):
-            continue
         name = fn + (f" [{f.module}]" if f.module else "")
         if name not in out:
             out.append(name)

@@ -17,7 +17,7 @@ from ..program import Program
 from ..kernel.printk.events import Frame, function_name
 from .logscan import LogLine, crash_from_log, normalize_reason, scan
 from .signature import crash_signature
-from .titles import Title, stack_title, title_log
+from .titles import Title, stack_title, title_log, title_of
 
 SCHEMA = "vmcorekit-triage/1"
 LOG_TAIL = 50
@@ -132,12 +132,21 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         except VmcorekitError:
             out["comm"] = None
         checks = list(ctx.notes)
+        out["task_source"] = "dump" if out["pid"] is not None else None
+        if out["pid"] is None and c.pid is not None and (ctx.cpu is None or c.cpu in (None, ctx.cpu)):
+            # the task_struct did not read (a filter dropped its page): the log's header names it
+            out["pid"], out["comm"], out["task_source"] = c.pid, c.comm, "log"
+            checks.append(f"the panicking task's task_struct does not read; PID {c.pid} ({c.comm}) from the log")
         if c.cpu is not None and ctx.cpu is not None and c.cpu != ctx.cpu:
             checks.append(f"the log names CPU {c.cpu}, the dump's panic_cpu is {ctx.cpu}")
-        if c.pid is not None and out["pid"] is not None and c.pid != out["pid"]:
+        if c.pid is not None and out["task_source"] == "dump" and c.pid != out["pid"]:
             checks.append(f"the log names PID {c.pid}, the task on the panicking CPU is PID {out['pid']}")
         out["cross_check"] = checks or ["log, panic_cpu and the CPU's current task agree"]
         first, _ = title_log(ln.text for ln in rep.log_lines())
+        if first is not None and first.report is not None:
+            first = _noreturn_fixed(prog, first) or first
+        if first is not None and first.report is not None and first.report.guilty is None:
+            first = _stall_title_from_dump(prog, first) or first
         if first is not None:
             out.update(_title_fields(first))
         return out
@@ -154,7 +163,7 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         """No crash report in the log (or the log was overwritten): the title comes from the
         panicking task's backtrace."""
         crash = d.get("crash")
-        if crash is None or crash.get("title_source") == "log":
+        if crash is None or crash.get("title_source") is not None:
             return None
         frames = d.get("backtrace", {}).get("frames", [])
         if not frames:
@@ -238,6 +247,7 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         return {"count": len(blocked), "groups": list(groups.values())}
 
     rep.section("blocked_tasks", d_state_section)
+    rep.section("hung_tasks", lambda: _hung_tasks(rep))
 
     def memory_section() -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -273,9 +283,60 @@ def collect(prog: Program, path: str) -> dict[str, Any]:
         return crash_signature(crash.get("reason"), frames).to_dict()
 
     rep.section("signature", signature_section)
+    _explain_sections(rep)
     # JSON-native from here on (tuples become lists): what the library returns is what
     # --json prints and what the schema describes.
     return json.loads(json.dumps(d, default=str))
+
+
+def _noreturn_fixed(prog: Program, t: Title) -> Title | None:
+    """The report re-titled when its trace printed a return address as `next_function+0x0`: the
+    call before it was the last instruction of its function (a noreturn call such as panic()),
+    and arm64 prints return addresses unadjusted. The dump's symbols name the byte before it.
+    None when no frame needed it."""
+    from dataclasses import replace as _replace
+    from ..kernel.printk.events import restacked
+    rep = t.report
+    frames = list(rep.stack)
+    changed = False
+    for i, f in enumerate(frames):
+        if i == 0 or f.offset != 0 or not f.reliable or f.inline:
+            continue
+        try:
+            addr = prog.try_symbol_address(f.function if f.module is None else f"{f.module}:{f.function}")
+            sym = None if addr is None else prog.symbols.lookup(addr - 1)
+        except (VmcorekitError, LookupError):
+            continue
+        if sym is None or not sym.is_text or function_name(sym.name) == f.function:
+            continue
+        frames[i] = _replace(f, function=function_name(sym.name), raw=sym.name, offset=addr - sym.address,
+                             size=sym.size or None, module=sym.module)
+        changed = True
+    if not changed:
+        return None
+    new = restacked(rep, frames, section=None)
+    return None if new is None else title_of(new)
+
+
+def _stall_title_from_dump(prog: Program, t: Title) -> Title | None:
+    """A stall report whose log names no guilty frame (the stuck CPU's stack was never printed):
+    its frame from the stuck CPU's backtrace in the dump, by the same family's rules."""
+    from ..kernel.printk.events import restacked, stalled_cpus
+    from ..kernel.stacks import stack_trace
+    for cpu in stalled_cpus(t.report)[:64]:
+        try:
+            trace = stack_trace(prog, cpu=cpu)
+        except (LookupError, VmcorekitError):
+            continue
+        frames = [Frame(function_name(f.function), f.function, f.offset, None, f.module, f.reliable,
+                        irq=f.exception is not None)
+                  for f in trace.frames if f.function]
+        new = restacked(t.report, frames)
+        if new is not None and new.guilty is not None:
+            got = title_of(new)
+            got.source = "log+dump"
+            return got
+    return None
 
 
 def _title_fields(t: Title) -> dict[str, Any]:
@@ -299,6 +360,13 @@ def _slept_seconds(prog: Program, t: Any) -> float | None:
         return None
 
 
+def _hung_tasks(rep: Report) -> dict[str, Any] | None:
+    """Hung tasks, what they wait on, holder chains and deadlocks (report/hung.py); absent
+    when nothing is hung and no blocked task waits on a held lock."""
+    from .hung import hung_section
+    return hung_section(rep.prog, rep.tasks(), (ln.text for ln in rep.log_lines()))
+
+
 def triage(path: str, vmcoreinfo: str | None = None) -> dict[str, Any]:
     """Open one dump (a path, or split parts joined by commas) and build its report."""
     t = time.perf_counter()
@@ -306,3 +374,26 @@ def triage(path: str, vmcoreinfo: str | None = None) -> dict[str, Any]:
         data = collect(prog, path)
     data["seconds"] = round(time.perf_counter() - t, 3)
     return data
+
+
+def _explain_sections(rep: Report) -> None:
+    """Lockups and stalls, interrupt context, OOM (report/explain_cpu.py, explain_oom.py)."""
+    d = rep.data
+
+    def lockup_section() -> dict[str, Any] | None:
+        from .explain_cpu import lockup_report
+        return lockup_report(rep.prog, d.get("crash", {}), d.get("events", []))
+
+    rep.section("lockup", lockup_section)
+
+    def interrupt_section() -> dict[str, Any]:
+        from .explain_cpu import interrupt_report
+        return interrupt_report(rep.prog, d.get("crash", {}))
+
+    rep.section("interrupt", interrupt_section)
+
+    def oom_section() -> dict[str, Any] | None:
+        from .explain_oom import oom_report
+        return oom_report(rep.prog, d.get("crash", {}), [ln.text for ln in rep.log_lines()], rep.tasks())
+
+    rep.section("oom", oom_section)

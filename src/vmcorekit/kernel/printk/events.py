@@ -26,8 +26,8 @@ from __future__ import annotations
 import re
 import tomllib
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -866,6 +866,78 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
                 break
     for k, v in fam.fields.items():
         rep.fields.setdefault(k, v)
+    sources, var_skip = _variant(rep, fam)
+    _pick_guilty(rep, fam, rules, arch_res, sources, var_skip, b.has_trace_label)
+    _settle(rep, fam, rules)
+    return rep
+
+
+def _settle(rep: CrashReport, fam: Family, rules: RuleSet) -> None:
+    """The guilty frame's canonical name, and the report's corruption verdict."""
+    if rep.guilty is not None and rep.guilty.function in rules.rename:
+        g = rep.guilty
+        rep.guilty = Frame(rules.rename[g.function], g.raw, g.offset, g.size, g.module, g.reliable, g.inline,
+                           g.section, g.irq, g.line)
+    if rep.guilty is None and fam.needs_frame and not rep.corrupted:
+        rep.corrupted = True
+        rep.corrupted_why.append("no guilty frame" if rep.stack else "no stack")
+    if rep.cut:
+        rep.corrupted = True
+        rep.corrupted_why.append("cut")
+
+
+# "\t0-...0: (1 GPs behind) idle=..." — one line per stalled CPU in an RCU stall report (the
+# flags are O/o/N and a digit or '!' across kernel versions; expedited stalls list "{ 0-...D }").
+_RCU_STALLED_CPU = re.compile(r"^(?:rcu:)?\s*(?:\{\s*)?(\d{1,5})-[O.][o.][N.][\w.!]?(?::|\s|\})")
+_RCU_EXPEDITED = re.compile(r"(\d{1,5})-[O.][o.][N.][\w.!]?")
+
+
+def stalled_cpus(rep: CrashReport) -> list[int]:
+    """The CPUs a stall or lockup report says are stuck: an RCU stall's per-CPU lines, a lockup's
+    CPU# (bounded: at most 4096 CPUs, the report's kept lines)."""
+    out: list[int] = []
+    if rep.kind in ("soft_lockup", "hard_lockup"):
+        cpu = rep.fields.get("cpu")
+        return [int(cpu)] if cpu is not None and cpu.isdigit() else []
+    if rep.kind != "rcu_stall":
+        return out
+    for ln in rep.lines:
+        m = _RCU_STALLED_CPU.match(ln)
+        found = [m.group(1)] if m else []
+        if not found and "expedited" in rep.header and "{" in ln:
+            found = _RCU_EXPEDITED.findall(ln)
+        for c in found:
+            if int(c) not in out and len(out) < 4096:
+                out.append(int(c))
+    return out
+
+
+def restacked(rep: CrashReport, frames: Sequence[Frame], rules: RuleSet | None = None, *,
+              section: str | None = "dump") -> CrashReport | None:
+    """`rep` read again with `frames` as its stack: the stuck CPU's backtrace taken from a dump,
+    for a stall whose log holds no stack of that CPU (arm64 cannot NMI-backtrace another CPU: its
+    RCU stall report prints only the detecting CPU's interrupt). The report's lines, fields and
+    family stay; its guilty frame is chosen by the family's rules over the new stack. None when
+    the family is unknown to `rules`. `section` labels the new frames (None: each keeps its own,
+    for the report's own stack with some frames renamed)."""
+    rules = rules or default_rules()
+    fam = rules.family(rep.family)
+    if fam is None:
+        return None
+    stack = [f if section is None else replace(f, section=section, line=-1) for f in frames[:MAX_FRAMES]]
+    new = replace(rep, stack=stack,
+                  fields=dict(rep.fields), guilty=None, guilty_from=None, ip=None, ip_frame=None,
+                  interleaved_at=None, corrupted=False, corrupted_why=[], frames_dropped=0)
+    arch_res = [p for p in rules.arch_skip_re.values() if p is not None]
+    sources, var_skip = _variant(new, fam)
+    _pick_guilty(new, fam, rules, arch_res, sources, var_skip, True)
+    _settle(new, fam, rules)
+    return new
+
+
+def _variant(rep: CrashReport, fam: Family) -> tuple[tuple[str, ...], re.Pattern[str] | None]:
+    """Apply the family's variant the report's lines match (title, class, fields); return
+    its frame sources and extra skips."""
     titles, cls, sources = fam.title, fam.cls, fam.frames
     var_skip: re.Pattern[str] | None = None
     for var in fam.variants:
@@ -887,6 +959,13 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
     rep.title_templates = titles
     rep.alt_templates = fam.alt
 
+    return sources, var_skip
+
+
+def _pick_guilty(rep: CrashReport, fam: Family, rules: RuleSet, arch_res: list[re.Pattern[str]],
+                 sources: tuple[str, ...], var_skip: re.Pattern[str] | None, has_trace_label: bool) -> None:
+    """The guilty frame of `rep` from its stack, by the family's sources in order; marks the
+    report corrupted when the stack cannot name one."""
     def ok(fn: str) -> bool:
         return not _skipped(rules, fam, arch_res, fn) and not (var_skip is not None and var_skip.fullmatch(fn))
 
@@ -951,22 +1030,11 @@ def _finish(b: _Builder, rules: RuleSet) -> CrashReport:
         rep.guilty = None
         rep.corrupted = True
         rep.corrupted_why.append("interleaved")
-    if fam.needs_stack and not b.has_trace_label and not any(
+    if fam.needs_stack and not has_trace_label and not any(
             f.reliable and not _skipped(rules, fam, arch_res, f.function) for f in rep.stack):
         rep.guilty = None
         rep.corrupted = True
         rep.corrupted_why.append("no call trace")
-    if rep.guilty is not None and rep.guilty.function in rules.rename:
-        g = rep.guilty
-        rep.guilty = Frame(rules.rename[g.function], g.raw, g.offset, g.size, g.module, g.reliable, g.inline,
-                           g.section, g.irq, g.line)
-    if rep.guilty is None and fam.needs_frame and not rep.corrupted:
-        rep.corrupted = True
-        rep.corrupted_why.append("no guilty frame" if rep.stack else "no stack")
-    if rep.cut:
-        rep.corrupted = True
-        rep.corrupted_why.append("cut")
-    return rep
 
 
 def _dispatch_frame(rules: RuleSet, fam: Family, arch_res: list[re.Pattern[str]],

@@ -16,7 +16,6 @@ record with text.
 """
 from __future__ import annotations
 
-import json
 import re
 import time as _time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -148,5 +147,7 @@ def json_record(rec: LogRecord) -> dict[str, object]:
 
 
 def json_lines(records: Iterable[LogRecord]) -> Iterator[bytes]:
+    import json  # here: plain `dmesg` never loads it
+
     for rec in records:
         yield json.dumps(json_record(rec), ensure_ascii=False).encode("utf-8") + b"\n"
