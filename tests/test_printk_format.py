@@ -57,6 +57,8 @@ def test_parse_levels():
 
 # -- the command ---------------------------------------------------------------------------------
 class _Prog(FakeKernel):
+    has_btf = False  # no types: the crash time is CRASHTIME's or unknown (no timekeeper)
+
     def __enter__(self):
         return self
 

@@ -216,3 +216,8 @@ class ExpressionError(VmcorekitError, ValueError):
 class DrgnUnavailableError(VmcorekitError, ImportError):
     """`vmcorekit.drgn` cannot make a drgn Program: drgn is not installed (the `drgn` extra)
     or the dump lacks what drgn needs."""
+
+
+# The partial results the running command has said, in order: cli/main.py fills it as they are
+# reported, cli/common.emit_json gives them as `partial_reasons` (with `partial: true`).
+PARTIAL_SAID: list[str] = []

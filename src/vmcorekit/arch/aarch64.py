@@ -99,6 +99,11 @@ class Geometry:
         return pa
 
 
+# How far past VMCOREINFO's last image symbol the image is assumed to run when its page tables
+# are missing: .bss of a distribution kernel (the log buffer, page tables) fits in a few MiB.
+IMAGE_TAIL = 4 << 20
+
+
 class AArch64(AddressSpace):
     arch = "aarch64"
 
@@ -229,7 +234,10 @@ class AArch64(AddressSpace):
         runs: list[list[int]] = []
         try:
             # Tables are read whole and lazily: the scan stops at the first foreign mapping.
-            for va, pa, size in self._mappings(max(anchor - (64 << 20), self.page_offset), 1 << 64, limit=4096):
+            # Tables of a truncated dump may be missing (memblock allocates them top-down, at
+            # the end of RAM): passed over, the image's own tables still give its extent.
+            for va, pa, size in self._mappings(max(anchor - (64 << 20), self.page_offset), 1 << 64,
+                                               limit=4096, skip_unreadable=True):
                 if (va - pa) & MASK64 != voff:
                     if va > anchor:
                         break
@@ -243,9 +251,16 @@ class AArch64(AddressSpace):
             runs = []
         if runs and all(any(a <= v < b for a, b in runs) for v in syms):
             return [Region("kernel image", a, b, "linear", voff) for a, b in runs]
-        self.warnings.append("kernel image extent not found in the page tables; using VMCOREINFO's symbols")
         lo, hi = min(syms) & ~(self.page_size - 1), (max(syms) | (self.page_size - 1)) + 1
-        return [Region("kernel image", lo, hi, "linear", voff)]
+        # VMCOREINFO's last symbol (clear_seq, in .data) is not the image's end: .bss (with
+        # __log_buf) follows it. The image is one physically contiguous block, so the guess
+        # runs IMAGE_TAIL further, within the RAM range that holds the image.
+        pa_hi = (hi - voff) & MASK64
+        ram_end = next((r.end for r in self.phys.ranges() if r.start <= pa_hi - 1 < r.end), pa_hi)
+        tail = min(IMAGE_TAIL, max(0, ram_end - pa_hi))
+        self.warnings.append("kernel image extent not found in the page tables (their pages are not in "
+                             f"the dump); using VMCOREINFO's symbols and {tail >> 20} MiB past the last")
+        return [Region("kernel image", lo, hi + tail, "linear", voff)]
 
     def _find_vmemmap(self) -> int | None:
         vi = self.vmcoreinfo
@@ -329,9 +344,10 @@ class AArch64(AddressSpace):
         return t
 
     def _mappings(self, start: int, end: int, root: int | None = None,
-                  limit: int = 1 << 20) -> Iterator[tuple[int, int, int]]:
+                  limit: int = 1 << 20, skip_unreadable: bool = False) -> Iterator[tuple[int, int, int]]:
         """Leaf mappings (va, pa, size) in [start, end) in address order, reading each table
-        whole. At most `limit` tables are read."""
+        whole. At most `limit` tables are read. With `skip_unreadable` a table missing from the
+        dump is passed over as unmapped; else its MemoryReadError ends the walk."""
         geo = self.geometry
         base_root, err = self._select_root(start, root)
         if base_root is None:
@@ -345,7 +361,13 @@ class AArch64(AddressSpace):
             budget[0] -= 1
             level, shift, bits = geo.levels[depth], geo.shifts[depth], geo.index_bits[depth]
             n = 1 << bits
-            entries = struct.unpack(f"<{n}Q", self.phys.read(table, n * 8))
+            try:
+                raw = self.phys.read(table, n * 8)
+            except MemoryReadError:
+                if skip_unreadable:
+                    return
+                raise
+            entries = struct.unpack(f"<{n}Q", raw)
             span = 1 << shift
             first = max(0, (start - prefix) >> shift) if start > prefix else 0
             for i in range(first, n):
@@ -362,6 +384,38 @@ class AArch64(AddressSpace):
                     yield from visit(geo.output_address(e, self.page_shift), depth + 1, va)
 
         yield from visit(base_root, 0, sign)
+
+    # -- code --------------------------------------------------------------------------------
+    def data_references(self, code: bytes, pc: int) -> list[tuple[str, int, int]] | None:
+        """ADRP Xd, page followed by ADD Xd, Xd, #lo12 (an address) or LDR/LDRSW Xt, [Xd, #imm]
+        (a load): how A64 code names a global. `code` is one function: every path is read."""
+        out: list[tuple[str, int, int]] = []
+        base: dict[int, int] = {}  # register -> address it holds (from ADRP / ADD)
+        for i in range(len(code) // 4):
+            at = pc + 4 * i
+            insn = struct.unpack_from("<I", code, 4 * i)[0]
+            if insn == 0xD65F03C0:  # ret: another path follows, which may use a page the
+                continue            # compiler formed before the branch (kept)
+            rd, rn = insn & 31, (insn >> 5) & 31
+            if insn & 0x9F000000 == 0x90000000:  # ADRP
+                imm = ((insn >> 5) & 0x7FFFF) << 2 | (insn >> 29) & 3
+                imm -= (imm & 1 << 20) << 1
+                base[rd] = ((at & ~0xFFF) + (imm << 12)) & MASK64
+            elif insn & 0xFF800000 == 0x91000000 and rn in base:  # ADD (immediate), 64-bit
+                imm = (insn >> 10) & 0xFFF
+                target = (base[rn] + (imm << 12 if insn >> 22 & 1 else imm)) & MASK64
+                out.append(("addr", 0, target))
+                base[rd] = target
+            elif insn & 0xBFC00000 == 0xB9400000 and rn in base:  # LDR (unsigned offset) W/X
+                size = 8 if insn >> 30 & 1 else 4
+                out.append(("load", size, (base[rn] + ((insn >> 10) & 0xFFF) * size) & MASK64))
+                base.pop(rd, None)
+            elif insn & 0xFFC00000 == 0xB9800000 and rn in base:  # LDRSW (unsigned offset)
+                out.append(("load", 4, (base[rn] + ((insn >> 10) & 0xFFF) * 4) & MASK64))
+                base.pop(rd, None)
+            else:
+                base.pop(rd, None)  # any other write of rd ends what it held (conservatively)
+        return out
 
     # -- pointers ----------------------------------------------------------------------------
     def strip_pac(self, addr: int) -> int:

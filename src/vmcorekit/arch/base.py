@@ -117,6 +117,12 @@ class AddressSpace(ABC):
             out.append(CpuRegisters(len(out), pid, regs, "prstatus"))
         return out
 
+    def data_references(self, code: bytes, pc: int) -> list[tuple[str, int, int]] | None:
+        """The kernel data a function's machine code (`code`, loaded at `pc`) addresses
+        directly, in order: ("addr", 0, target) for an address formed, ("load", size, target)
+        for a load from a fixed address. None where the architecture's code is not decoded."""
+        return None
+
     def describe(self) -> dict[str, object]:
         """Architecture facts for `info`."""
         return {"arch": self.arch, "regions": [(r.name, r.start, r.end, r.method) for r in self.regions]}

@@ -51,11 +51,11 @@ def print_log(prog: "Program", *, style: str = "vmcore-dmesg", as_json: bool = F
     if time_fmt == "none":
         stamp = None
     elif time_fmt == "human":
-        crashtime = prog.vmcoreinfo.crashtime
+        from ..kernel.sysinfo import crash_time
+        crashtime, how = crash_time(prog)  # the one crash time sys, info and triage show
         if crashtime is None:
-            raise DmesgOptionError(
-                "--time human needs CRASHTIME, and this dump's VMCOREINFO has none (dumps taken by a "
-                "hypervisor or a live system carry no crash time); use --time seconds")
+            raise DmesgOptionError(f"--time human needs the crash time, which is unknown: {how}; "
+                                   "use --time seconds")
         anchor = max((r.ts_nsec for r in log.records), default=0)
         stamp = printk.human_clock(crashtime, anchor)
 
@@ -111,9 +111,10 @@ def print_crash_log(prog: "Program", *, show_level: bool = False, human: bool = 
         partial_result(f"printk: {g.what} bytes {g.address:#x}-{g.address + g.size:#x} are {g.reason}")
     stamp: Any = None if no_time else printk.seconds_stamp
     if human:
-        crashtime = prog.vmcoreinfo.crashtime
+        from ..kernel.sysinfo import crash_time
+        crashtime, how = crash_time(prog)
         if crashtime is None:
-            raise DmesgOptionError("-T needs CRASHTIME, and this dump's VMCOREINFO has none")
+            raise DmesgOptionError(f"-T needs the crash time, which is unknown: {how}")
         stamp = printk.human_clock(crashtime, max((r.ts_nsec for r in log.records), default=0))
     if show_level and not log.levels_known:
         note(f"log levels are unknown for this dump: {log.levels_note}; -m shows none")

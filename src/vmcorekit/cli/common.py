@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ..errors import current_notes
+from ..errors import PARTIAL_SAID, current_notes
 from ..program import Program
 
 
@@ -131,11 +131,14 @@ def ps_json(d: dict[str, Any]) -> dict[str, Any]:
 
 def emit_json(obj: Any) -> None:
     """One JSON document on stdout. An object gains `notes`: the non-fatal problems said so
-    far (errors.note), the same ones printed as `vmcorekit: note:` on stderr."""
+    far (errors.note), the same ones printed as `vmcorekit: note:` on stderr; and when part
+    of the answer is missing (exit status 3), `partial: true` with the gaps in `partial_reasons`."""
     if isinstance(obj, dict):
         said = current_notes()
         if said or "notes" not in obj:
             obj = {**obj, "notes": list(dict.fromkeys([*obj.get("notes", []), *said]))}
+        if PARTIAL_SAID and "partial" not in obj:
+            obj = {**obj, "partial": True, "partial_reasons": list(PARTIAL_SAID)}
     json.dump(obj, sys.stdout, indent=2, default=_json_default)
     sys.stdout.write("\n")
 

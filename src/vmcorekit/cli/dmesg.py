@@ -27,7 +27,8 @@ from .common import dump_arguments, open_program
 @click.option("--dev-info", is_flag=True, help="Add SUBSYSTEM=/DEVICE= lines under records that carry them.")
 @click.option("--time", "time_fmt", type=click.Choice(["seconds", "human", "none"]), default="seconds",
               show_default=True, help="Timestamps: seconds since boot; wall-clock time estimated from "
-                                      "CRASHTIME (taken as the time of the last record; local time, TZ honoured); "
+                                      "the crash time (VMCOREINFO's CRASHTIME, else the timekeeper's clock; taken as the "
+                                      "time of the last record; local time, TZ honoured); "
                                       "or none.")
 @click.option("--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
               help="Color records by level (on a terminal by default; needs BTF).")

@@ -28,6 +28,7 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     with open_dump(split_dump_arg(dump)) as phys:
         vi = VmcoreInfo.from_file(vmcoreinfo_file) if vmcoreinfo_file else None
         s = dump_summary(phys, vi)
+        _crash_time(phys, vi, s)
         if show_ranges:
             from ..program.summary import damage_summary
             s["damage"] = damage_summary(phys)
@@ -56,7 +57,8 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
         ("paging", f"{af['paging_levels']}-level" if af.get("paging_levels") else "-"),
         ("direct map", hx(af.get("page_offset_base"))),
         ("vmemmap", hx(af.get("vmemmap_base"))),
-        ("crash time", s.get("crash_time_utc") or "not recorded"),
+        ("crash time", (f"{s['crash_time_utc']}  ({s['crash_time_source']})" if s.get("crash_time_utc")
+                        else f"unknown ({s.get('crash_time_source') or 'not recorded'})")),
         ("dump level", str(s["dump_level"]) if s.get("dump_level") is not None else "unfiltered"),
         ("incomplete", "yes" if s["incomplete"] else "no"),
     ]
@@ -78,6 +80,31 @@ def command(dump: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, s
     if "damage" in s:
         _print_damage(s["damage"])
         _damage_status(s)
+
+
+def _crash_time(phys, vi: VmcoreInfo | None, s: dict) -> None:  # type: ignore[no-untyped-def, type-arg]
+    """The crash time every command shows (kernel/sysinfo.crash_time: CRASHTIME, else the
+    timekeeper's wall clock), in the summary as `crash_time` and its `crash_time_source`."""
+    import datetime as _dt
+
+    from ..errors import VmcorekitError
+    from ..kernel.sysinfo import crash_time
+    from ..program import Program
+
+    if s.get("crash_time") is not None:
+        s["crash_time_source"] = "VMCOREINFO CRASHTIME"
+        return
+    if vi is None and phys.vmcoreinfo_raw is None:
+        s["crash_time_source"] = "no VMCOREINFO"
+        return
+    try:
+        ct, how = crash_time(Program(phys, vi))  # phys stays open: the caller closes it
+    except (VmcorekitError, LookupError, ValueError) as e:
+        ct, how = None, f"no CRASHTIME in VMCOREINFO; timekeeper unreadable ({e})"
+    s["crash_time"] = ct
+    s["crash_time_source"] = how
+    if ct is not None:
+        s["crash_time_utc"] = _dt.datetime.fromtimestamp(ct, _dt.timezone.utc).isoformat()
 
 
 INFO_ADDRESSES = frozenset({"start", "end", "kaslr_offset", "phys_base", "page_offset_base", "vmemmap_base",

@@ -5,7 +5,7 @@ from typing import Any
 
 import click
 
-from ..errors import note
+from ..errors import note, partial_result
 
 from .common import dump_arguments, emit_json, meminfo_json, open_program
 
@@ -38,8 +38,18 @@ def command(dump: str, vmcoreinfo_file: str | None, info: bool, vm_stat: bool, n
         return
     with open_program(dump, vmcoreinfo_file) as prog:
         mi = memory_summary(prog, shared=not no_shared)
+        damaged = prog.damaged
     for n in mi.notes:
         note(n)
+    if damaged:
+        # A damaged dump: a figure shown as "-" may be one the intact dump gives (exit 3).
+        fields = {"TOTAL MEM": mi.total, "FREE": mi.free, "BUFFERS": mi.buffers, "CACHED": mi.cached,
+                  "SLAB": mi.slab, "TOTAL SWAP": mi.swap_total, "COMMITTED": mi.committed}
+        if not no_shared:
+            fields["SHARED"] = mi.shared
+        for name, v in fields.items():
+            if v is None:
+                partial_result(f"kmem: {name} unknown in a damaged dump", reported=False)
     if as_json:
         emit_json(meminfo_json(mi.as_dict()))
         return

@@ -11,7 +11,8 @@ from .common import dump_arguments, open_program
 @dump_arguments
 @click.option("-m", "show_level", is_flag=True, help="Prefix each message with its log level, <N> (crash's log -m).")
 @click.option("-T", "human", is_flag=True,
-              help="Wall-clock timestamps from CRASHTIME (crash's log -T; like dmesg --time human).")
+              help="Wall-clock timestamps from the crash time (CRASHTIME, else the timekeeper; "
+                   "crash's log -T; like dmesg --time human).")
 @click.option("-t", "no_time", is_flag=True, help="No timestamps (crash's log -t).")
 def command(dump: str, vmcoreinfo_file: str | None, show_level: bool, human: bool, no_time: bool) -> None:
     """The kernel log, as crash's `log` prints it (an alias of `dmesg`)."""

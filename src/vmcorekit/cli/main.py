@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import click
 
-from ..errors import EXIT_PARTIAL, EXIT_USAGE, PartialResultWarning, VmcorekitError, collecting_notes
+from ..errors import (EXIT_PARTIAL, EXIT_USAGE, PARTIAL_SAID, PartialResultWarning, VmcorekitError,
+                      collecting_notes)
 from ..util.text import printable
 
 
@@ -133,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     partial: list[str] = []
+    PARTIAL_SAID.clear()
     with warnings.catch_warnings():
         warnings.simplefilter("always", PartialResultWarning)  # dedup below, by message
         shown = warnings.showwarning
@@ -143,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             text = str(message)
             if text not in partial:
                 partial.append(text)
+                PARTIAL_SAID.append(text)
                 if getattr(message, "reported", True):
                     _to_stderr(f"vmcorekit: partial: {text}")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import note
+from ..errors import note, partial_result
 from ..util.text import printable
 from .common import dump_arguments, emit_json, json_convention, open_program
 
@@ -47,6 +47,14 @@ def command(dump: str, vmcoreinfo_file: str | None, names: tuple[str, ...], as_j
     with open_program(dump, vmcoreinfo_file) as prog:
         warns: list[str] = []
         mods = module_table(prog, warnings=warns)
+        damaged = prog.damaged
+    if damaged:
+        # A damaged dump: a base, size or taint shown as "-"/"?" may be one the intact dump
+        # gives (exit 3).
+        for m in mods:
+            for what, v in (("base", m.base), ("size", m.size), ("taint", m.taints)):
+                if v is None:
+                    partial_result(f"mod: {m.name}: {what} unknown in a damaged dump", reported=False)
     missing: list[str] = []
     if names:
         missing = sorted(set(names) - {m.name for m in mods})

@@ -10,7 +10,7 @@ import time
 
 import click
 
-from ..errors import note
+from ..errors import note, partial_result
 
 from ..util.text import printable
 from .common import dump_arguments, emit_json, open_program
@@ -89,8 +89,13 @@ def command(dump: str, vmcoreinfo_file: str | None, as_json: bool) -> None:
         si = system_info(prog)
         level = prog.phys.info.dump_level
         path = prog.phys.path
+        damaged = prog.damaged
     for w in si.warnings:
         note(w)
+    if damaged:
+        # A damaged dump: what is unknown may be what the intact dump says (exit status 3).
+        for u in si.unknown:
+            partial_result(f"sys: {u}", reported=False)
     if as_json:
         d = si.as_dict()
         d["dumpfile"] = path

@@ -216,6 +216,10 @@ def command(dumps: tuple[str, ...], vmcoreinfo_file: str | None, as_json: bool, 
     if len(paths) == 1 and not os.path.isdir(dumps[0]):
         path = ",".join(split_dump_arg(paths[0]))
         r = triage(path, vmcoreinfo_file)
+        from ..errors import partial_result
+        for name, sec in r["sections"].items():  # a section not computed: a gap (exit 3, JSON partial)
+            if not sec.get("ok"):
+                partial_result(f"triage: {name}: {sec.get('error') or 'not computed'}", reported=False)
         if html_file:
             from ..report.render_html import render_html
             from ..util.fileout import atomic_output

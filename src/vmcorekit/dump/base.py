@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ..errors import PageNotInDumpError
+from ..errors import CorruptPageError, PageMissingError, PageNotInDumpError
 
 if TYPE_CHECKING:
     from .checks import Progress, VerifyReport
@@ -89,6 +89,7 @@ class PhysicalMemory(ABC):
     info: DumpInfo
     notes: list[Note]
     virtual_segments: list[VirtualSegment]
+    damaged_reads: int = 0  # reads that met a cut-off or damaged page (see `damaged`)
 
     def __init__(self, path: str, info: DumpInfo) -> None:
         self.path = path
@@ -97,6 +98,7 @@ class PhysicalMemory(ABC):
         self.virtual_segments = []
         self._range_starts: list[int] = []
         self._ranges: Sequence[MemRange] = []
+        self.damaged_reads = 0
 
     # -- what subclasses provide -------------------------------------------------------------
     @abstractmethod
@@ -163,19 +165,31 @@ class PhysicalMemory(ABC):
         first address that cannot be read."""
         if size <= 0:
             return b""
-        r = self._find_range(paddr)
-        if r is not None and paddr + size <= r.end:
-            return self._read_in_range(paddr, size)
-        parts = []
-        pos, end = paddr, paddr + size
-        while pos < end:
-            r = self._find_range(pos)
-            if r is None:
-                raise PageNotInDumpError(pos, "not in any memory range of the dump")
-            n = min(end, r.end) - pos
-            parts.append(self._read_in_range(pos, n))
-            pos += n
-        return b"".join(parts)
+        try:
+            r = self._find_range(paddr)
+            if r is not None and paddr + size <= r.end:
+                return self._read_in_range(paddr, size)
+            parts = []
+            pos, end = paddr, paddr + size
+            while pos < end:
+                r = self._find_range(pos)
+                if r is None:
+                    raise PageNotInDumpError(pos, "not in any memory range of the dump")
+                n = min(end, r.end) - pos
+                parts.append(self._read_in_range(pos, n))
+                pos += n
+            return b"".join(parts)
+        except (PageMissingError, CorruptPageError):
+            # Pages the dump claims but cannot give (cut off, damaged): an answer that lacks
+            # something because of them is partial (see `damaged`).
+            self.damaged_reads += 1
+            raise
+
+    @property
+    def damaged(self) -> bool:
+        """Whether the file is cut short or a read has met a damaged page so far: a fact
+        unknown in such a dump may be one the intact dump has."""
+        return bool(getattr(self.info, "incomplete", False) or self.damaged_reads)
 
     def notes_named(self, owner: str, type_: int | None = None) -> list[Note]:
         return [n for n in self.notes if n.owner == owner and (type_ is None or n.type == type_)]

@@ -100,7 +100,9 @@ class _VirtualSegments(Sequence[VirtualSegment]):
             yield VirtualSegment(v, None if p == NO_PADDR else p, m)
 
 
-BULK_READ = 64 << 10  # reads this large go through pread (see ElfDump.read)
+BULK_READ = 64 << 10
+# Duplicate PT_LOADs kept as second copies (kexec's kernel-text segment is one; more is hostile).
+MAX_ALTERNATES = 64  # reads this large go through pread (see ElfDump.read)
 
 
 class ElfDump(PhysicalMemory):
@@ -236,12 +238,19 @@ class ElfDump(PhysicalMemory):
         # (An end past 2^64 is cut there: only a hostile header says so.)
         order = sorted((i for i in range(len(segs)) if paddr[i] != NO_PADDR), key=lambda i: (paddr[i], -memsz[i]))
         kept: list[int] = []
+        dropped: list[int] = []
         reach = -1
         for i in order:
             end = min(paddr[i] + memsz[i], NO_PADDR)
             if end > reach:
                 kept.append(i)
                 reach = end
+            elif len(dropped) < MAX_ALTERNATES and segs.filesz[i]:
+                dropped.append(i)
+        # A dropped duplicate still holds its bytes: when the kept copy of a page is cut off
+        # (a truncated file) or left out, the other copy serves it.
+        self._alts = [(segs.paddr[i], min(segs.paddr[i] + segs.memsz[i], NO_PADDR), segs.offset[i],
+                       segs.filesz[i]) for i in dropped]
         k = segs.take(kept)
         del order, kept
         self._segs = k
@@ -262,6 +271,18 @@ class ElfDump(PhysicalMemory):
             return i
         return -1
 
+    def _alternate(self, pos: int, end: int) -> tuple[int, int] | None:
+        """(file offset, length) of the bytes at physical `pos` (up to `end`) in a duplicate
+        segment, when one has them in the file."""
+        for start, seg_end, off, filesz in self._alts:
+            if start <= pos < seg_end:
+                rel = pos - start
+                n = min(end, seg_end, start + filesz) - pos
+                n = min(n, self.file_size - (off + rel))
+                if n > 0:
+                    return off + rel, n
+        return None
+
     def _read_in_range(self, paddr: int, size: int) -> bytes:
         out = []
         end = paddr + size
@@ -273,12 +294,26 @@ class ElfDump(PhysicalMemory):
             start, seg_end, foff0, filesz = self._seg_starts[i], self._seg_ends[i], self._seg_off[i], self._seg_filesz[i]
             rel = pos - start
             n = min(end, seg_end) - pos
+            alt = self._alternate(pos, end) if self._alts else None
             if rel >= filesz:
+                if alt is not None:
+                    out.append(self._map[alt[0]:alt[0] + alt[1]])
+                    pos += alt[1]
+                    continue
                 # Past p_filesz: makedumpfile -E leaves excluded pages out this way.
                 raise PageExcludedError(pos, "beyond the segment's p_filesz (excluded from the dump)")
             n = min(n, filesz - rel)
             foff = foff0 + rel
             if foff + n > self.file_size:
+                if foff < self.file_size:
+                    n = self.file_size - foff  # the part still in the file, then look again
+                    out.append(self._map[foff:foff + n])
+                    pos += n
+                    continue
+                if alt is not None:
+                    out.append(self._map[alt[0]:alt[0] + alt[1]])
+                    pos += alt[1]
+                    continue
                 raise PageMissingError(max(pos, start + (self.file_size - foff0)),
                                        f"segment data runs past the end of the file ({self.file_size} bytes)")
             out.append(self._map[foff:foff + n])
@@ -308,18 +343,27 @@ class ElfDump(PhysicalMemory):
             return PageState.HOLE
         rel = paddr - self._seg_starts[i]
         filesz = self._seg_filesz[i]
+        state = PageState.PRESENT
         if rel >= filesz:
-            return PageState.EXCLUDED
-        if self._seg_off[i] + rel + min(self.page_size, filesz - rel) > self.file_size:
-            return PageState.MISSING
-        return PageState.PRESENT
+            state = PageState.EXCLUDED
+        elif self._seg_off[i] + rel + min(self.page_size, filesz - rel) > self.file_size:
+            state = PageState.MISSING
+        if state != PageState.PRESENT and self._alts:
+            alt = self._alternate(paddr, paddr + self.page_size)
+            if alt is not None and alt[1] == self.page_size:
+                return PageState.PRESENT
+        return state
 
     def file_offset(self, paddr: int) -> int | None:
         """Where physical address `paddr` is stored in the file, if it is."""
         i = self._segment(paddr)
-        if i < 0 or paddr - self._seg_starts[i] >= self._seg_filesz[i]:
+        if i < 0:
             return None
-        return self._seg_off[i] + paddr - self._seg_starts[i]
+        off = self._seg_off[i] + paddr - self._seg_starts[i]
+        if paddr - self._seg_starts[i] >= self._seg_filesz[i] or off >= self.file_size:
+            alt = self._alternate(paddr, paddr + 1) if self._alts else None
+            return alt[0] if alt is not None else None
+        return off
 
     def fileno(self) -> int:
         """The dump file's open descriptor, for bulk reads (os.preadv) at file_offset()s."""

@@ -279,7 +279,18 @@ def _swap_areas(prog: "Program") -> list[Object]:
 
 
 def swap_totals(prog: "Program") -> tuple[int, int]:
-    """(pages, pages in use) over every swap area in use (SWP_USED)."""
+    """(pages, pages in use) over every swap area in use (SWP_USED); without the swap area
+    table's symbols, as si_swapinfo() (/proc/meminfo) counts: total_swap_pages, less the free
+    nr_swap_pages."""
+    if prog.try_symbol_address("swap_info") is None or prog.try_symbol_address("nr_swapfiles") is None:
+        total_at = prog.try_symbol_address("total_swap_pages")
+        free_at = prog.try_symbol_address("nr_swap_pages")
+        if total_at is not None and free_at is not None:
+            total = prog.read_s64(total_at)
+            free = prog.read_s64(free_at)
+            if not 0 <= free <= total < 1 << 40:
+                raise CorruptKernelDataError(f"total_swap_pages {total}, nr_swap_pages {free}")
+            return total, total - free
     try:
         swp_used = prog.types.constant("SWP_USED")
     except TypeLookupError:

@@ -325,6 +325,9 @@ class SystemInfo:
     taint_text: str = ""
     taint_letters: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Fields that could not be found (an error, not an absent fact), each with why: in a
+    # damaged dump these are gaps in the answer.
+    unknown: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         u = self.uptime
@@ -348,8 +351,16 @@ class SystemInfo:
             "panic_cpu": self.panic_cpu, "panic_pid": self.panic_pid,
             "panic_comm": self.panic_comm,
             "tainted_mask": self.tainted_mask, "taint": self.taint_letters,
-            "warnings": self.warnings,
+            "warnings": self.warnings, "unknown": self.unknown,
         }
+
+
+def _has(prog: "Program", name: str) -> bool:
+    """Whether the kernel has symbol `name` (an unreadable symbol table: as far as is known, yes)."""
+    try:
+        return prog.try_symbol_address(name) is not None
+    except (VmcorekitError, LookupError):
+        return True
 
 
 def system_info(prog: "Program", *, count_tasks: bool = True) -> SystemInfo:
@@ -362,6 +373,7 @@ def system_info(prog: "Program", *, count_tasks: bool = True) -> SystemInfo:
             return fn()
         except (VmcorekitError, LookupError, ValueError) as e:
             w.append(f"{what}: {e}")
+            si.unknown.append(f"{what}: {e}")
             return None
 
     si.uts = attempt("utsname", lambda: uts(prog)) or {}
@@ -369,13 +381,14 @@ def system_info(prog: "Program", *, count_tasks: bool = True) -> SystemInfo:
     if present is not None:
         si.cpus = len(present)
         si.cpus_offline = attempt("online CPUs", lambda: _cpus.offline_cpus(prog)) or []
-    si.crash_time, si.crash_time_source = crash_time(prog)
+    si.crash_time, si.crash_time_source = attempt("crash time", lambda: crash_time(prog)) or (
+        None, "unreadable")
     si.uptime = attempt("uptime", lambda: uptime(prog))
     if si.uptime is not None and si.uptime.seconds is None:
         w.append(f"uptime: {si.uptime.source}")
     si.load_average = attempt("load average", lambda: load_average(prog))
-    si.cpu_mhz = cpu_mhz(prog)
-    si.memory_bytes, si.memory_source = memory_size(prog)
+    si.cpu_mhz = attempt("CPU clock", lambda: cpu_mhz(prog))
+    si.memory_bytes, si.memory_source = attempt("memory", lambda: memory_size(prog)) or (None, "unreadable")
     if count_tasks:
         from .tasks import task_table
         rows = attempt("tasks", lambda: task_table(prog))
@@ -392,4 +405,13 @@ def system_info(prog: "Program", *, count_tasks: bool = True) -> SystemInfo:
     mask = attempt("taint", lambda: tainted(prog))
     if mask is not None:
         si.tainted_mask, si.taint_text, si.taint_letters = mask
+    for what, missing, why in (
+            ("crash time", si.crash_time is None, si.crash_time_source),
+            ("uptime", si.uptime is not None and si.uptime.seconds is None,
+             si.uptime.source if si.uptime else ""),
+            ("memory", si.memory_bytes is None, si.memory_source),
+            ("load average", si.load_average is None and _has(prog, "avenrun"), "avenrun unreadable"),
+            ("taint", si.tainted_mask is None and _has(prog, "tainted_mask"), "tainted_mask unreadable")):
+        if missing and not any(u.startswith(what + ":") for u in si.unknown):
+            si.unknown.append(f"{what}: {why}")
     return si

@@ -61,10 +61,19 @@ _STATE_ENTRY = re.compile(rb"^([A-Za-z]) \(")
 _MASK = 0xFFFFFFFFFFFFFFFF
 
 
-def _no_btf(what: str) -> TypeLookupError:
-    return TypeLookupError(f"{what} needs the task_struct layout, which only BTF gives; this "
-                           f"dump has no BTF (kernel built without CONFIG_DEBUG_INFO_BTF?), "
-                           f"so tasks cannot be listed")
+def _no_btf(what: str, prog: "Program | None" = None) -> TypeLookupError:
+    """Why tasks cannot be listed. A kernel whose symbols locate its BTF (__start_BTF) was built
+    with it: its pages are unreadable or damaged (the types' note says which), and the
+    config is not to blame."""
+    why = "this dump has no BTF (kernel built without CONFIG_DEBUG_INFO_BTF?)"
+    if prog is not None:
+        try:
+            if prog.try_symbol_address("__start_BTF") is not None:
+                why = "the kernel's BTF cannot be read from the dump (the note says where)"
+        except (VmcorekitError, ImportError):
+            why = ("the kernel's symbol table cannot be read from the dump, so its BTF cannot be "
+                   "found (the note says where)")
+    return TypeLookupError(f"{what} needs the task_struct layout, which only BTF gives, and {why}")
 
 
 # -- the layout -------------------------------------------------------------------------------
@@ -120,13 +129,13 @@ class TaskLayout:
         if self._typed:
             return self
         if not prog.has_btf:
-            raise _no_btf(what)
+            raise _no_btf(what, prog)
         T = prog.types
         ts = "struct task_struct"
         try:
             T.lookup(ts)
         except TypeLookupError as e:
-            raise _no_btf(f"{what} ({e})") from None
+            raise _no_btf(f"{what} ({e})", prog) from None
         self.state = "__state" if T.has_member(ts, "__state") else "state"
         if T.has_member(ts, "thread_info.cpu"):
             self.cpu: str | None = "thread_info.cpu"

@@ -9,8 +9,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..arch import AddressSpace, CpuRegisters, address_space
 from ..dump import PhysicalMemory, open_dump
-from ..errors import SymbolError, VmcoreinfoError, VmcorekitError
+from ..errors import SymbolError, VmcoreinfoError, VmcorekitError, note
 from ..vmcoreinfo import VmcoreInfo
+from ..vmcoreinfo.memsection import VMCOREINFO_VALUE_SYMBOLS
+
+# VMCOREINFO_SYMBOL_ARRAY() entries: the value of a pointer, not an address in the image
+# (SPARSEMEM_VMEMMAP kernels print vmemmap's so).
+VALUE_SYMBOLS = VMCOREINFO_VALUE_SYMBOLS | {"vmemmap"}
 from . import symbol_order
 
 if TYPE_CHECKING:
@@ -48,7 +53,31 @@ class Program:
                                       "give one with --vmcoreinfo FILE")
             vmcoreinfo = VmcoreInfo.parse(raw, source=phys.path)
         self.vmcoreinfo = vmcoreinfo
+        # Numbers the dump contradicts are dropped before anything lays memory out with them.
+        vmcoreinfo.check(block_size=phys.page_size if phys.info.format != "elf" else None)
         self.space: AddressSpace = address_space(phys, vmcoreinfo)
+        self._check_symbols()
+        for r in vmcoreinfo.rejected:
+            note(f"VMCOREINFO {r}; value ignored")
+
+    @property
+    def damaged(self) -> bool:
+        """Whether this dump's answers may lack what the intact dump has: the file is cut
+        short, a read met a damaged page, or VMCOREINFO values were rejected."""
+        return self.phys.damaged or bool(self.vmcoreinfo.rejected)
+
+    def _check_symbols(self) -> None:
+        """A SYMBOL() outside every kernel region (image, direct/linear map) is not this
+        kernel's: drop it, so the symbol table answers for the name instead."""
+        regions = [(r.start, r.end) for r in self.space.regions]
+        if not any(r.name == "kernel image" for r in self.space.regions):
+            return
+        for name, addr in list(self.vmcoreinfo.symbols.items()):
+            if name in VALUE_SYMBOLS:
+                continue  # their SYMBOL() is a pointer's value, which may lie anywhere
+            if not any(lo <= addr < hi for lo, hi in regions):
+                self.vmcoreinfo.reject(f"SYMBOL({name})", f"{addr:#x} is outside the kernel image "
+                                                          "and the kernel's direct map")
 
     @classmethod
     def open(cls, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],

@@ -15,6 +15,9 @@ from ..errors import VmcoreinfoError
 _BRACKET = re.compile(r"^([A-Z_]+)\((.+)\)$")
 _KINDS = ("SYMBOL", "SIZE", "OFFSET", "LENGTH", "NUMBER")
 MAX_NOTE_BYTES = 1 << 20
+MIN_PAGE, MAX_PAGE = 4096, 256 << 10  # every page size Linux has had (hexagon's 256 KiB the top)
+MAX_STRUCT = 16 << 20  # struct pglist_data, the largest VMCOREINFO sizes, is well below this
+MAX_LENGTH = 1 << 24  # mem_section roots, free-area orders, free lists
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class VmcoreInfo:
     configs: dict[str, str] = field(default_factory=dict)
     malformed: list[Malformed] = field(default_factory=list)
     source: str = "<note>"
+    # Values dropped by check()/reject() because the dump contradicts them: "KEY=VALUE: why".
+    rejected: list[str] = field(default_factory=list)
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -93,6 +98,52 @@ class VmcoreInfo:
         if not info.entries:
             raise VmcoreinfoError(f"{p} at offset 0: expected VMCOREINFO KEY=VALUE lines, found none")
         return info
+
+    # -- validation ----------------------------------------------------------------------------
+    def reject(self, key: str, why: str) -> None:
+        """Drop `key` (as written: PAGESIZE, SYMBOL(x), OFFSET(s.m), ...) so nothing uses it,
+        and keep why."""
+        value = self.entries.pop(key, None)
+        m = _BRACKET.match(key)
+        if m:
+            table = {"SYMBOL": self.symbols, "SIZE": self.sizes, "OFFSET": self.offsets,
+                     "LENGTH": self.lengths, "NUMBER": self.numbers}.get(m.group(1))
+            if table is not None:
+                table.pop(m.group(2), None)
+        self.rejected.append(f"{key}={value}: {why}")
+
+    def check(self, block_size: int | None = None) -> list[str]:
+        """Reject the numbers that cannot be this kernel's, each with why (also kept in
+        `rejected`): PAGESIZE not a power of two from 4 KiB to 256 KiB, or not the block size
+        of a format that records one (`block_size`); a SIZE or LENGTH beyond any kernel
+        structure; an OFFSET at or past its structure's SIZE; a NUMBER of bits past 64."""
+        start = len(self.rejected)
+        v = self.entries.get("PAGESIZE")
+        if v is not None:
+            n = int(v) if v.isdigit() else None
+            if n is None or n & (n - 1) or not MIN_PAGE <= n <= MAX_PAGE:
+                self.reject("PAGESIZE", f"not a page size (a power of two from {MIN_PAGE} to {MAX_PAGE})")
+            elif block_size and n != block_size:
+                self.reject("PAGESIZE", f"the dump's pages are {block_size} bytes")
+        for name, size in list(self.sizes.items()):
+            if not 0 < size <= MAX_STRUCT:
+                self.reject(f"SIZE({name})", f"no kernel structure is {size} bytes")
+        for name, n in list(self.lengths.items()):
+            if not 0 <= n <= MAX_LENGTH:
+                self.reject(f"LENGTH({name})", f"no kernel array has {n} elements")
+        for name, off in list(self.offsets.items()):
+            struct_name = name.split(".", 1)[0]
+            size = self.sizes.get(struct_name)
+            if off < 0 or off >= MAX_STRUCT or (size is not None and off >= size):
+                why = f"outside SIZE({struct_name})={size}" if size is not None else "not a member offset"
+                self.reject(f"OFFSET({name})", why)
+        for name in ("SECTION_SIZE_BITS", "MAX_PHYSMEM_BITS", "VA_BITS", "PG_lru", "PG_private",
+                     "PG_swapcache", "PG_swapbacked", "PG_slab", "PG_hwpoison", "PG_head",
+                     "PG_buddy", "PG_offline", "PG_hugetlb"):
+            n = self.numbers.get(name)
+            if n is not None and not 0 <= n < 64:
+                self.reject(f"NUMBER({name})", "not a bit number of a 64-bit word")
+        return self.rejected[start:]
 
     # -- typed accessors ---------------------------------------------------------------------
     def _need(self, table: dict[str, int], kind: str, name: str) -> int:

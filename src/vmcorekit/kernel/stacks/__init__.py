@@ -34,6 +34,8 @@ __all__ = ["Frame", "Trace", "ExceptionFrame", "StackRange", "TaskInfo", "Stacks
            "stack_trace", "crashed_task", "CrashedTask"]
 
 MODULES_MAX = 65536
+# include/linux/sched.h: task->exit_state values.
+EXIT_DEAD, EXIT_ZOMBIE = 0x10, 0x20
 
 
 @dataclass(frozen=True)
@@ -154,9 +156,38 @@ class Stacks:
             out += self.arch.cpu_stacks(cpu)
         return out
 
+    def _stackless(self, task: int) -> Trace | None:
+        """A task not running anywhere whose task->stack is NULL has no frames: its stack was
+        freed when it exited (release_task_stack, kernels with THREAD_INFO_IN_TASK). Its saved
+        stack pointer still points into the freed stack, whose stale words would make up a
+        trace."""
+        if self.cpu_of_active(task) is not None:
+            return None
+        try:
+            info = task_info(self.prog, task)
+        except (TypeLookupError, MemoryReadError):
+            return None
+        if info.stack:
+            return None
+        exit_state = None
+        off = self.prog.try_offsetof("struct task_struct", "exit_state")
+        if off is not None:
+            try:
+                exit_state = struct.unpack(self.prog.platform.unpack("i"), self.prog.read(task + off, 4))[0]
+            except MemoryReadError:
+                exit_state = None
+        what = {EXIT_ZOMBIE: "a zombie", EXIT_DEAD: "dead"}.get(exit_state or 0, "exiting")
+        tr = Trace(task=task, pid=info.pid, comm=info.comm, cpu=info.cpu, start="none",
+                   complete=True, unwinder="none")
+        tr.end_reason = f"no stack: the task is {what} and its kernel stack was freed (task->stack is NULL)"
+        return tr
+
     # -- traces -------------------------------------------------------------------------------
     def trace(self, task: int, *, unwinder: str = "auto", max_frames: int = MAX_FRAMES) -> Trace:
         """The trace of `task` by the platform's unwinders (`unwinder` picks one of them)."""
+        gone = self._stackless(task)
+        if gone is not None:
+            return gone
         return self.platform_stacks.trace(self, task, unwinder=unwinder, max_frames=max_frames)
 
 

@@ -340,14 +340,31 @@ def trace(stacks: "Stacks", task: int, *, unwinder: str = "auto",
     ak = stacks.arch
     assert isinstance(ak, Arm64Kernel)  # platforms.py pairs this tracer with these facts
     cpu = stacks.cpu_of_active(task)
-    info = task_info(stacks.prog, task)
-    tr = Trace(task=task, pid=info.pid, comm=info.comm, cpu=cpu if cpu is not None else info.cpu)
     ranges: list[StackRange] = []
-    ts = ak.task_stack(info)
-    if ts is not None:
-        ranges.append(ts)
-    if cpu is not None:
+    try:
+        info = task_info(stacks.prog, task)
+    except MemoryReadError as e:
+        # The task_struct is not in the dump (filtered out, cut off): a running task is still
+        # traced from its CPU's registers, on the THREAD_SIZE-aligned block around its sp.
+        ctx = stacks.contexts.get(cpu) if cpu is not None else None
+        sp = (ctx.regs or {}).get("sp", 0) if ctx is not None else 0
+        if cpu is None or not sp:
+            raise
+        tr = Trace(task=task, cpu=cpu)
+        tr.notes.append(f"task_struct at {task:#x} unreadable ({e}); tracing CPU {cpu} from its "
+                        f"registers, the task stack taken as the {ak.thread_size}-byte block around "
+                        "its stack pointer")
         ranges += ak.cpu_stacks(cpu)
+        if not any(sp in r for r in ranges):
+            lo = sp & ~(ak.thread_size - 1)
+            ranges.insert(0, StackRange("task", lo, lo + ak.thread_size, cpu))
+    else:
+        tr = Trace(task=task, pid=info.pid, comm=info.comm, cpu=cpu if cpu is not None else info.cpu)
+        ts = ak.task_stack(info)
+        if ts is not None:
+            ranges.append(ts)
+        if cpu is not None:
+            ranges += ak.cpu_stacks(cpu)
     mem = StackMemory(stacks.prog.read, ranges)
     uw = Arm64Unwinder(ak, mem, ki.symbols, max_frames=max_frames)
     tr.notes.append(f"pt_regs layout from {ak.pt_regs.source}; THREAD_SIZE {ak.thread_size:#x}")

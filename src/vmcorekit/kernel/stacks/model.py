@@ -50,6 +50,9 @@ class ExceptionFrame:
     source: str  # "pt_regs", "iret" (only the hardware frame is valid), "note"
     # Symbolic names of code addresses among the registers (arm64: "pc", "lr"), for display.
     labels: dict[str, str] = field(default_factory=dict)
+    # For "note": who saved them: "prstatus" (the kernel's crash path, crash_setup_regs or the
+    # stop NMI) or "qemu" (the vCPU state when the hypervisor took the dump).
+    origin: str | None = None
 
     @property
     def user_mode(self) -> bool:

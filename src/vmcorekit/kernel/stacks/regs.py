@@ -64,7 +64,7 @@ def cpu_contexts(prog: "Program") -> dict[int, CpuContext]:
 
 def note_state(regs: dict[str, int], source: str) -> tuple[State | None, ExceptionFrame]:
     """The start state from a CPU note; None when the CPU was in user mode."""
-    exc = ExceptionFrame(dict(regs), None, "note")
+    exc = ExceptionFrame(dict(regs), None, "note", origin=source)
     if exc.user_mode or not regs.get("rsp"):
         return None, exc
     st = State(ip=regs["rip"], sp=regs["rsp"], bp=regs.get("rbp"), signal=True, method="regs",

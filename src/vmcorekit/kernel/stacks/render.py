@@ -1,7 +1,8 @@
 """Traces as text in crash's `bt` format.
 
     PID: 218      TASK: ff335db082b08000  CPU: 0    COMMAND: "sh"
-        [exception RIP: delay_tsc+51]          <- a frame interrupted (registers known)
+        [exception RIP: delay_tsc+51]          <- a frame interrupted (registers known); from a
+                                                  CPU note: "[registers saved at the crash: ...]"
         RIP: ...  RSP: ...  RFLAGS: ...
      #0 [ff4c415880453b68] panic at ffffffff9d201f99
      ...
@@ -79,10 +80,18 @@ def regs_block(exc: ExceptionFrame) -> list[str]:
 
 
 def exception_rip(f: Frame) -> str:
-    if f.function is None:
-        return "    [exception RIP: unknown or invalid address]"
-    off = f"+{f.offset}" if f.offset else ""
-    return f"    [exception RIP: {f.function}{off}]"
+    """The line above an exception frame's registers. Registers from a CPU note are a snapshot,
+    not a fault: they are labelled by who saved them."""
+    where = "unknown or invalid address"
+    if f.function is not None:
+        where = f.function + (f"+{f.offset}" if f.offset else "")
+    exc = f.exception
+    # (crash mode's tracer leaves `origin` unset: it prints crash's own label)
+    if exc is not None and exc.source == "note" and exc.origin is not None:
+        if exc.origin == "qemu":
+            return f"    [registers at dump time: {where}]"
+        return f"    [registers saved at the crash: {where}]"
+    return f"    [exception RIP: {where}]"
 
 
 def frame_line(n: int, f: Frame, mark_guesses: bool = True, arm64: bool = False) -> str:
@@ -156,6 +165,8 @@ def render_trace(trace: Trace, *, full: bool = False, read: Callable[[int, int],
         lines += regs_block(trace.user_regs)
     if not trace.complete and trace.end_reason:
         lines.append(f"    [trace stopped: {trace.end_reason}]")
+    elif not trace.frames and trace.user_regs is None and trace.end_reason:
+        lines.append(f"    ({trace.end_reason})")
     return lines
 
 
@@ -190,4 +201,6 @@ def render_group(group: list[Trace]) -> list[str]:
         lines.append("    (returns to user mode)")
     if not first.complete and first.end_reason:
         lines.append(f"    [trace stopped: {first.end_reason}]")
+    elif not first.frames and first.user_regs is None and first.end_reason:
+        lines.append(f"    ({first.end_reason})")
     return lines

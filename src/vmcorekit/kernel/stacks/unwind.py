@@ -149,6 +149,13 @@ class Unwinder:
         entry = self.orc.find(at, sym.module if sym is not None else None)
         if entry is None:
             raise StepFail(f"no ORC entry for {st.ip:#x}")
+        if (entry.type in (O.END, O.UNDEFINED) and st.signal and sym is not None
+                and st.ip == sym.address):
+            # Registers caught on a function's first instruction (a retpoline thunk, whose
+            # objtool hint says "end of stack"): nothing is pushed yet, the return address
+            # is at %rsp.
+            entry = O.OrcEntry(st.ip, 8, 0, O.ORC_REG_SP, O.ORC_REG_UNDEFINED, O.CALL, False,
+                               entry.table)
         if entry.type == O.END:
             raise StepEnd("end of stack (ORC)", True)
         if entry.type == O.UNDEFINED:

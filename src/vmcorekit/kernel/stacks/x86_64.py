@@ -139,11 +139,13 @@ def trace(s: "Stacks", task: int, *, unwinder: str = "auto", max_frames: int = M
     cpu = s.cpu_of_active(task)
     try:
         info: TaskInfo | None = task_info(s.prog, task)
-    except TypeLookupError as e:
+    except (TypeLookupError, MemoryReadError) as e:
+        # No layout (no BTF), or the task_struct is not in the dump (filtered out, cut off):
+        # a running task is still traced from its CPU's registers.
         if cpu is None:
             raise
         info = None
-        why = str(e)
+        why = f"task_struct at {task:#x} unreadable ({e})" if isinstance(e, MemoryReadError) else str(e)
     if info is not None:
         tr = Trace(task=task, pid=info.pid, comm=info.comm,
                    cpu=cpu if cpu is not None else info.cpu)
@@ -199,7 +201,9 @@ def _start_state(s: "Stacks", tr: Trace, info: TaskInfo | None, cpu: int | None,
         tr.notes.append(f"no register note for CPU {cpu}: starting from the task's last "
                         "saved context, which predates the crash")
         return switch_state(s.ki, info)
-    st, exc = note_state(ctx.regs, ctx.source or "note")
+    # Only the crashing kernel's own notes come with CRASHTIME (crash_save_vmcoreinfo); others
+    # are the hypervisor's snapshot of the vCPU when it took the dump.
+    st, exc = note_state(ctx.regs, "prstatus" if s.prog.vmcoreinfo.crashtime else "qemu")
     if st is not None and mem.stack_of(st.sp) is not None:
         tr.start = "cpu-note"
         return st

@@ -510,6 +510,59 @@ def _timekeepers(prog: Any, table: Any, rec: Recovered, data: _ImageData) -> Non
     rec.notes.append(f"tk_core found at {core[0] - seq:#x}{also}")
 
 
+def _function_refs(prog: Any, table: Any, name: str) -> list[tuple[str, int, int]] | None:
+    """The globals function `name` addresses (AddressSpace.data_references), None when the
+    function or the architecture's decoder is missing."""
+    try:
+        addr = table.address_of(name)
+    except LookupError:
+        return None
+    sym = table.lookup(addr)
+    size = sym.size if sym is not None and sym.address == addr and sym.size else 256
+    return prog.space.data_references(prog.read(addr, min(size, 4096)), addr)
+
+
+def _code_references(prog: Any, table: Any, rec: Recovered) -> None:
+    """vm_committed_as, sysctl_overcommit_kbytes / _ratio and total_swap_pages (kmem -i's swap
+    and commit figures), from the code of the functions that read them:
+
+    * vm_memory_committed() is percpu_counter_sum_positive(&vm_committed_as): the first
+      address it forms;
+    * vm_commit_limit() loads the two sysctls and total_swap_pages (in both branches) and
+      totalram_pages: its one 4-byte global is the ratio; of its 8-byte globals other than
+      _totalram_pages, the one loaded twice is total_swap_pages, the other the kbytes.
+    Anything less clear-cut is left unrecovered."""
+    have = set(rec.names)
+    refs = _function_refs(prog, table, "vm_memory_committed")
+    if refs is None:
+        rec.notes.append("commit figures not recovered: no vm_memory_committed or no decoder")
+    elif "vm_committed_as" not in table:
+        addrs = [t for k, _, t in refs if k == "addr"]
+        if addrs:
+            rec.add("vm_committed_as", addrs[0], "D")
+            have.add("vm_committed_as")
+    refs = _function_refs(prog, table, "vm_commit_limit")
+    if not refs:
+        rec.notes.append("overcommit and swap totals not recovered: vm_commit_limit not decoded")
+        return
+    total = table.address_of("_totalram_pages") if "_totalram_pages" in table else None
+    ints = list(dict.fromkeys(t for k, n, t in refs if k == "load" and n == 4))
+    longs = Counter(t for k, n, t in refs if k == "load" and n == 8 and t != total)
+    if len(ints) == 1 and "sysctl_overcommit_ratio" not in table:
+        rec.add("sysctl_overcommit_ratio", ints[0], "D")
+    twice = [t for t, c in longs.items() if c >= 2]
+    once = [t for t, c in longs.items() if c == 1]
+    if len(longs) == 2 and len(twice) == 1 and len(once) == 1:
+        if "total_swap_pages" not in table:
+            rec.add("total_swap_pages", twice[0], "D")
+        if "sysctl_overcommit_kbytes" not in table:
+            rec.add("sysctl_overcommit_kbytes", once[0], "D")
+        rec.notes.append("total_swap_pages and the overcommit sysctls recovered from vm_commit_limit's code")
+    else:
+        rec.notes.append(f"overcommit and swap totals not recovered: vm_commit_limit loads "
+                         f"{len(longs)} other 8-byte globals")
+
+
 def recover_late(prog: Any, table: Any) -> Recovered:
     """Per-CPU variables and the modules list head, which need BTF's layouts."""
     rec = Recovered()
@@ -528,6 +581,10 @@ def recover_late(prog: Any, table: Any) -> Recovered:
             _timekeepers(prog, table, rec, data)
         except (VmcorekitError, LookupError, ImportError) as e:
             rec.notes.append(f"timekeeper not recovered: {e}")
+    try:
+        _code_references(prog, table, rec)
+    except (VmcorekitError, LookupError) as e:
+        rec.notes.append(f"commit and swap symbols not recovered: {e}")
     for n in rec.notes:
         log.debug("symbol recovery: %s", n)
     return rec

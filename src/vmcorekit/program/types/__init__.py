@@ -84,11 +84,17 @@ def btf_from_memory(prog: "Program") -> Btf:
         stop = prog.symbols.address_of("__stop_BTF")
     except ImportError as e:
         raise SymbolError(f"no symbol table to locate __start_BTF ({e})") from None
+    except MemoryReadError as e:
+        raise SymbolError(f"the symbol table that locates __start_BTF is unreadable: {e}") from None
     size = stop - start
     if size <= 0 or size > BTF_MAX_SIZE:
         raise BtfFormatError(f"__start_BTF {start:#x} .. __stop_BTF {stop:#x} is not a "
                              f"plausible BTF extent ({size} bytes)")
-    return Btf(prog.read(start, size), name="vmlinux")
+    try:
+        data = prog.read(start, size)
+    except MemoryReadError as e:
+        raise BtfFormatError(f"BTF pages {start:#x}..{stop:#x} unreadable: {e}") from None
+    return Btf(data, name="vmlinux")
 
 
 def load_module_btf(prog: "Program", reg: TypeRegistry, base: BtfTypeSource) -> list[BtfTypeSource]:
