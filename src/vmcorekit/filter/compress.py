@@ -226,7 +226,8 @@ def zlib_engine(requested: str = "auto") -> str:
     if requested in ("zlib", "auto"):
         return "zlib"
     try:
-        import isal.isal_zlib  # noqa: F401
+        import isal.isal_zlib
+        del isal
     except ImportError as e:
         raise CodecUnavailableError(f"the isal zlib engine needs the 'isal' package ({e})") from None
     return "isal"
