@@ -374,6 +374,7 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("whatis", ["whatis", "--json", dump, "list_head"]),
         ("list", ["list", "--json", dump, "-h", "init_task", "-o", "task_struct.tasks", "-s", "task_struct.pid,comm"]),
         ("task", ["task", "--json", dump, "1", "-R", "pid,comm,tasks"]), ("set", ["set", "--json", dump]),
+        ("runq", ["runq", "--json", dump]), ("runq", ["runq", "--json", "-c", "0", dump]),
     ]
 
 
