@@ -375,6 +375,7 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("list", ["list", "--json", dump, "-h", "init_task", "-o", "task_struct.tasks", "-s", "task_struct.pid,comm"]),
         ("task", ["task", "--json", dump, "1", "-R", "pid,comm,tasks"]), ("set", ["set", "--json", dump]),
         ("runq", ["runq", "--json", dump]), ("runq", ["runq", "--json", "-c", "0", dump]),
+        ("ptov", ["ptov", "--json", dump, "1000000", "0"]),
     ]
 
 

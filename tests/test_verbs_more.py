@@ -122,3 +122,38 @@ def test_runq_loop_in_cfs_tree_is_bounded_and_reported(sample_dump, monkeypatch,
     rc, out, err = run(capsys, "runq", "-c", "0", str(sample_dump))
     assert rc == 3 and "cycle" in err and "CFS rbtree" in err
     assert "CURRENT: PID:" in out
+
+
+# -- ptov ---------------------------------------------------------------------------------------
+
+@pytest.fixture(params=["x86_64", "arm64"])
+def any_sample(request, sample_dump):
+    if request.param == "x86_64":
+        return sample_dump
+    from conftest import SAMPLES, decompressed_elf
+    if not (SAMPLES / "arm64" / "vmcore.elf.zst").exists():
+        pytest.skip("samples/arm64 absent")
+    return decompressed_elf(SAMPLES / "arm64")
+
+
+def test_ptov_inverts_the_page_table_walk(any_sample, capsys) -> None:
+    from vmcorekit.kernel.tasks import for_each_task_address
+    from vmcorekit.program import Program
+    with Program.open(str(any_sample)) as p:
+        tasks = [t for t in for_each_task_address(p) if p.space.direct_map().contains(t)][:5]
+        assert tasks
+        walked = [p.space.walk(t).paddr for t in tasks]  # the page tables, not the linear shortcut
+    rc, out, err = run(capsys, "ptov", "--json", str(any_sample), *(f"{pa:x}" for pa in walked))
+    assert rc == 0, err
+    got = json.loads(out)["addresses"]
+    assert [int(r["vaddr"], 16) for r in got] == tasks and all(r["in_dump"] for r in got)
+    rc, out, _ = run(capsys, "ptov", str(any_sample), f"{walked[0]:x}")
+    assert out.splitlines() == ["VIRTUAL           PHYSICAL", f"{tasks[0]:<16x}  {walked[0]:x}"]
+
+
+def test_ptov_beyond_the_direct_map_is_partial(sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "ptov", str(sample_dump), "0", "ffffffffffff")
+    assert rc == 3 and "beyond the direct map" in err
+    assert out.splitlines()[2].startswith("(none)")
+    rc, _, err = run(capsys, "ptov", str(sample_dump), "xyz")
+    assert rc == 2 and "hexadecimal" in err
