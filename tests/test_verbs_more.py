@@ -151,9 +151,70 @@ def test_ptov_inverts_the_page_table_walk(any_sample, capsys) -> None:
     assert out.splitlines() == ["VIRTUAL           PHYSICAL", f"{tasks[0]:<16x}  {walked[0]:x}"]
 
 
-def test_ptov_beyond_the_direct_map_is_partial(sample_dump, capsys) -> None:
+def test_ptov_beyond_the_direct_map_is_said(sample_dump, capsys) -> None:
     rc, out, err = run(capsys, "ptov", str(sample_dump), "0", "ffffffffffff")
-    assert rc == 3 and "beyond the direct map" in err
+    assert rc == 0 and "note: 0xffffffffffff: beyond the direct map" in err
     assert out.splitlines()[2].startswith("(none)")
     rc, _, err = run(capsys, "ptov", str(sample_dump), "xyz")
     assert rc == 2 and "hexadecimal" in err
+
+
+# -- dis ----------------------------------------------------------------------------------------
+
+def test_dis_of_a_function_covers_it_and_names_call_targets(any_sample, capsys) -> None:
+    from vmcorekit.program import Program
+    with Program.open(str(any_sample)) as p:
+        sym = p.symbols.get("schedule")
+        assert sym is not None
+        rc, out, err = run(capsys, "dis", "--json", str(any_sample), "schedule")
+        assert rc == 0, err
+        insns = json.loads(out)["instructions"]
+        addrs = [int(i["address"], 16) for i in insns]
+        assert addrs[0] == sym.address and addrs[-1] < sym.address + sym.size
+        # contiguous: each instruction starts where the one before ended
+        assert all(a + len(bytes.fromhex(i["bytes"])) == b for a, i, b in zip(addrs, insns, addrs[1:]))
+        assert addrs[-1] + len(bytes.fromhex(insns[-1]["bytes"])) == sym.address + sym.size
+        assert all(i["symbol"] == "schedule" and int(i["address"], 16) - sym.address == i["offset"] for i in insns)
+        calls = [i for i in insns if i["mnemonic"] in ("call", "bl")]
+        assert calls
+        for c in calls:  # every direct call lands on the start of a kernel function
+            t = p.symbols.lookup(int(c["target"], 16))
+            assert t is not None and t.is_text and t.address == int(c["target"], 16) and c["target_symbol"] == t.name
+            assert f"<{t.name}>" in c["text"]
+    rc, out, _ = run(capsys, "dis", str(any_sample), "schedule", "3")
+    lines = out.splitlines()
+    assert rc == 0 and len(lines) == 3
+    assert lines[0].startswith(f"{sym.address:#x} <schedule>:")
+    assert lines[1].startswith(f"{addrs[1]:#x} <schedule+{addrs[1] - sym.address}>:")
+
+
+def test_dis_r_ends_with_the_call_before_a_return_address(any_sample, capsys) -> None:
+    """bt's caller frames hold return addresses: the instruction just before one is a call,
+    so `dis -r RET-1` ends with a call instruction whose end is RET."""
+    rc, out, _ = run(capsys, "bt", "--json", str(any_sample))
+    frames = json.loads(out)["traces"][0]["frames"]
+    # Past the first two frames: those may hold an interrupted pc rather than a return address.
+    rets = [int(f["pc"], 16) for f in frames[2:] if f["function"] and f.get("exception") is None][:4]
+    assert rets
+    for ret in rets:
+        rc, out, err = run(capsys, "dis", "--json", "-r", str(any_sample), f"{ret - 1:x}")
+        assert rc == 0, err
+        last = json.loads(out)["instructions"][-1]
+        assert last["mnemonic"] in ("call", "bl", "blr"), last
+        assert int(last["address"], 16) + len(bytes.fromhex(last["bytes"])) == ret
+
+
+def test_dis_x86_is_att_syntax(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "dis", str(sample_dump), "schedule")
+    assert rc == 0
+    assert any(ln.split(":", 1)[1].split()[:2] == ["push", "%rbp"] for ln in out.splitlines())
+    assert "%" in out and "$0x" in out and "qword ptr" not in out
+
+
+def test_dis_failures(sample_dump, capsys) -> None:
+    rc, _, err = run(capsys, "dis", str(sample_dump), "no_such_function_here")
+    assert rc == 1 and err.count("\n") == 1 and "not found" in err
+    rc, out, err = run(capsys, "dis", str(sample_dump), "10", "3")  # user space: not in the dump
+    assert rc == 3 and "not in the dump" in err and out == ""
+    rc, _, err = run(capsys, "dis", str(sample_dump), "-r", "-f", "schedule")
+    assert rc == 2

@@ -216,3 +216,8 @@ class ExpressionError(VmcorekitError, ValueError):
 class DrgnUnavailableError(VmcorekitError, ImportError):
     """`vmcorekit.drgn` cannot make a drgn Program: drgn is not installed (the `drgn` extra)
     or the dump lacks what drgn needs."""
+
+
+class DisassemblerUnavailableError(VmcorekitError, ImportError):
+    """`dis` cannot disassemble: capstone is not installed, or the dump's architecture has no
+    disassembler in its platform record."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from ..errors import VmcorekitError, partial_result
+from ..errors import VmcorekitError, note
 from .common import dump_arguments, emit_json, open_program, parse_address
 
 
@@ -33,7 +33,7 @@ def command(dump: str, vmcoreinfo_file: str | None, addresses: tuple[str, ...], 
             va = space.phys_to_virt(pa)
             in_dump = any(r.start <= pa < r.end for r in ranges)
             if va is None:
-                partial_result(f"{pa:#x}: beyond the direct map ({region.start:#x}-{region.end:#x})")
+                note(f"{pa:#x}: beyond the direct map ({region.start:#x}-{region.end:#x})")
             rows.append({"paddr": f"{pa:#x}", "vaddr": None if va is None else f"{va:#x}", "in_dump": in_dump})
         if as_json:
             emit_json({"direct_map": {"start": f"{region.start:#x}", "end": f"{region.end:#x}"}, "addresses": rows})
