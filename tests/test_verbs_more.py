@@ -218,3 +218,39 @@ def test_dis_failures(sample_dump, capsys) -> None:
     assert rc == 3 and "not in the dump" in err and out == ""
     rc, _, err = run(capsys, "dis", str(sample_dump), "-r", "-f", "schedule")
     assert rc == 2
+
+
+# -- foreach ------------------------------------------------------------------------------------
+
+def test_foreach_selects_by_state_and_name_like_ps(prog, sample_dump, capsys) -> None:
+    from vmcorekit.kernel.tasks import task_table
+    rows = task_table(prog)
+    rc, out, err = run(capsys, "foreach", "--json", str(sample_dump), "RU", "bt")
+    assert rc == 0, err
+    got = json.loads(out)["tasks"]
+    assert [int(t["task"], 16) for t in got] == [r.task for r in rows if r.crash_state == "RU"]
+    assert all(t["output"]["traces"][0]["task"] == t["task"] for t in got)
+    rc, out, _ = run(capsys, "foreach", str(sample_dump), "sh", "kernel", "task", "-R", "pid")
+    want = [r for r in rows if r.comm == "sh" or r.kernel_thread]
+    assert rc == 0 and out.count("  STATE: ") == len(want)
+    assert [int(x) for x in out.split("    PID: ")[1:] for x in [x.split()[0]]] == [r.pid for r in want]
+
+
+def test_foreach_bt_matches_crash_task_order(corpus_case, capsys) -> None:
+    import re
+    want = (corpus_case / "expected" / "crash" / "foreach-bt.txt")
+    if not want.exists():
+        pytest.skip("no crash foreach bt output in this case")
+    heads = re.findall(r"^PID: (\d+)\s+TASK: ([0-9a-f]+)\s+CPU: (\d+)", want.read_text(), re.M)
+    rc, out, err = run(capsys, "foreach", str(corpus_case / "vmcore.c-d31.kdump"), "bt")
+    assert rc in (0, 3), err
+    ours = re.findall(r"^PID: (\d+)\s+TASK: ([0-9a-f]+)\s+CPU: (\d+)", out, re.M)
+    it = iter(ours)
+    assert heads and all(h in it for h in heads)  # crash's tasks, in crash's order
+
+
+def test_foreach_usage_errors(sample_dump, capsys) -> None:
+    rc, _, err = run(capsys, "foreach", str(sample_dump), "RU")
+    assert rc == 2 and "name a verb" in err
+    rc, _, err = run(capsys, "foreach", str(sample_dump), "no_such_comm", "bt")
+    assert rc == 2 and "no task matches" in err
