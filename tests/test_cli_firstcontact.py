@@ -378,6 +378,7 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("ptov", ["ptov", "--json", dump, "1000000", "0"]),
         ("dis", ["dis", "--json", dump, "schedule"]), ("dis", ["dis", "--json", dump, "-l", "3", "panic"]),
         ("foreach", ["foreach", "--json", dump, "RU", "bt"]),
+        ("files", ["files", "--json", dump, "1"]),
     ]
 
 

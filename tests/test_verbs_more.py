@@ -37,10 +37,20 @@ class _Lies:
 
     def __init__(self, monkeypatch, prog, words: dict[int, int]) -> None:
         real = type(prog).read_u64
+        real_read = type(prog).read
 
         def read_u64(self, address: int) -> int:
             return words[address] if address in words else real(self, address)
+
+        def read(self, address: int, size: int, physical: bool = False) -> bytes:
+            data = bytearray(real_read(self, address, size, physical))
+            if not physical:
+                for a, v in words.items():
+                    if address <= a and a + 8 <= address + size:
+                        data[a - address:a - address + 8] = v.to_bytes(8, "little")
+            return bytes(data)
         monkeypatch.setattr(type(prog), "read_u64", read_u64)
+        monkeypatch.setattr(type(prog), "read", read)
 
 
 # -- runq ---------------------------------------------------------------------------------------
@@ -254,3 +264,44 @@ def test_foreach_usage_errors(sample_dump, capsys) -> None:
     assert rc == 2 and "name a verb" in err
     rc, _, err = run(capsys, "foreach", str(sample_dump), "no_such_comm", "bt")
     assert rc == 2 and "no task matches" in err
+
+
+# -- files --------------------------------------------------------------------------------------
+
+def test_files_of_pid_1_include_the_console(prog, sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "files", "--json", str(sample_dump), "1")
+    assert rc == 0, err
+    d = json.loads(out)
+    assert d["pid"] == 1 and d["root"] == "/" and d["files"]
+    console = [f for f in d["files"] if f["path"] == "/dev/console"]
+    assert console and all(f["type"] == "CHR" for f in console)
+    for f in d["files"]:  # each row agrees with the kernel's own links, read independently
+        file = prog.object("struct file", int(f["file"], 16))
+        assert int(file.f_path.dentry) == int(f["dentry"], 16) == int(f["dentry"], 16)
+        dentry = prog.object("struct dentry", int(f["dentry"], 16))
+        assert int(dentry.d_inode) == int(f["inode"], 16)
+        assert f["path"].rsplit("/", 1)[1] == dentry.d_name.name.string_().decode()
+    inode = prog.object("struct inode", int(console[0]["inode"], 16))
+    assert int(inode.i_rdev) == (5 << 20) | 1  # MKDEV(TTYAUX_MAJOR, 1): the console device
+    rc, out, _ = run(capsys, "files", str(sample_dump), "1")
+    lines = out.splitlines()
+    assert lines[0].startswith("PID: 1 ") and lines[1].startswith("ROOT: /")
+    assert lines[2].split() == ["FD", "FILE", "DENTRY", "INODE", "TYPE", "PATH"]
+    assert any(ln.split()[0] == "0" and ln.endswith(" CHR  /dev/console") for ln in lines[3:])
+
+
+def test_files_bad_pid_is_one_error_line(sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "files", str(sample_dump), "99999")
+    assert rc == 1 and out == "" and err.count("\n") == 1 and "no task with pid 99999" in err
+
+
+def test_files_loop_in_d_parent_is_bounded_and_reported(prog, sample_dump, monkeypatch, capsys) -> None:
+    from vmcorekit.kernel.tasks import find_task
+    fds = find_task(prog, 1).files.fdt.fd
+    console = int(fds[0].f_path.dentry)
+    other = next(int(fds[i].f_path.dentry) for i in range(1, 64) if int(fds[i]) and int(fds[i].f_path.dentry) != console)
+    off = prog.offsetof("struct dentry", "d_parent")
+    _Lies(monkeypatch, prog, {console + off: other, other + off: console})  # two dentries, each the other's parent
+    rc, out, err = run(capsys, "files", str(sample_dump), "1")
+    assert rc == 3 and ("PATH_MAX" in out or "components" in out), out  # said in the row
+    assert " CHR  (" in out  # the row stays, with the reason
