@@ -379,6 +379,7 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("dis", ["dis", "--json", dump, "schedule"]), ("dis", ["dis", "--json", dump, "-l", "3", "panic"]),
         ("foreach", ["foreach", "--json", dump, "RU", "bt"]),
         ("files", ["files", "--json", dump, "1"]),
+        ("vm", ["vm", "--json", dump, "1"]), ("vm", ["vm", "--json", dump, "2"]),
     ]
 
 

@@ -305,3 +305,54 @@ def test_files_loop_in_d_parent_is_bounded_and_reported(prog, sample_dump, monke
     rc, out, err = run(capsys, "files", str(sample_dump), "1")
     assert rc == 3 and ("PATH_MAX" in out or "components" in out), out  # said in the row
     assert " CHR  (" in out  # the row stays, with the reason
+
+
+# -- vm -----------------------------------------------------------------------------------------
+
+def test_vm_of_a_user_task_maps_its_executable(any_sample, capsys) -> None:
+    from vmcorekit.kernel.tasks import find_task
+    from vmcorekit.program import Program
+    rc, out, err = run(capsys, "vm", "--json", str(any_sample), "1")
+    assert rc == 0, err
+    d = json.loads(out)
+    with Program.open(str(any_sample)) as p:
+        mm = find_task(p, 1).mm
+        exe = mm.exe_file
+        from vmcorekit.kernel.fs import d_path
+        exe_path = d_path(p, int(exe.f_path.mnt), int(exe.f_path.dentry))
+        assert int(d["mm"], 16) == int(mm)
+        assert len(d["vmas"]) == int(mm.map_count)
+        spans = [(int(v["start"], 16), int(v["end"], 16)) for v in d["vmas"]]
+        assert spans == sorted(spans) and all(a < b for a, b in spans)
+        assert all(b1 <= a2 for (_, b1), (a2, _) in zip(spans, spans[1:]))  # no overlap
+        assert sum(b - a for a, b in spans) == d["total_vm_bytes"] == int(mm.total_vm) * p.page_size
+        code = int(mm.start_code)
+        holder = [v for v in d["vmas"] if int(v["start"], 16) <= code < int(v["end"], 16)]
+        assert holder and holder[0]["path"] == exe_path and holder[0]["file"] is not None
+    rc, out, _ = run(capsys, "vm", str(any_sample), "1")
+    lines = out.splitlines()
+    assert lines[1].split() == ["MM", "PGD", "RSS", "TOTAL_VM"] and lines[3].split()[:3] == ["VMA", "START", "END"]
+    assert any(ln.endswith(" " + exe_path) for ln in lines[4:])
+
+
+def test_vm_of_a_kernel_thread_has_no_mm(sample_dump, capsys) -> None:
+    rc, out, _ = run(capsys, "vm", "--json", str(sample_dump), "2")
+    assert rc == 0 and json.loads(out)["mm"] == "0x0" and json.loads(out)["vmas"] == []
+
+
+def test_vm_loop_in_maple_tree_is_bounded_and_reported(prog, sample_dump, monkeypatch, capsys) -> None:
+    from vmcorekit.kernel.tasks import find_task
+    mt = find_task(prog, 1).mm.mm_mt
+    root_at = mt.address_ + prog.offsetof("struct maple_tree", "ma_root")
+    node = int(mt.ma_root) & ~0xFF
+    enode = node | (2 << 3) | 2  # the same node, said to be an internal maple_range_64 node
+    slot0 = node + prog.offsetof("struct maple_node", "mr64.slot")
+    _Lies(monkeypatch, prog, {root_at: enode, slot0: enode})  # whose first child is itself
+    rc, out, err = run(capsys, "vm", str(sample_dump), "1")
+    assert rc == 3 and "maple tree" in err and "levels" in err
+    assert "MM" in out
+
+
+def test_vm_bad_pid(sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "vm", str(sample_dump), "424242")
+    assert rc == 1 and out == "" and "no task with pid 424242" in err
