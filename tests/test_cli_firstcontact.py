@@ -380,6 +380,7 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("foreach", ["foreach", "--json", dump, "RU", "bt"]),
         ("files", ["files", "--json", dump, "1"]),
         ("vm", ["vm", "--json", dump, "1"]), ("vm", ["vm", "--json", dump, "2"]),
+        ("sig", ["sig", "--json", dump, "1"]),
     ]
 
 

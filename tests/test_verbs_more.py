@@ -356,3 +356,41 @@ def test_vm_loop_in_maple_tree_is_bounded_and_reported(prog, sample_dump, monkey
 def test_vm_bad_pid(sample_dump, capsys) -> None:
     rc, out, err = run(capsys, "vm", str(sample_dump), "424242")
     assert rc == 1 and out == "" and "no task with pid 424242" in err
+
+
+# -- sig ----------------------------------------------------------------------------------------
+
+def test_sig_handlers_and_sets(any_sample, capsys) -> None:
+    rc, out, err = run(capsys, "sig", "--json", str(any_sample), "1")
+    assert rc == 0, err
+    d = json.loads(out)
+    acts = {a["signal"]: a for a in d["actions"]}
+    assert sorted(acts) == list(range(1, 65))
+    # The kernel refuses handlers for SIGKILL and SIGSTOP (do_sigaction: -EINVAL).
+    assert acts[9]["handler"] == "0x0" and acts[19]["handler"] == "0x0"
+    assert acts[9]["name"] == "SIGKILL" and acts[32]["name"] == "SIGRTMIN"
+    assert d["nr_threads"] == len(d["threads"]) and d["threads"][0]["pid"] == 1
+    for a in d["actions"]:  # a handler other than SIG_DFL/SIG_IGN is a user-space address
+        h = int(a["handler"], 16)
+        assert h in (0, 1) or h < 1 << 47
+        assert ("SA_RESTORER" in a["flag_names"]) == bool(a["flags"] & 0x04000000)
+    rc, out, _ = run(capsys, "sig", str(any_sample), "1")
+    lines = out.splitlines()
+    assert lines[1].startswith("SIGNAL_STRUCT: ") and lines[2].split()[:2] == ["SIG", "SIGACTION"]
+    assert lines[3].split()[0] == "[1]" and "SHARED_PENDING" in lines and "  PRIVATE_PENDING" in lines
+
+
+def test_sig_loop_in_sigqueue_list_is_bounded_and_reported(prog, sample_dump, monkeypatch, capsys) -> None:
+    from vmcorekit.kernel.tasks import find_task
+    t = find_task(prog, 1)
+    head = t.pending.list.address_
+    node = t.signal.address_ + 0x100  # a readable word pair, made a node that points at itself
+    _Lies(monkeypatch, prog, {head: node, node: node})
+    rc, out, err = run(capsys, "sig", str(sample_dump), "1")
+    assert rc == 3 and "cycle" in err and "pending signals" in err
+    assert "PRIVATE_PENDING" in out
+
+
+def test_sig_bad_pid(sample_dump, capsys) -> None:
+    rc, out, err = run(capsys, "sig", str(sample_dump), "31337")
+    assert rc == 1 and out == "" and err.count("\n") == 1
