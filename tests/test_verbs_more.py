@@ -114,7 +114,7 @@ def test_runq_text_and_cpu_choice(sample_dump, capsys) -> None:
     rc, out, _ = run(capsys, "runq", "-c", "1", str(sample_dump))
     assert rc == 0 and out.startswith("CPU 1 RUNQUEUE:") and "CPU 0" not in out
     rc, out, _ = run(capsys, "runq", "-t", str(sample_dump))
-    assert rc == 0 and out.splitlines()[0].startswith("   CPU 0: ")
+    assert rc == 0 and out.splitlines()[0].startswith(" CPU 0: ")
     rc, _, err = run(capsys, "runq", "-c", "7", str(sample_dump))
     assert rc == 2 and "CPU 7 is not present" in err
 

@@ -104,6 +104,9 @@ class Platform:
     # of each alternative that the installed capstone has; syntax "att" is AT&T (gdb's and
     # so crash's on x86). Empty: `dis` cannot disassemble for this architecture.
     disassembler: tuple[tuple[str, ...], tuple[str, ...], str] | None = None
+    # The instruction ftrace patches in at a traced function's start when tracing is off
+    # (crash marks it [FTRACE NOP]).
+    ftrace_nop: bytes = b""
 
     @property
     def reads_dumps(self) -> bool:
@@ -181,6 +184,7 @@ X86_64 = Platform(
     percpu_zero_based=True,
     percpu_current=True,
     disassembler=(("CS_ARCH_X86",), ("CS_MODE_64",), "att"),
+    ftrace_nop=bytes.fromhex("0f1f440000"),  # nopl 0x0(%rax,%rax,1)
 )
 
 AARCH64 = Platform(

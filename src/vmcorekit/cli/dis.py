@@ -48,7 +48,7 @@ def resolve_code_address(prog: "Program", text: str) -> int:
 
 def line(i: "Instruction") -> str:
     where = "" if i.symbol is None else f" <{i.symbol}+{i.offset}>" if i.offset else f" <{i.symbol}>"
-    return f"{i.address:#x}{where}:\t{i.text()}".expandtabs(8)
+    return f"{i.address:#x}{where}:\t{i.text()}"  # a tab, as gdb and crash write it
 
 
 def instruction_json(i: "Instruction") -> dict[str, Any]:

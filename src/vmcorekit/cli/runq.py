@@ -42,9 +42,9 @@ def runq_text(rqs: "list[RunQueue]", timestamps: bool) -> str:
     if timestamps:
         lines = []
         for rq in rqs:
-            lines.append(f"   CPU {rq.cpu}: {rq.clock if rq.clock is not None else '?'}")
+            lines.append(f" CPU {rq.cpu}: {rq.clock if rq.clock is not None else '?'}")
             arrival = rq.current_arrival if rq.current_arrival is not None else "?"
-            lines.append(f"          {arrival}  {_task_line(rq.current_pid, rq.current, rq.current_comm)}")
+            lines.append(f"        {arrival}  {_task_line(rq.current_pid, rq.current, rq.current_comm)}")
         return "\n".join(lines)
     blocks = []
     for rq in rqs:

@@ -26,6 +26,10 @@ MAX_BYTES = 1 << 20
 # The longest instruction of any supported architecture (x86: 15 bytes).
 MAX_INSN = 16
 _DECIMAL_IMM = re.compile(r"\$(-?\d+)(?![\dx])")
+_ZERO_DISP = re.compile(r"(^|[ ,:*])\((?=%)")
+_NO_SCALE = re.compile(r"\((%\w*),(%\w+)\)")
+_DECIMAL_DISP = re.compile(r"(^|[ ,:*])(-?)(\d+)\(")
+_NEGATIVE_IMM = re.compile(r"\$-0x([0-9a-f]+)")
 _NO_SUFFIX = frozenset({"call", "ret", "jmp", "push", "pop", "leave", "iret", "sysret"})
 
 
@@ -42,6 +46,7 @@ class Instruction:
     target_symbol: str | None = None  # `name+off` of the target
     reference: int | None = None  # the address a PC-relative operand names
     reference_symbol: str | None = None
+    mark: str | None = None  # crash's remark after the instruction: "FTRACE NOP"
 
     def text(self) -> str:
         """The instruction as gdb prints it: mnemonic padded to 6, operands, `<target>`,
@@ -49,11 +54,11 @@ class Instruction:
         ops = self.operands
         if self.target_symbol:
             ops = f"{ops} <{self.target_symbol}>"
-        out = f"{self.mnemonic:<6} {ops}".rstrip()
+        out = f"{self.mnemonic:<6} {ops}"  # gdb pads the mnemonic even with no operands
         if self.reference is not None:
             sym = f" <{self.reference_symbol}>" if self.reference_symbol else ""
-            out = f"{out:<30}\t# {self.reference:#x}{sym}"
-        return out
+            out = f"{out}        # {self.reference:#x}{sym}"
+        return f"{out} [{self.mark}]" if self.mark else out
 
 
 def _engine(prog: "Program") -> Any:
@@ -136,12 +141,24 @@ def _normalise(md: Any, insn: Any, prog: "Program") -> tuple[str, str, int | Non
     if md.syntax == capstone.CS_OPT_SYNTAX_ATT:
         base = insn.insn_name()
         has_reg = any(o.type == capstone.CS_OP_REG for o in insn.operands)
-        if len(mn) == len(base) + 1 and mn.startswith(base) and mn[-1] in "bwlq" and (has_reg or base in _NO_SUFFIX):
-            mn = base
+        prefix, _, core = mn.rpartition(" ")  # "lock cmpxchgl": the prefix stays
+        if len(core) == len(base) + 1 and core.startswith(base) and core[-1] in "bwlq" and \
+                (has_reg or base in _NO_SUFFIX):
+            mn = f"{prefix} {base}" if prefix else base
         ops = ops.replace(", ", ",")
+        ops = _DECIMAL_DISP.sub(lambda m: f"{m[1]}{m[2]}0x{int(m[3]):x}(", ops)  # gdb: hex displacements
+        mem = next((o.mem for o in insn.operands if o.type == capstone.CS_OP_MEM), None)
+        if mem is not None:
+            # gdb shows an encoded zero displacement (ModRM mod 01/10) and a scale of 1.
+            if mem.disp == 0 and (getattr(insn, "modrm", 0) >> 6) in (1, 2):
+                ops = _ZERO_DISP.sub(r"\g<1>0x0(", ops, count=1)
+            if mem.index != 0 and mem.scale == 1:
+                ops = _NO_SCALE.sub(r"(\1,\2,1)", ops, count=1)
         # gdb writes every immediate in hex, a negative one as the operand-sized word.
         width = max((o.size for o in insn.operands), default=8) or 8
-        ops = _DECIMAL_IMM.sub(lambda m: f"$0x{int(m[1]) & ((1 << 8 * width) - 1):x}", ops)
+        mask = (1 << 8 * width) - 1
+        ops = _DECIMAL_IMM.sub(lambda m: f"$0x{int(m[1]) & mask:x}", ops)
+        ops = _NEGATIVE_IMM.sub(lambda m: f"$0x{-int(m[1], 16) & mask:x}", ops)
     elif target is not None:
         ops = ops.replace("#0x", "0x")  # gdb writes branch targets as plain addresses
     return mn, ops, target
@@ -170,6 +187,7 @@ def disassemble(prog: "Program", start: int, *, count: int | None = None, end: i
         return []
     code, why = _read_code(prog, start, size)
     out: list[Instruction] = []
+    nop = prog.platform.ftrace_nop
     pos = 0
     while len(out) < count and pos < len(code):
         insn = next(md.disasm(code[pos:pos + MAX_INSN], start + pos, 1), None)
@@ -183,7 +201,8 @@ def disassemble(prog: "Program", start: int, *, count: int | None = None, end: i
         ref = _pc_relative(insn)
         out.append(Instruction(insn.address, insn.size, bytes(insn.bytes), mn, ops, sym, off, target,
                                None if target is None else _target_name(prog, target),
-                               ref, None if ref is None else _target_name(prog, ref)))
+                               ref, None if ref is None else _target_name(prog, ref),
+                               "FTRACE NOP" if off == 0 and nop and bytes(insn.bytes) == nop else None))
         pos += insn.size
     if why is not None and len(out) < count and (end is None or start + pos < end) and problems is not None:
         problems.append(why)
