@@ -374,6 +374,13 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("whatis", ["whatis", "--json", dump, "list_head"]),
         ("list", ["list", "--json", dump, "-h", "init_task", "-o", "task_struct.tasks", "-s", "task_struct.pid,comm"]),
         ("task", ["task", "--json", dump, "1", "-R", "pid,comm,tasks"]), ("set", ["set", "--json", dump]),
+        ("runq", ["runq", "--json", dump]), ("runq", ["runq", "--json", "-c", "0", dump]),
+        ("ptov", ["ptov", "--json", dump, "1000000", "0"]),
+        ("dis", ["dis", "--json", dump, "schedule"]), ("dis", ["dis", "--json", dump, "-l", "3", "panic"]),
+        ("foreach", ["foreach", "--json", dump, "RU", "bt"]),
+        ("files", ["files", "--json", dump, "1"]),
+        ("vm", ["vm", "--json", dump, "1"]), ("vm", ["vm", "--json", dump, "2"]),
+        ("sig", ["sig", "--json", dump, "1"]),
     ]
 
 

@@ -221,3 +221,8 @@ class DrgnUnavailableError(VmcorekitError, ImportError):
 # The partial results the running command has said, in order: cli/main.py fills it as they are
 # reported, cli/common.emit_json gives them as `partial_reasons` (with `partial: true`).
 PARTIAL_SAID: list[str] = []
+
+
+class DisassemblerUnavailableError(VmcorekitError, ImportError):
+    """`dis` cannot disassemble: capstone is not installed, or the dump's architecture has no
+    disassembler in its platform record."""

@@ -106,6 +106,7 @@ IMAGE_TAIL = 4 << 20
 
 class AArch64(AddressSpace):
     arch = "aarch64"
+    direct_map_name = "linear map"
 
     def __init__(self, phys: PhysicalMemory, vmcoreinfo: VmcoreInfo) -> None:
         super().__init__(phys, vmcoreinfo)

@@ -72,6 +72,7 @@ class AddressSpace(ABC):
 
     arch: str = "?"
     page_size: int = 4096
+    direct_map_name: str = ""  # the name of the Region that maps all physical memory linearly
     _TLB_MAX = 1 << 16
 
     @cached_property
@@ -133,6 +134,20 @@ class AddressSpace(ABC):
             if r.contains(vaddr):
                 return r
         return None
+
+    def direct_map(self) -> Region | None:
+        """The linear map of physical memory (x86's direct map, arm64's linear map), when
+        this dump let it be found."""
+        return next((r for r in self.regions if r.name == self.direct_map_name and r.offset is not None), None)
+
+    def phys_to_virt(self, paddr: int) -> int | None:
+        """The direct-map virtual address of physical `paddr` (the kernel's __va), or None
+        when the direct map is unknown or does not reach that far."""
+        r = self.direct_map()
+        if r is None or r.offset is None:
+            return None
+        v = (paddr + r.offset) & 0xFFFF_FFFF_FFFF_FFFF
+        return v if r.contains(v) else None
 
     def explain(self, vaddr: int, root: int | None = None) -> Translation:
         """The translation with every step, linear shortcut or not (for `vtop`)."""

@@ -100,6 +100,13 @@ class Platform:
     # The kernel keeps `current` in a per-CPU variable (x86's current_task/pcpu_hot) rather
     # than in a register (arm64's sp_el0): read it there before falling back to runqueues.
     percpu_current: bool = False
+    # capstone's names for its machine code: (CS_ARCH_*, CS_MODE_*, syntax), the first name
+    # of each alternative that the installed capstone has; syntax "att" is AT&T (gdb's and
+    # so crash's on x86). Empty: `dis` cannot disassemble for this architecture.
+    disassembler: tuple[tuple[str, ...], tuple[str, ...], str] | None = None
+    # The instruction ftrace patches in at a traced function's start when tracing is off
+    # (crash marks it [FTRACE NOP]).
+    ftrace_nop: bytes = b""
 
     @property
     def reads_dumps(self) -> bool:
@@ -176,6 +183,8 @@ X86_64 = Platform(
     paging=PagingGeometry(page_sizes=(4096,), levels=(4, 5), va_bits=(48, 57)),
     percpu_zero_based=True,
     percpu_current=True,
+    disassembler=(("CS_ARCH_X86",), ("CS_MODE_64",), "att"),
+    ftrace_nop=bytes.fromhex("0f1f440000"),  # nopl 0x0(%rax,%rax,1)
 )
 
 AARCH64 = Platform(
@@ -215,6 +224,7 @@ AARCH64 = Platform(
     unwinders=("fp",),  # frame records (x29, x30)
     paging=PagingGeometry(page_sizes=(4096, 16384, 65536), levels=(2, 3, 4, 5),
                           va_bits=(36, 39, 42, 47, 48, 52)),
+    disassembler=(("CS_ARCH_ARM64", "CS_ARCH_AARCH64"), ("CS_MODE_ARM",), ""),
 )
 
 # Known from their logs only, so far (their dumps: the issue on new architectures).

@@ -39,6 +39,7 @@ def flag_names(entry: int) -> list[str]:
 
 class X86_64(AddressSpace):
     arch = "x86_64"
+    direct_map_name = "direct map"
 
     def __init__(self, phys: PhysicalMemory, vmcoreinfo: VmcoreInfo) -> None:
         super().__init__(phys, vmcoreinfo)
