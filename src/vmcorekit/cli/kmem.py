@@ -147,9 +147,12 @@ def _zones(dump: str, vmcoreinfo_file: str | None, free_areas: bool, as_json: bo
             # crash's kmem -f: the zone, then one line per order
             lines.append("ZONE  NAME        SIZE    FREE  START_PFN")
             lines.append(f"{z.index:3}   {printable(z.name):<10} {z.spanned:6} {z.free_pages_buddy:7}  {z.start_pfn:#x}")
-            lines.append("AREA    SIZE  FREE_AREA_STRUCT  BLOCKS   PAGES")
-            for o, (n, a) in enumerate(zip(z.free_blocks, z.free_area_addresses)):
-                lines.append(f"{o:4} {_size_k(ps << o):>7}  {a:016x}  {n:6} {n << o:7}")
+            if not z.spanned:
+                continue
+            lines.append("AREA    SIZE  FREE_AREA_STRUCT  BLOCKS   PAGES  MIGRATETYPE")
+            for o, fl in enumerate(z.free_lists):
+                for mt, head, n in fl:
+                    lines.append(f"{o:4} {_size_k(ps << o):>7}  {head:016x}  {n:6} {n << o:7}  {mt}")
             continue
         lines.append(f'NODE: {z.node}  ZONE: {z.index}  ADDR: {z.address:016x}  NAME: "{printable(z.name)}"')
         if not z.spanned:
@@ -164,7 +167,10 @@ def _zones(dump: str, vmcoreinfo_file: str | None, free_areas: bool, as_json: bo
         lines += [f"    {n:>{w}}: {v}" for n, v in z.vm_stat.items()]
     if free_areas:
         lines.append("")
-        lines.append(f"nr_free_pages: {sum(z.free_pages_buddy for z in zs)}")
+        walked = sum(n << o for z in zs for o, fl in enumerate(z.free_lists) for _, _, n in fl)
+        counted = sum(z.vm_stat.get("NR_FREE_PAGES", 0) for z in zs)
+        lines.append(f"nr_free_pages: {walked}  " + ("(verified)" if walked == counted else
+                                                      f"(NR_FREE_PAGES says {counted})"))
     click.echo("\n".join(lines))
 
 

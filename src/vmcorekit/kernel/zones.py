@@ -42,6 +42,8 @@ class Zone:
     vm_stat: dict[str, int]
     free_blocks: list[int] = field(default_factory=list)  # per order: nr_free
     free_area_addresses: list[int] = field(default_factory=list)
+    # per order: (migrate type name, list_head address, blocks counted on that list)
+    free_lists: list[list[tuple[str, int, int]]] = field(default_factory=list)
 
     @property
     def free_pages_buddy(self) -> int:
@@ -52,8 +54,10 @@ class Zone:
                 "start_pfn": self.start_pfn, "spanned_pages": self.spanned,
                 "present_pages": self.present, "managed_pages": self.managed,
                 "watermarks": self.watermarks, "vm_stat": self.vm_stat,
-                "free_areas": [{"order": o, "blocks": n, "pages": n << o, "address": a}
-                               for o, (n, a) in enumerate(zip(self.free_blocks, self.free_area_addresses))]}
+                "free_areas": [{"order": o, "blocks": n, "pages": n << o, "address": a,
+                                "by_migratetype": {m: c for m, _, c in fl}}
+                               for o, (n, a, fl) in enumerate(zip(self.free_blocks, self.free_area_addresses,
+                                                                  self.free_lists))]}
 
 
 def _enum(prog: "Program", tag: str) -> list[tuple[str, int]]:
@@ -128,5 +132,33 @@ def _zone(prog: "Program", nid: int, zi: int, addr: int, wm_member: str,
             raise CorruptKernelDataError(f"free_area[{o}].nr_free is {n}")
         blocks.append(n)
         addrs.append(a)
-    return Zone(nid, zi, addr, name, int(z.zone_start_pfn), spanned, present, managed_v,
+    zone = Zone(nid, zi, addr, name, int(z.zone_start_pfn), spanned, present, managed_v,
                 watermarks, stat, blocks, addrs)
+    if spanned:  # an unpopulated zone's lists were never initialised (NULL, not empty)
+        zone.free_lists = [_free_lists(prog, a, n, f"zone {name} order {o}")
+                           for o, (n, a) in enumerate(zip(blocks, addrs))]
+    else:
+        zone.free_lists = [[] for _ in blocks]
+    return zone
+
+
+def _free_lists(prog: "Program", fa: int, nr_free: int, what: str) -> list[tuple[str, int, int]]:
+    """Blocks on each migrate type's free list of one free_area, walked (as crash does) and
+    bounded by nr_free plus slack: a looping or broken list is reported and stops there."""
+    from .lists import list_nodes
+    names = [n[len("MIGRATE_"):] for n, v in sorted(_enum(prog, "migratetype"), key=lambda x: x[1])
+             if n.startswith("MIGRATE_") and n not in ("MIGRATE_TYPES", "MIGRATE_PCPTYPES")]
+    t = prog.types.lookup("struct free_area").member("free_list").type.strip_typedefs()
+    o_fl = prog.offsetof("struct free_area", "free_list")
+    lh = prog.types.sizeof("struct list_head")
+    out = []
+    for i in range(min(t.length or 0, 16)):
+        head = fa + o_fl + i * lh
+        n = 0
+        try:
+            for _ in list_nodes(prog, head, what=f"{what} free list {i}", limit=nr_free + 1024):
+                n += 1
+        except (MemoryReadError, CorruptKernelDataError) as e:
+            partial_result(f"{e} (after {n} blocks)")
+        out.append((names[i] if i < len(names) else str(i), head, n))
+    return out
