@@ -1,0 +1,152 @@
+"""crash's memory verbs: kmem -s / -S / -z / -f, checked against facts read another way (kmem -i's
+SLAB and FREE, the task list, the zones' own counters) and against broken kernel data."""
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from vmcorekit.cli.main import main
+from vmcorekit.errors import CorruptKernelDataError
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    rc = main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+@pytest.fixture(scope="module", params=["x86_64", "arm64"])
+def dump(request, sample_dump):
+    if request.param == "x86_64":
+        return str(sample_dump)
+    from conftest import SAMPLES, decompressed_elf
+    if not (SAMPLES / "arm64" / "vmcore.elf.zst").exists():
+        pytest.skip("samples/arm64 absent")
+    return str(decompressed_elf(SAMPLES / "arm64"))
+
+
+@pytest.fixture(scope="module")
+def prog(dump):
+    from vmcorekit.program import Program
+    p = Program.open(dump)
+    yield p
+    p.close()
+
+
+def test_kmem_s_counts_agree_with_kmem_i(capsys, dump) -> None:
+    rc, out, _ = run(capsys, "kmem", "-s", "--json", dump)
+    assert rc == 0
+    d = json.loads(out)
+    caches = d["caches"]
+    assert len(caches) > 50
+    for c in caches:
+        assert 0 <= c["allocated"] <= c["objects"], c
+        assert c["allocated"] + c["free"] == c["objects"]
+        assert (c["slabs"] == 0) == (c["objects"] == 0), c
+    rc, out, _ = run(capsys, "kmem", "-i", "--json", "--no-shared", dump)
+    slab_bytes = json.loads(out)["slab_bytes"]
+    cache_bytes = sum(c["bytes"] for c in caches)
+    # PG_slab pages (kmem -i's SLAB) hold every cache's slabs; the per-node counters miss only
+    # slabs in flight, a small share
+    assert 0.85 * slab_bytes <= cache_bytes <= slab_bytes
+    # text layout: crash's header, one line per cache, the same numbers
+    rc, text, _ = run(capsys, "kmem", "-s", dump)
+    lines = text.splitlines()
+    assert lines[0].split() == ["CACHE", "OBJSIZE", "ALLOCATED", "TOTAL", "SLABS", "SSIZE", "NAME"]
+    by_name = {ln.split()[-1]: ln.split() for ln in lines[1:]}
+    c = next(c for c in caches if c["name"] == "task_struct")
+    assert by_name["task_struct"][:5] == [c["address"][2:].rjust(16, "0"), str(c["object_size_bytes"]),
+                                          str(c["allocated"]), str(c["objects"]), str(c["slabs"])]
+
+
+def test_kmem_S_lists_every_task_as_an_allocated_object(capsys, dump, prog) -> None:
+    from vmcorekit.kernel.tasks import for_each_task_address
+    tasks = set(for_each_task_address(prog))
+    rc, out, _ = run(capsys, "kmem", "-S", "task_struct", "--json", dump)
+    assert rc == 0
+    d = json.loads(out)
+    listed = {int(o["address"], 16): o["allocated"] for s in d["slabs"] for o in s["listed"]}
+    assert len(listed) == d["total"]
+    assert sum(listed.values()) == d["allocated"]
+    # init_task is static, not from the slab; every other task is an allocated object
+    heap_tasks = tasks - {prog.symbol_address("init_task")}
+    assert heap_tasks and all(listed.get(t) is True for t in heap_tasks)
+    for s in d["slabs"]:
+        assert s["objects"] - s["free"] == sum(o["allocated"] for o in s["listed"])
+
+
+def test_kmem_S_is_bounded_and_says_so(capsys, dump) -> None:
+    rc, out, err = run(capsys, "kmem", "-S", "dentry", "--max-objects", "10", dump)
+    assert rc == 3 and "10 of" in err
+    objects = [ln for ln in out.splitlines() if re.fullmatch(r"  (\[[0-9a-f]+\]| [0-9a-f]+)", ln)]
+    assert len(objects) == 10
+    rc, _, err = run(capsys, "kmem", "-S", "no-such-cache", dump)
+    assert rc == 2 and "no slab cache" in err
+
+
+def test_kmem_z_and_f_agree_with_the_free_counters(capsys, dump) -> None:
+    rc, out, _ = run(capsys, "kmem", "-z", "--json", dump)
+    assert rc == 0
+    zones = json.loads(out)["zones"]
+    populated = [z for z in zones if z["spanned_pages"]]
+    assert populated
+    for z in populated:
+        assert z["managed_pages"] <= z["present_pages"] <= z["spanned_pages"]
+        assert z["watermarks"]["min"] <= z["watermarks"]["low"] <= z["watermarks"]["high"]
+        buddy = sum(a["pages"] for a in z["free_areas"])
+        assert buddy == z["vm_stat"]["NR_FREE_PAGES"]
+        for a in z["free_areas"]:  # the walked lists hold what nr_free says
+            assert sum(a["by_migratetype"].values()) == a["blocks"]
+    rc, out, _ = run(capsys, "kmem", "-i", "--json", "--no-shared", dump)
+    page_size = json.loads(out)["page_size"]
+    assert sum(z["vm_stat"]["NR_FREE_PAGES"] for z in zones) * page_size == json.loads(out)["free_bytes"]
+    rc, text, _ = run(capsys, "kmem", "-f", dump)
+    assert rc == 0 and text.rstrip().endswith("(verified)")
+
+
+def test_a_looping_freelist_is_bounded_and_reported(prog, monkeypatch) -> None:
+    from vmcorekit.kernel import slab as S
+    from vmcorekit.program.objects import Object
+    cache = S.find_cache(prog, "task_struct")
+    s = next(s for s in S.cache_slabs(prog, cache.address) if s.inuse < s.objects)
+    c = Object(prog, "struct kmem_cache", address=cache.address)
+    lo, hi = s.base, s.base + s.objects * cache.size
+    real = prog.read_pointer
+    rnd = int(c.random) if prog.types.has_member("struct kmem_cache", "random") else 0
+    off = int(c.offset)
+
+    def looping(addr: int) -> int:  # every free pointer names the slab's first object
+        if lo <= addr - off < hi:
+            return lo ^ rnd ^ S._swab64(addr) if rnd else lo
+        return real(addr)
+
+    monkeypatch.setattr(prog, "read_pointer", looping)
+    with pytest.raises(CorruptKernelDataError, match="met twice"):
+        S.freelist_objects(prog, c, lo, lo, hi, s.objects)
+
+
+def test_a_looping_free_list_is_bounded_and_partial(prog, monkeypatch) -> None:
+    import warnings
+    from vmcorekit.kernel import zones as Z
+    z = next(z for z in Z.zones(prog) if z.spanned and any(z.free_blocks))
+    order = next(o for o, n in enumerate(z.free_blocks) if n)
+    head = next(h for _, h, n in z.free_lists[order] if n)
+    real = prog.read_pointer
+    first = real(head)
+
+    def looping(addr: int) -> int:  # the first block's next points at itself
+        return first if addr == first else real(addr)
+
+    monkeypatch.setattr(prog, "read_pointer", looping)
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        fl = Z._free_lists(prog, z.free_area_addresses[order], z.free_blocks[order], "test")
+    assert sum(n for _, _, n in fl) < z.free_blocks[order] + 1024
+
+
+def test_kmem_usage_is_one_line(capsys, dump) -> None:
+    for args in (["-s", "-z"], ["-p"], []):
+        rc, out, err = run(capsys, "kmem", *args, dump)
+        assert rc == 2 and out == "" and "usage: vmcorekit kmem" in err
