@@ -43,8 +43,8 @@ def command(dump: str, vmcoreinfo_file: str | None, address: str | None, info: b
     address is: slab object, page-cache page, task stack, module or kernel text)."""
     from ..kernel.meminfo import format_kmem_i, memory_summary
 
-    chosen = [info, vm_stat, slabs, slab_objects is not None, zones, free_areas]
-    if sum(chosen) != 1 or page_addr or address is not None:
+    chosen = [info, vm_stat, slabs, slab_objects is not None, zones, free_areas, address is not None]
+    if sum(chosen) != 1 or (page_addr and address is None):
         # crash's `kmem` without an option prints its usage; so does this, in one line.
         raise click.UsageError(USAGE)
     if slabs:
@@ -53,6 +53,8 @@ def command(dump: str, vmcoreinfo_file: str | None, address: str | None, info: b
         return _slab_objects(dump, vmcoreinfo_file, slab_objects, max_objects, as_json)
     if zones or free_areas:
         return _zones(dump, vmcoreinfo_file, free_areas, as_json)
+    if address is not None:
+        return _address(dump, vmcoreinfo_file, address, page_addr, as_json)
     if vm_stat:
         with open_program(dump, vmcoreinfo_file) as prog:
             groups = vm_stat_counters(prog)
@@ -172,6 +174,35 @@ def _zones(dump: str, vmcoreinfo_file: str | None, free_areas: bool, as_json: bo
         lines.append(f"nr_free_pages: {walked}  " + ("(verified)" if walked == counted else
                                                       f"(NR_FREE_PAGES says {counted})"))
     click.echo("\n".join(lines))
+
+
+def _address(dump: str, vmcoreinfo_file: str | None, text: str, physical: bool, as_json: bool) -> None:
+    from ..errors import partial_result
+    from ..kernel.addrinfo import describe_address
+    from ..util.text import printable
+    from .common import resolve_address
+    with open_program(dump, vmcoreinfo_file) as prog:
+        addr = resolve_address(prog, text)
+        info = describe_address(prog, addr, physical=physical)
+    for n in info.notes:
+        note(n)
+    if info.page is None and not info.facts:
+        partial_result(f"{addr:#x}: no struct page and no symbol, stack or module holds it "
+                       f"(not in the dump, or not a kernel address)")
+    if as_json:
+        emit_json(json_convention(info.as_dict(), {"address", "struct_page", "physical", "flags", "mapping",
+                                                  "task", "cache", "object", "inode"}))
+        return
+    for f in info.facts:
+        click.echo(printable(f["text"]))
+    p = info.page
+    if p is not None:
+        if info.facts:
+            click.echo("")
+        click.echo("      PAGE        PHYSICAL      MAPPING       INDEX CNT FLAGS")
+        cnt = "?" if p.refcount is None else str(p.refcount)
+        click.echo(f"{p.page:016x} {p.physical:10x} {p.mapping:16x} {p.index:10x} {cnt:>3} "
+                   f"{p.flags:x} {','.join(p.flag_names)}")
 
 
 # crash's kmem -V sections: (title, enum tag of the items, the counter arrays in kernel order)
