@@ -150,3 +150,40 @@ def test_kmem_usage_is_one_line(capsys, dump) -> None:
     for args in (["-s", "-z"], ["-p"], []):
         rc, out, err = run(capsys, "kmem", *args, dump)
         assert rc == 2 and out == "" and "usage: vmcorekit kmem" in err
+
+
+# -- kmem ADDR ------------------------------------------------------------------------------------
+
+def test_kmem_addr_of_a_task_is_its_task_struct_object(capsys, dump, prog) -> None:
+    from vmcorekit.kernel.tasks import for_each_task_address
+    t = next(a for a in for_each_task_address(prog) if a != prog.symbol_address("init_task"))
+    rc, out, _ = run(capsys, "kmem", "--json", dump, f"{t + 0x40:x}")
+    assert rc == 0
+    facts = json.loads(out)["facts"]
+    obj = next(f for f in facts if f["kind"] == "slab object")
+    assert obj["name"] == "task_struct" and int(obj["object"], 16) == t and obj["state"] == "allocated"
+    # its stack: the task stack fact names the same task
+    stack = prog.read_pointer(t + prog.offsetof("struct task_struct", "stack"))
+    rc, out, _ = run(capsys, "kmem", "--json", dump, f"{stack + 0x100:x}")
+    st = next(f for f in json.loads(out)["facts"] if f["kind"] == "task stack")
+    assert int(st["task"], 16) == t
+
+
+def test_kmem_addr_of_module_and_kernel_text(capsys, dump, prog) -> None:
+    from vmcorekit.kernel.modules import module_table
+    mods = [m for m in module_table(prog) if m.base]
+    if mods:
+        m = mods[0]
+        addr = m.base + 0x10  # module text starts at its base
+        rc, out, _ = run(capsys, "kmem", "--json", dump, f"{addr:x}")
+        facts = json.loads(out)["facts"]
+        assert any(f["kind"].startswith("module") and m.name in f["text"] for f in facts), facts
+    rc, out, _ = run(capsys, "kmem", dump, "schedule")
+    assert rc == 0 and re.match(r"[0-9a-f]+ \(T\) schedule\n", out)
+    assert "PAGE" in out and "PHYSICAL" in out  # with the struct page of the text
+
+
+def test_kmem_addr_nowhere_is_one_line_and_partial(capsys, dump) -> None:
+    rc, out, err = run(capsys, "kmem", "-p", dump, "7fffff000000")
+    assert rc == 3 and out == ""
+    assert sum(1 for ln in err.splitlines() if ln.startswith("vmcorekit: partial")) == 1
