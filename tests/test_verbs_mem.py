@@ -230,3 +230,16 @@ def test_a_looping_mount_list_is_bounded(prog, monkeypatch) -> None:
         got = M.mounts(prog)
     assert [m.address for m in got] == [m.address for m in first[:3]]
     assert any(issubclass(x.category, PartialResultWarning) for x in w)
+
+
+def test_swap_agrees_with_kmem_i(capsys, dump) -> None:
+    rc, out, _ = run(capsys, "swap", "--json", dump)
+    assert rc == 0
+    d = json.loads(out)
+    rc, out, _ = run(capsys, "kmem", "-i", "--json", "--no-shared", dump)
+    mi = json.loads(out)
+    assert sum(a["size_bytes"] for a in d["areas"]) == mi["swap_total_bytes"]
+    assert sum(a["used_bytes"] for a in d["areas"]) == mi["swap_used_bytes"]
+    rc, text, _ = run(capsys, "swap", dump)
+    assert text.splitlines()[0].split() == ["SWAP_INFO_STRUCT", "TYPE", "SIZE", "USED", "PCT", "PRI", "FILENAME"]
+    assert len(text.splitlines()) == 1 + len(d["areas"])

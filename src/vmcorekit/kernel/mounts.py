@@ -19,7 +19,7 @@ from .lists import list_nodes, rbtree_nodes
 if TYPE_CHECKING:
     from ..program.core import Program
 
-__all__ = ["Mount", "mounts", "MAX_MOUNTS"]
+__all__ = ["Mount", "mounts", "MAX_MOUNTS", "mount_path", "d_path", "file_path"]
 
 MAX_MOUNTS = 1 << 16
 _MAX_DEPTH = 1024
@@ -54,12 +54,16 @@ def _dname(prog: "Program", dentry: Object) -> str:
 
 def mount_path(prog: "Program", mnt: Object) -> str:
     """The mount's directory, as d_path() would print it from the namespace root."""
-    parts: list[str] = []
-    m, d = mnt, mnt.mnt_mountpoint
     m_parent = int(mnt.mnt_parent)
     if m_parent == mnt.address_:
         return "/"
-    m = Object(prog, "struct mount", address=m_parent)
+    return d_path(prog, Object(prog, "struct mount", address=m_parent), mnt.mnt_mountpoint)
+
+
+def d_path(prog: "Program", m: Object, d: Object) -> str:
+    """The path of dentry `d` seen through mount `m` (a struct mount), as d_path() prints it."""
+    parts: list[str] = []
+    start = m.address_
     for _ in range(_MAX_DEPTH):
         if int(d) == int(m.mnt.mnt_root):
             parent = int(m.mnt_parent)
@@ -73,7 +77,7 @@ def mount_path(prog: "Program", mnt: Object) -> str:
             break
         d = d.d_parent
     else:
-        raise CorruptKernelDataError(f"mount {mnt.address_:#x}: path deeper than {_MAX_DEPTH}")
+        raise CorruptKernelDataError(f"mount {start:#x}: path deeper than {_MAX_DEPTH}")
     return "/" + "/".join(reversed(parts))
 
 
@@ -113,3 +117,10 @@ def mounts(prog: "Program", task: int | None = None, *, limit: int = MAX_MOUNTS)
     except (MemoryReadError, CorruptKernelDataError) as e:
         partial_result(f"mounts: {e} (after {len(out)} mounts)")
     return out
+
+
+def file_path(prog: "Program", file: Object) -> str:
+    """The path of a `struct file *` (its f_path: vfsmount and dentry)."""
+    vfs = int(file.f_path.mnt)
+    m = Object(prog, "struct mount", address=vfs - prog.offsetof("struct mount", "mnt"))
+    return d_path(prog, m, file.f_path.dentry)
