@@ -243,3 +243,16 @@ def test_swap_agrees_with_kmem_i(capsys, dump) -> None:
     rc, text, _ = run(capsys, "swap", dump)
     assert text.splitlines()[0].split() == ["SWAP_INFO_STRUCT", "TYPE", "SIZE", "USED", "PCT", "PRI", "FILENAME"]
     assert len(text.splitlines()) == 1 + len(d["areas"])
+
+
+def test_net_lists_the_loopback_device(capsys, dump, prog) -> None:
+    rc, out, _ = run(capsys, "net", "--json", dump)
+    assert rc == 0
+    devs = json.loads(out)["devices"]
+    from vmcorekit.program.objects import Object
+    lo = int(Object(prog, "struct net", address=prog.symbol_address("init_net")).loopback_dev)
+    d = next(d for d in devs if int(d["net_device"], 16) == lo)
+    assert d["name"] == "lo" and "LOOPBACK" in d["flag_names"] and d["mtu"] == 65536
+    assert len({d["name"] for d in devs}) == len(devs)
+    rc, text, _ = run(capsys, "net", dump)
+    assert [ln.split()[1] for ln in text.splitlines()[1:]] == [d["name"] for d in devs]
