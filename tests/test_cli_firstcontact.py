@@ -366,7 +366,7 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("kmem", ["kmem", "-i", "--json", dump]), ("kmem", ["kmem", "-V", "--json", dump]),
         ("kmem", ["kmem", "-s", "--json", dump]), ("kmem", ["kmem", "-z", "--json", dump]),
         ("kmem", ["kmem", "-S", "task_struct", "--json", dump]), ("kmem", ["kmem", "-f", "--json", dump]),
-        ("kmem", ["kmem", "--json", dump, "init_task"]), ("mount", ["mount", "--json", dump]), ("swap", ["swap", "--json", dump]), ("net", ["net", "--json", dump]),
+        ("kmem", ["kmem", "--json", dump, "init_task"]), ("mount", ["mount", "--json", dump]), ("net", ["net", "--json", dump]),
         ("verify", ["verify", "--quick", "--json", dump]),
         ("filter", ["filter", "--json", "--no-progress", "-d", "31", dump, str(tmp / "filtered")]),
         ("filter", ["filter", "--json", "--no-progress", "--mem-usage", dump]),

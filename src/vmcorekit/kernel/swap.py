@@ -13,7 +13,7 @@ from .meminfo import MAX_SWAPFILES_SCAN
 if TYPE_CHECKING:
     from ..program.core import Program
 
-__all__ = ["SwapArea", "swap_areas"]
+__all__ = ["SwapArea", "swap_areas", "free_swap_pages"]
 
 _S_IFMT, _S_IFBLK = 0o170000, 0o060000
 
@@ -67,3 +67,11 @@ def swap_areas(prog: "Program") -> list[SwapArea]:
         except (MemoryReadError, CorruptKernelDataError) as e:
             partial_result(f"swap area {i} at {p:#x}: {e}")
     return out
+
+
+def free_swap_pages(prog: "Program") -> int | None:
+    """nr_swap_pages: free swap pages over all areas (None when the symbol is missing)."""
+    a = prog.try_symbol_address("nr_swap_pages")
+    if a is None:
+        return None
+    return int.from_bytes(prog.read(a, prog.space.pointer_size), "little", signed=True)
