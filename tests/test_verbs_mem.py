@@ -264,3 +264,45 @@ def test_net_lists_the_loopback_device(capsys, dump, prog) -> None:
     assert len({d["name"] for d in devs}) == len(devs)
     rc, text, _ = run(capsys, "net", dump)
     assert [ln.split()[1] for ln in text.splitlines()[1:]] == [d["name"] for d in devs]
+
+
+# -- irq ------------------------------------------------------------------------------------------
+
+def test_irq_counts_add_up_to_each_cpus_kstat(capsys, dump, prog) -> None:
+    from vmcorekit.kernel.percpu import per_cpu
+    from vmcorekit.program.objects import Object
+    rc, out, _ = run(capsys, "irq", "-s", "-a", "--json", dump)
+    assert rc == 0
+    irqs = json.loads(out)["irqs"]
+    assert len({i["irq"] for i in irqs}) == len(irqs) and any(i["actions"] for i in irqs)
+    cpus = {c for i in irqs for c in i["counts"]}
+    assert len(cpus) >= 2  # the sample machines have two CPUs; both counted
+    for cpu in cpus:
+        k = Object(prog, "struct kernel_stat", address=per_cpu(prog, "kstat", int(cpu)))
+        assert sum(i["counts"].get(cpu, 0) for i in irqs) == int(k.irqs_sum)
+    rc, text, _ = run(capsys, "irq", "-s", dump)
+    assert text.splitlines()[0].split() == [f"CPU{c}" for c in sorted(int(c) for c in cpus)]
+
+
+def test_a_looping_xarray_is_bounded(prog, monkeypatch) -> None:
+    from vmcorekit.kernel import xarray as X
+    head = prog.try_symbol_address("irq_desc_tree")
+    if head is None:
+        pytest.skip("no irq_desc_tree on this kernel")
+    o_head = prog.offsetof("struct xarray", "xa_head")
+    node = prog.read_pointer(head + o_head)
+    assert X._xa_is_node(node)
+    o_slots = prog.offsetof("struct xa_node", "slots")
+    real_read = prog.read
+
+    def looping(addr: int, size: int, physical: bool = False) -> bytes:  # slot 0 names the node itself
+        raw = real_read(addr, size, physical)
+        if addr == node - 2 + o_slots:
+            raw = node.to_bytes(8, "little") + raw[8:]
+        return raw
+
+    monkeypatch.setattr(prog, "read", looping)
+    real_u8 = prog.read_u8
+    monkeypatch.setattr(prog, "read_u8", lambda a: 6 if a == node - 2 else real_u8(a))
+    with pytest.raises(CorruptKernelDataError, match="deeper"):
+        X.xa_entries(prog, head)
