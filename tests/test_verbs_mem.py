@@ -306,3 +306,35 @@ def test_a_looping_xarray_is_bounded(prog, monkeypatch) -> None:
     monkeypatch.setattr(prog, "read_u8", lambda a: 6 if a == node - 2 else real_u8(a))
     with pytest.raises(CorruptKernelDataError, match="deeper"):
         X.xa_entries(prog, head)
+
+
+# -- timer ----------------------------------------------------------------------------------------
+
+def test_timer_wheel_and_hrtimers(capsys, dump, prog) -> None:
+    rc, out, _ = run(capsys, "timer", "--json", dump)
+    assert rc == 0
+    d = json.loads(out)
+    timers = [t for b in d["timer_bases"] for t in b["timers"]]
+    assert timers and all(t["symbol"] for t in timers)  # every function resolves to a symbol
+    for b in d["timer_bases"]:
+        assert [t["expires"] for t in b["timers"]] == sorted(t["expires"] for t in b["timers"])
+    # a timer_list sits in its CPU's wheel: its flags' low bits name that CPU (TIMER_CPUMASK)
+    from vmcorekit.program.objects import Object
+    for b in d["timer_bases"]:
+        for t in b["timers"]:
+            flags = int(Object(prog, "struct timer_list", address=int(t["timer"], 16)).flags)
+            assert flags & 0x3FFFF == b["cpu"]
+    rc, out, _ = run(capsys, "timer", "-r", "--json", dump)
+    hb = json.loads(out)["hrtimer_bases"]
+    # each CPU's scheduler tick is one queued CLOCK_MONOTONIC hrtimer; the clock's time (the
+    # timekeeper's last update) is the same on every CPU, and no later than the last tick due
+    # (a stopped CPU's tick stays in the past); CLOCK_REALTIME's is a date of this century
+    mono = [b for b in hb if b["clockid"] == 1 and b["index"] == 0]
+    assert len({b["now"] for b in mono}) == 1 and mono[0]["now"] > 0
+    ticks = [t["expires"] for b in mono for t in b["timers"] if t["symbol"] == "tick_sched_timer"]
+    assert ticks and all(n == 1 for n in (sum(t["symbol"] == "tick_sched_timer" for t in b["timers"])
+                                          for b in mono if b["timers"]))
+    assert mono[0]["now"] <= max(ticks) + 1_000_000_000
+    real = next(b for b in hb if b["clockid"] == 0)
+    assert 1_600_000_000 * 10**9 < real["now"] < 2_200_000_000 * 10**9
+    assert all(t["softexpires"] <= t["expires"] for b in hb for t in b["timers"])
