@@ -368,6 +368,7 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("kmem", ["kmem", "-S", "task_struct", "--json", dump]), ("kmem", ["kmem", "-f", "--json", dump]),
         ("kmem", ["kmem", "--json", dump, "init_task"]), ("mount", ["mount", "--json", dump]), ("net", ["net", "--json", dump]), ("swap", ["swap", "--json", dump]), ("irq", ["irq", "--json", "-s", dump]),
         ("timer", ["timer", "--json", dump]), ("timer", ["timer", "-r", "--json", dump]),
+        ("search", ["search", "--json", dump, "init_task"]), ("search", ["search", "--json", "-c", "Linux version", dump]),
         ("verify", ["verify", "--quick", "--json", dump]),
         ("filter", ["filter", "--json", "--no-progress", "-d", "31", dump, str(tmp / "filtered")]),
         ("filter", ["filter", "--json", "--no-progress", "--mem-usage", dump]),

@@ -338,3 +338,40 @@ def test_timer_wheel_and_hrtimers(capsys, dump, prog) -> None:
     real = next(b for b in hb if b["clockid"] == 0)
     assert 1_600_000_000 * 10**9 < real["now"] < 2_200_000_000 * 10**9
     assert all(t["softexpires"] <= t["expires"] for b in hb for t in b["timers"])
+
+
+# -- search ---------------------------------------------------------------------------------------
+
+def test_search_finds_a_list_link_to_init_task(capsys, dump, prog) -> None:
+    from vmcorekit.kernel.tasks import for_each_task_address
+    o = prog.offsetof("struct task_struct", "tasks")
+    target = prog.symbol_address("init_task") + o
+    first = int(prog["init_task"].tasks.next) - o  # the first task after init_task
+    assert first in set(for_each_task_address(prog))
+    where = first + o + prog.offsetof("struct list_head", "prev")  # its prev is &init_task.tasks
+    rc, out, _ = run(capsys, "search", "--json", dump, f"{target:x}")
+    assert rc == 0
+    hits = {int(h["address"], 16) for h in json.loads(out)["matches"]}
+    assert where in hits
+    assert all(prog.read_pointer(a) == target for a in hits)  # read back through the page tables
+    # with the low 12 bits masked, the exact matches are still found, among others
+    rc, out, _ = run(capsys, "search", "--json", "-m", "fff", dump, f"{target:x}")
+    masked = {int(h["address"], 16) for h in json.loads(out)["matches"]}
+    assert hits <= masked
+    # a window: only what lies in it
+    rc, out, _ = run(capsys, "search", "--json", "-s", f"{where - 64:x}", "-l", "80", dump, f"{target:x}")
+    assert [int(h["address"], 16) for h in json.loads(out)["matches"]] == [where]
+
+
+def test_search_strings_and_physical(capsys, dump, prog) -> None:
+    rc, out, _ = run(capsys, "search", "--json", "-c", "Linux version", dump)
+    assert rc == 0
+    ms = json.loads(out)["matches"]
+    assert ms and all(prog.read(int(m["address"], 16), 13) == b"Linux version" for m in ms)
+    assert any(prog.vmcoreinfo.osrelease in m["text"] for m in ms)  # linux_banner
+    rc, out, _ = run(capsys, "search", "--json", "-p", "-c", "Linux version", dump)
+    phys = json.loads(out)["matches"]
+    assert [m["physical"] for m in phys] == [m["physical"] for m in ms]
+    assert all(m["address"] == m["physical"] for m in phys)
+    rc, out, err = run(capsys, "search", "--max-hits", "1", "-c", "Linux version", dump)
+    assert rc == 3 and len(out.splitlines()) == 1 and "max-hits" in err
