@@ -29,7 +29,8 @@ def command(dump: str, vmcoreinfo_file: str | None, value: str | None, kernel: b
     from ..errors import note, partial_result
     from ..kernel.search import search_string, search_value
     from ..util.text import printable
-    if (value is None) == (string is None) or (kernel and physical):
+    if (value is None) == (string is None) or (kernel and physical) or \
+            (string is not None and (mask is not None or width is not None)):
         raise click.UsageError("usage: vmcorekit search [-k|-p] [-s ADDR] [-e ADDR|-l LEN] "
                                "[-m MASK] DUMP VALUE | -c STRING")
     with open_program(dump, vmcoreinfo_file) as prog:
@@ -53,8 +54,12 @@ def command(dump: str, vmcoreinfo_file: str | None, value: str | None, kernel: b
         note(f"search: {stats.pages_missing} pages of the range are not in the dump (filtered out or "
              f"missing): not searched")
     def text(h: "object") -> str:
-        # the match up to its string's end (NUL) or line's end
-        return h.context.split(b"\0")[0].split(b"\n")[0].decode("utf-8", "backslashreplace")  # type: ignore[attr-defined]
+        # the match and the printable ASCII after it, as crash shows a string match
+        ctx: bytes = h.context  # type: ignore[attr-defined]
+        n = len(string or "")
+        while n < len(ctx) and 0x20 <= ctx[n] < 0x7F:
+            n += 1
+        return ctx[:n].decode("utf-8", "backslashreplace")
 
     if as_json:
         emit_json(json_convention({"matches": [{"address": h.address, "physical": h.physical, "value": h.value,
