@@ -375,3 +375,46 @@ def test_search_strings_and_physical(capsys, dump, prog) -> None:
     assert all(m["address"] == m["physical"] for m in phys)
     rc, out, err = run(capsys, "search", "--max-hits", "1", "-c", "Linux version", dump)
     assert rc == 3 and len(out.splitlines()) == 1 and "max-hits" in err
+
+
+def test_kmem_p_of_a_page_cache_page_names_its_file(capsys, dump, prog) -> None:
+    import numpy as np
+    from vmcorekit.kernel.memmap import find_memory_model, pfn_to_page, read_struct_pages
+    from vmcorekit.kernel.xarray import xa_entries
+    from vmcorekit.program.objects import Object
+    vi = prog.vmcoreinfo
+    size, o_map = vi.size("page"), prog.offsetof("struct page", "mapping")
+    end = max(r.end for r in prog.phys.ranges()) // prog.page_size
+    model = find_memory_model(prog.space, vi, end)
+    found = None
+    for ch in model.chunks:  # a struct page whose mapping is an address_space (bit 0 clear)
+        n = min(ch.pfn_end - ch.pfn_start, 1 << 16)
+        raw, valid = read_struct_pages(prog.space, ch.vaddr, n, size, prog.page_size)
+        maps = np.frombuffer(raw, dtype=np.dtype({"names": ["m"], "formats": ["<u8"], "offsets": [o_map],
+                                                  "itemsize": size}), count=n)["m"]
+        for k in np.nonzero(valid & (maps != 0) & ((maps & np.uint64(3)) == 0) & (maps > np.uint64(1 << 63)))[0]:
+            pfn = ch.pfn_start + int(k)
+            m = Object(prog, "struct address_space", address=int(maps[k]))
+            try:
+                host = int(m.host)
+                if host and int(Object(prog, "struct inode", address=host).i_mapping) == m.address_:
+                    found = (pfn, m, host)
+                    break
+            except Exception:
+                continue
+        if found:
+            break
+    if found is None:
+        pytest.skip("no page-cache page in this dump's mem_map")
+    pfn, m, host = found
+    page = pfn_to_page(prog, pfn)
+    # the mapping's own page tree holds this page at its index: an independent path
+    index = int(Object(prog, "struct page", address=page).index)
+    assert (index, page) in xa_entries(prog, m.i_pages.address_) or \
+        any(e == page for _, e in xa_entries(prog, m.i_pages.address_))
+    rc, out, _ = run(capsys, "kmem", "-p", "--json", dump, f"{pfn * prog.page_size:x}")
+    assert rc == 0
+    d = json.loads(out)
+    fact = next(f for f in d["facts"] if f["kind"] == "page cache")
+    assert int(fact["inode"], 16) == host and fact["index"] == index
+    assert int(d["page"]["struct_page"], 16) == page

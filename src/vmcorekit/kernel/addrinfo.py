@@ -154,12 +154,11 @@ def _file_page(prog: "Program", info: PageInfo) -> dict[str, Any] | None:
     name = "?"
     first = int(inode.i_dentry.first)
     if first:
-        o = prog.offsetof("struct dentry", "d_u") if not prog.types.has_member("struct dentry", "d_alias") \
-            else prog.offsetof("struct dentry", "d_alias")
-        d = Object(prog, "struct dentry", address=first - o)
-        name = prog.read_cstring(int(d.d_name.name), _MAX_NAME).decode("utf-8", "backslashreplace")
+        o = prog.offsetof("struct dentry", "d_alias") if prog.types.has_member("struct dentry", "d_alias") \
+            else prog.offsetof("struct dentry", "d_u")
+        name = _dentry_path(prog, first - o)
     return {"kind": "page cache", "inode": host, "ino": ino, "file": name, "index": info.index,
-            "text": f"page cache of inode {host:x} (ino {ino}, {name}) at page index {info.index}"}
+            "text": f"page cache of {name} (inode {host:x}, ino {ino}) at page index {info.index}"}
 
 
 def _head_info(prog: "Program", page: int, info: PageInfo) -> PageInfo:
@@ -167,6 +166,20 @@ def _head_info(prog: "Program", page: int, info: PageInfo) -> PageInfo:
     from .slab import _compound_head
     head = _compound_head(prog, page)
     return info if head == page else _page_info(prog, head)
+
+
+def _dentry_path(prog: "Program", dentry: int) -> str:
+    """The dentry's path from its filesystem's root (d_parent up to the root, which is its own
+    parent), bounded; the mount it is seen through is not known from a page."""
+    parts: list[str] = []
+    d = Object(prog, "struct dentry", address=dentry)
+    for _ in range(64):
+        parent = int(d.d_parent)
+        if parent == d.address_ or not parent:
+            break
+        parts.append(prog.read_cstring(int(d.d_name.name), _MAX_NAME).decode("utf-8", "backslashreplace"))
+        d = Object(prog, "struct dentry", address=parent)
+    return "/" + "/".join(reversed(parts))
 
 
 def describe_address(prog: "Program", addr: int, *, physical: bool = False) -> AddressInfo:
