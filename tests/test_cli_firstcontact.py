@@ -364,6 +364,11 @@ def _json_cases(dump: str, tmp: Path) -> list[tuple[str, list[str]]]:
         ("struct", ["struct", "--json", dump, "task_struct.pid,comm,stack", "init_task"]),
         ("struct", ["struct", "--json", dump, "list_head"]),
         ("kmem", ["kmem", "-i", "--json", dump]), ("kmem", ["kmem", "-V", "--json", dump]),
+        ("kmem", ["kmem", "-s", "--json", dump]), ("kmem", ["kmem", "-z", "--json", dump]),
+        ("kmem", ["kmem", "-S", "task_struct", "--json", dump]), ("kmem", ["kmem", "-f", "--json", dump]),
+        ("kmem", ["kmem", "--json", dump, "init_task"]), ("mount", ["mount", "--json", dump]), ("net", ["net", "--json", dump]), ("swap", ["swap", "--json", dump]), ("irq", ["irq", "--json", "-s", dump]),
+        ("timer", ["timer", "--json", dump]), ("timer", ["timer", "-r", "--json", dump]),
+        ("search", ["search", "--json", dump, "init_task"]), ("search", ["search", "--json", "-c", "Linux version", dump]),
         ("verify", ["verify", "--quick", "--json", dump]),
         ("filter", ["filter", "--json", "--no-progress", "-d", "31", dump, str(tmp / "filtered")]),
         ("filter", ["filter", "--json", "--no-progress", "--mem-usage", dump]),
@@ -400,7 +405,8 @@ def test_every_command_json_matches_its_schema(any_sample, tmp_path, capsys) -> 
     seen = set()
     for name, args in _json_cases(str(any_sample), tmp_path):
         rc, out, err = run(capsys, *args)
-        assert rc in (0, 1), (args, rc, err)  # vmcoreinfo --diff: 1 when the notes differ
+        # vmcoreinfo --diff: 1 when the notes differ; swap: 3 when swap_info is not in the symbol table
+        assert rc in (0, 1) or (name, rc) == ("swap", 3), (args, rc, err)
         docs = [json.loads(line) for line in out.splitlines()] if name in ("dmesg", "triage-many") else [json.loads(out)]
         schema = json.loads((SCHEMAS / f"{name}.json").read_text())
         jsonschema.Draft202012Validator.check_schema(schema)

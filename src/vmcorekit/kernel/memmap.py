@@ -551,3 +551,49 @@ def read_struct_pages(space: VirtualReader, vaddr: int, count: int, size: int,
     return bytes(buf), valid
 
 
+
+
+# -- struct page <-> direct-map address (SPARSEMEM_VMEMMAP) ---------------------------------------
+def _direct_map(prog: "Program") -> tuple[int, int, int]:
+    """(vmemmap base, sizeof(struct page), paddr -> vaddr offset of the direct map)."""
+    def make() -> tuple[int, int, int]:
+        sp = prog.space
+        base = getattr(sp, "vmemmap_base", None)
+        po = getattr(sp, "page_offset", None)
+        if base is None or po is None:
+            raise VmcorekitError("the vmemmap or the direct map was not found: struct pages "
+                                 "cannot be matched to addresses")
+        linear = [r for r in getattr(sp, "regions", []) if r.method == "linear" and r.start == po]
+        if not linear or linear[0].offset is None:
+            raise VmcorekitError("the direct map's physical offset is unknown")
+        size = prog.vmcoreinfo.size("page")
+        return base, size, linear[0].offset
+    return prog.memo(_direct_map, make)
+
+
+def page_to_virt(prog: "Program", page: int) -> int:
+    """The direct-map address of the memory a `struct page *` describes."""
+    base, size, off = _direct_map(prog)
+    pfn = (page - base) // size
+    return (pfn * prog.page_size + off) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+def page_to_pfn(prog: "Program", page: int) -> int:
+    base, size, _ = _direct_map(prog)
+    return (page - base) // size
+
+
+def pfn_to_page(prog: "Program", pfn: int) -> int:
+    base, size, _ = _direct_map(prog)
+    return base + pfn * size
+
+
+def virt_to_page(prog: "Program", vaddr: int) -> int | None:
+    """The `struct page *` of a kernel address (direct map by arithmetic, anything else through
+    the page tables); None when the address maps nothing the dump knows."""
+    base, size, off = _direct_map(prog)
+    try:
+        paddr = prog.space.translate(vaddr)
+    except VmcorekitError:
+        return None
+    return base + (paddr // prog.page_size) * size
