@@ -87,31 +87,9 @@ def _drop_stdout() -> None:
 
 def run_dmesg(command: str, files: list[str], opts: dict[str, Any]) -> int:
     """Print the log, with cli/main.py's handling of notes, partial results and errors."""
-    import warnings
-
-    from ..errors import EXIT_PARTIAL, PartialResultWarning, collecting_notes
     from ..util.text import printable
-
-    partial: list[str] = []
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", PartialResultWarning)
-        shown = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-            if not issubclass(category, PartialResultWarning):
-                return shown(message, category, filename, lineno, file, line)
-            text = str(message)
-            if text not in partial:
-                partial.append(text)
-                if getattr(message, "reported", True):
-                    _err(printable(f"vmcorekit: partial: {text}"))
-
-        warnings.showwarning = show
-        with collecting_notes() as notes:
-            rc = _guarded(command, files, opts)
-    for n in notes:
-        _err(printable(f"vmcorekit: note: {n}"))
-    return EXIT_PARTIAL if rc == 0 and partial else rc
+    from ._report import run_reporting
+    return run_reporting(lambda: _guarded(command, files, opts), lambda line: _err(printable(line)))
 
 
 def _guarded(command: str, files: list[str], opts: dict[str, Any]) -> int:

@@ -15,8 +15,7 @@ from collections.abc import Iterator
 
 import click
 
-from ..errors import (EXIT_PARTIAL, EXIT_USAGE, PARTIAL_SAID, PartialResultWarning, VmcorekitError,
-                      collecting_notes)
+from ..errors import EXIT_USAGE, VmcorekitError
 from ..util.text import printable
 
 
@@ -131,30 +130,8 @@ def _paged() -> Iterator[None]:
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; bad input gives one line on stderr and a nonzero status, never a traceback.
     A command that printed a partial result (PartialResultWarning) exits with EXIT_PARTIAL (3)."""
-    import warnings
-
-    partial: list[str] = []
-    PARTIAL_SAID.clear()
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", PartialResultWarning)  # dedup below, by message
-        shown = warnings.showwarning
-
-        def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
-            if not issubclass(category, PartialResultWarning):
-                return shown(message, category, filename, lineno, file, line)
-            text = str(message)
-            if text not in partial:
-                partial.append(text)
-                PARTIAL_SAID.append(text)
-                if getattr(message, "reported", True):
-                    _to_stderr(f"vmcorekit: partial: {text}")
-
-        warnings.showwarning = show
-        with collecting_notes() as notes:
-            rc = _run(argv)
-    for n in notes:  # errors.note(): non-fatal problems, once each, after the answer
-        _to_stderr(f"vmcorekit: note: {n}")
-    return EXIT_PARTIAL if rc == 0 and partial else rc
+    from ._report import run_reporting
+    return run_reporting(lambda: _run(argv), _to_stderr)
 
 
 def _to_stderr(line: str) -> None:
