@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +36,20 @@ def _esc(text: str) -> str:
             line = "\\&" + line
         out.append(line)
     return "\n".join(out)
+
+
+def _short(cmd: click.Command, limit: int = 200) -> str:
+    """The command's one-line summary: its short_help, else the first sentence of its help.
+    Made here, not by click, whose shortening differs between releases (the pages must not
+    change with the click installed)."""
+    if cmd.short_help:
+        return " ".join(cmd.short_help.split())
+    first = " ".join((cmd.help or "").split("\n\n")[0].split())
+    m = re.search(r"\.(?:\s|$)", first)
+    text = first[:m.start() + 1] if m else first
+    if len(text) > limit:
+        text = text[:limit - 3].rsplit(" ", 1)[0] + "..."
+    return text
 
 
 def _paragraphs(help_text: str) -> str:
@@ -79,7 +94,7 @@ def _usage(name: str, cmd: click.Command) -> str:
 
 
 def page(name: str, cmd: click.Command, version: str, see_also: list[str]) -> str:
-    short = (cmd.get_short_help_str(limit=200) or "").rstrip(".")
+    short = _short(cmd).rstrip(".")
     out = [f'.TH "{name.upper()}" "{SECTION}" "" "vmcorekit {version}" "{MANUAL}"',
            ".SH NAME", f"{_esc(name)} \\- {_esc(short)}", _usage(name, cmd),
            ".SH DESCRIPTION", _paragraphs(cmd.help or "")]
@@ -90,7 +105,7 @@ def page(name: str, cmd: click.Command, version: str, see_also: list[str]) -> st
         out.append(".SH COMMANDS")
         for sub in cmd.list_commands(None):  # type: ignore[arg-type]
             c = cmd.get_command(None, sub)  # type: ignore[arg-type]
-            out += [".TP", f"\\fB{_esc(sub)}\\fR", _esc(c.get_short_help_str(limit=200) if c else "")]
+            out += [".TP", f"\\fB{_esc(sub)}\\fR", _esc(_short(c) if c else "")]
     if name == "vmcorekit":
         out += [".SH EXIT STATUS", ".TP", "0", "success", ".TP", "1", "error (one line on stderr)",
                 ".TP", "2", "usage error: bad arguments or options, a missing file",
