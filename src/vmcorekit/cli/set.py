@@ -12,7 +12,7 @@ import click
 
 from ..util.text import printable
 from .common import current_session, dump_arguments, emit_json, open_program
-from .task import context_json, context_text, resolve_task, task_context
+from .task import context_json, context_text, resolve_task, task_context, task_target
 
 
 @click.command("set")
@@ -25,10 +25,7 @@ def command(dump: str, vmcoreinfo_file: str | None, target: str | None, pid: int
             as_json: bool) -> None:
     """Show (in a session: set) the current task context: pid, command, task address, CPU,
     state. Without PID|TASK or --cpu: the current context, at first the panic task."""
-    if pid is not None:
-        if target is not None:
-            raise click.UsageError("give PID|TASK or --pid, not both")
-        target = str(pid)
+    target = task_target(target, pid)
     with open_program(dump, vmcoreinfo_file) as prog:
         addr = resolve_task(prog, target, cpu)
         ctx = task_context(prog, addr)

@@ -44,6 +44,15 @@ def panic_task_address(prog: "Program") -> int | None:
         crash_context(prog).task))
 
 
+def task_target(target: str | None, pid: int | None) -> str | None:
+    """The PID|TASK argument, or --pid's value in its place (checked before the dump opens)."""
+    if pid is None:
+        return target
+    if target is not None:
+        raise click.UsageError("give PID|TASK or --pid, not both")
+    return str(pid)
+
+
 def resolve_task(prog: "Program", text: str | None, cpu: int | None = None) -> int:
     """A task address from a pid (decimal), a task address (hex: 0x... or 12+ digits) or a
     CPU; with none of them, the session's current task or the panic task."""
@@ -125,10 +134,7 @@ def command(dump: str, vmcoreinfo_file: str | None, target: str | None, pid: int
     """A task's context (pid, command, task, CPU, state) and its task_struct. Without
     PID|TASK: the session's current task (`set`), else the panic task."""
     from .struct import json_value
-    if pid is not None:
-        if target is not None:
-            raise click.UsageError("give PID|TASK or --pid, not both")
-        target = str(pid)
+    target = task_target(target, pid)
     with open_program(dump, vmcoreinfo_file) as prog:
         addr = resolve_task(prog, target, cpu)
         ctx = task_context(prog, addr)
