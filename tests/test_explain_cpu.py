@@ -11,7 +11,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from zoo_dumps import dump_path
+from zoo_dumps import need
 
 from vmcorekit.kernel.irqctx import decode_preempt_count
 from vmcorekit.report.triage import triage
@@ -28,15 +28,6 @@ def cases(*kinds: str) -> list[Any]:
 @lru_cache(maxsize=4)
 def _triage(path: str) -> dict[str, Any]:
     return triage(path)
-
-
-def need(entry: dict[str, Any]) -> str:
-    """The entry's dump on this machine (the shipped minidump; the full dump with
-    VMCOREKIT_ZOO_FULL=1), or skip."""
-    p = dump_path(entry)
-    if p is None:
-        pytest.skip(f"zoo dump absent: {entry['id']}")
-    return str(p)
 
 
 def report(entry: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from zoo_dumps import dump_path
+from zoo_dumps import dump_path, need
 
 from vmcorekit.cli.main import main
 from vmcorekit.errors import PartialResultWarning
@@ -31,15 +31,6 @@ SCHEMA = json.loads((ROOT / "src" / "vmcorekit" / "schemas" / "triage.json").rea
 def cases(*kinds: str, release: str = "") -> list[Any]:
     return [pytest.param(e, id=e["id"]) for e in MANIFEST
             if e["kind"] in kinds and release in e["kernel_release"]]
-
-
-def need(entry: dict[str, Any]) -> str:
-    """The entry's dump on this machine (the shipped minidump; the full dump with
-    VMCOREKIT_ZOO_FULL=1), or skip."""
-    p = dump_path(entry)
-    if p is None:
-        pytest.skip(f"zoo dump absent: {entry['id']}")
-    return str(p)
 
 
 @lru_cache(maxsize=2)

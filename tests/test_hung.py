@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from zoo_dumps import dump_path
+from zoo_dumps import dump_path, need
 
 from vmcorekit.errors import CorruptKernelDataError
 from vmcorekit.kernel.hung import chains_and_cycles, hung_timeout, reported_hung
@@ -33,18 +33,9 @@ ENTRIES = _zoo_entries(("hung_chain", "abba"))
 _REPORTS: dict[str, dict] = {}
 
 
-def _path(entry: dict) -> str:
-    """The entry's dump on this machine (the shipped minidump; the full dump with
-    VMCOREKIT_ZOO_FULL=1), or skip."""
-    p = dump_path(entry)
-    if p is None:
-        pytest.skip(f"zoo dump absent: {entry['id']}")
-    return str(p)
-
-
 def _report(entry: dict) -> dict:
     """The triage report of a zoo dump (once per session)."""
-    path = _path(entry)
+    path = need(entry)
     if entry["id"] not in _REPORTS:
         from vmcorekit.program import Program
         from vmcorekit.report.triage import collect
@@ -84,10 +75,10 @@ def test_zoo_chain_or_deadlock_matches_manifest(entry: dict) -> None:
         assert [_edge(e) for e in ch["lock_chain"]] == [_edge(e) for e in want]
         for got, w in zip(ch["lock_chain"], want):
             assert got["kind"] == "mutex"
-            assert _lock_matches(_path(entry), got["waits_for"], w["waits_for"]), got
+            assert _lock_matches(need(entry), got["waits_for"], w["waits_for"]), got
         root, wroot = ch["root"], entry["chain_root"]
         assert (root["task"], root["pid"], root["state"]) == (wroot["task"], wroot["pid"], wroot["state"])
-        assert _lock_matches(_path(entry), root["holds"], wroot["holds"])
+        assert _lock_matches(need(entry), root["holds"], wroot["holds"])
         assert "msleep" in root["stack"]["functions"]
     else:
         assert h["chains"] == []
@@ -95,7 +86,7 @@ def test_zoo_chain_or_deadlock_matches_manifest(entry: dict) -> None:
         cyc = h["deadlocks"][0]["cycle"]
         assert [_edge(e) for e in cyc] == [_edge(e) for e in want]
         for got, w in zip(cyc, want):
-            assert _lock_matches(_path(entry), got["waits_for"], w["waits_for"]), got
+            assert _lock_matches(need(entry), got["waits_for"], w["waits_for"]), got
         assert cyc[0]["waits_for"] != cyc[1]["waits_for"]
         assert h["deadlocks"][0]["text"].startswith(f"deadlock: {want[0]['task']} ({want[0]['pid']})")
 
@@ -261,7 +252,7 @@ def _graph_with(entry: dict, lie) -> object:
     from vmcorekit.program import Program
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with Program.open([_path(entry)]) as prog:
+        with Program.open([need(entry)]) as prog:
             real_p, real_u64 = prog.read_pointer, prog.read_u64
             prog.read_pointer = lambda a: lie(prog, a, real_p(a))  # type: ignore[method-assign]
             prog.read_u64 = lambda a: lie(prog, a, real_u64(a))  # type: ignore[method-assign]

@@ -31,6 +31,15 @@ def dump_path(e: dict[str, Any]) -> Path | None:
     return None
 
 
+def need(e: dict[str, Any]) -> str:
+    """Entry `e`'s dump on this machine (dump_path), or skip the test."""
+    import pytest
+    p = dump_path(e)
+    if p is None:
+        pytest.skip(f"zoo dump absent: {e['id']}")
+    return str(p)
+
+
 def of_kind(*kinds: str) -> list[dict[str, Any]]:
     return [e for e in entries() if e["kind"] in kinds]
 
@@ -40,12 +49,7 @@ _triaged: dict[str, dict[str, Any]] = {}
 
 def triaged(e: dict[str, Any]) -> dict[str, Any]:
     """triage's JSON report of entry `e`'s dump (made once per test session)."""
-    import pytest
-
     from vmcorekit.report.triage import triage
     if e["id"] not in _triaged:
-        p = dump_path(e)
-        if p is None:
-            pytest.skip(f"zoo dump {e['id']} is not on this machine (no minidump shipped, no full dump)")
-        _triaged[e["id"]] = triage(str(p))
+        _triaged[e["id"]] = triage(need(e))
     return _triaged[e["id"]]
